@@ -1,0 +1,159 @@
+import StratusCore
+import StratusScheduler
+
+/// Every change to the control plane is one of these, appended to the log before it
+/// is applied. Commands carry everything they need (IDs chosen by the shell, hashes,
+/// decisions): applying a command never generates randomness or reads a clock.
+public enum Command: Codable, Equatable, Sendable {
+    /// First start: the internal org with its default project and the operator key.
+    case bootstrap(CreateKey)
+    case createOrg(CreateOrg)
+    case createProject(CreateProject)
+    case addMember(AddMember)
+    case createKey(CreateKey)
+    case revokeKey(RevokeKey)
+    case applyFleet(FleetSpec)
+    case submitJob(SubmitJob)
+    case cancelJob(CancelJob)
+    /// A scheduler decision, recorded so that replay never re-runs the scheduler.
+    case applyPlan(Plan)
+    case allocationStarted(AllocationStarted)
+    case allocationExited(AllocationExited)
+
+    public var name: String {
+        switch self {
+        case .bootstrap: "bootstrap"
+        case .createOrg: "create_org"
+        case .createProject: "create_project"
+        case .addMember: "add_member"
+        case .createKey: "create_key"
+        case .revokeKey: "revoke_key"
+        case .applyFleet: "apply_fleet"
+        case .submitJob: "submit_job"
+        case .cancelJob: "cancel_job"
+        case .applyPlan: "apply_plan"
+        case .allocationStarted: "allocation_started"
+        case .allocationExited: "allocation_exited"
+        }
+    }
+}
+
+public struct CreateOrg: Codable, Equatable, Sendable {
+    public var id: OrgID
+    public var displayName: String
+    public init(id: OrgID, displayName: String) {
+        self.id = id
+        self.displayName = displayName
+    }
+}
+
+public struct CreateProject: Codable, Equatable, Sendable {
+    public var org: OrgID
+    public var name: String
+    public init(org: OrgID, name: String) {
+        self.org = org
+        self.name = name
+    }
+}
+
+public struct AddMember: Codable, Equatable, Sendable {
+    public var org: OrgID
+    public var email: String
+    public var role: Role
+    public init(org: OrgID, email: String, role: Role) {
+        self.org = org
+        self.email = email
+        self.role = role
+    }
+}
+
+public struct CreateKey: Codable, Equatable, Sendable {
+    public var org: OrgID?
+    public var role: Role
+    public var name: String
+    public var secretHash: String
+    public var hint: String
+    public init(org: OrgID?, role: Role, name: String, secretHash: String, hint: String) {
+        self.org = org
+        self.role = role
+        self.name = name
+        self.secretHash = secretHash
+        self.hint = hint
+    }
+}
+
+public struct RevokeKey: Codable, Equatable, Sendable {
+    public var id: KeyID
+    public init(id: KeyID) { self.id = id }
+}
+
+public struct SubmitJob: Codable, Equatable, Sendable {
+    public var org: OrgID
+    public var spec: JobSpec
+    public var idempotencyKey: String?
+    public var by: KeyID
+    public init(org: OrgID, spec: JobSpec, idempotencyKey: String?, by: KeyID) {
+        self.org = org
+        self.spec = spec
+        self.idempotencyKey = idempotencyKey
+        self.by = by
+    }
+}
+
+public struct CancelJob: Codable, Equatable, Sendable {
+    public var job: JobID
+    public var by: KeyID
+    public init(job: JobID, by: KeyID) {
+        self.job = job
+        self.by = by
+    }
+}
+
+public struct AllocationStarted: Codable, Equatable, Sendable {
+    public var job: JobID
+    public var node: NodeID
+    public init(job: JobID, node: NodeID) {
+        self.job = job
+        self.node = node
+    }
+}
+
+public struct AllocationExited: Codable, Equatable, Sendable {
+    public var job: JobID
+    public var node: NodeID
+    /// nil when the process never started or was killed by a signal.
+    public var exitCode: Int32?
+    public var reason: String?
+    public init(job: JobID, node: NodeID, exitCode: Int32?, reason: String?) {
+        self.job = job
+        self.node = node
+        self.exitCode = exitCode
+        self.reason = reason
+    }
+}
+
+/// A command with its place in the log.
+public struct LogEntry: Codable, Equatable, Sendable {
+    public let seq: UInt64
+    public let at: Timestamp
+    public let command: Command
+    public init(seq: UInt64, at: Timestamp, command: Command) {
+        self.seq = seq
+        self.at = at
+        self.command = command
+    }
+}
+
+/// What applying a command did.
+public enum Outcome: Equatable, Sendable {
+    /// The command changed state; the string names what it created or touched.
+    case applied(String)
+    /// An idempotent retry: nothing changes and nothing is logged.
+    case unchanged(String)
+
+    public var id: String {
+        switch self {
+        case .applied(let s), .unchanged(let s): s
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import StratusCore
+import StratusLedger
+import StratusScheduler
+
+/// The whole control-plane state. It changes only through `apply`, so the same log
+/// always rebuilds the same value.
+public struct State: Codable, Equatable, Sendable {
+    /// Sequence number of the last applied log entry.
+    public internal(set) var seq: UInt64 = 0
+
+    public internal(set) var orgs: [OrgID: Org] = [:]
+    public internal(set) var projects: [ProjectID: Project] = [:]
+    public internal(set) var members: [MemberID: Member] = [:]
+    public internal(set) var keys: [KeyID: APIKey] = [:]
+    var keyByHash: [String: KeyID] = [:]
+
+    public internal(set) var regions: [RegionID: Region] = [:]
+    public internal(set) var sites: [SiteID: Site] = [:]
+    public internal(set) var racks: [RackID: Rack] = [:]
+    public internal(set) var nodes: [NodeID: Node] = [:]
+    /// Nodes in the order they were added; the scheduler scans in this order.
+    public internal(set) var nodeOrder: [NodeID] = []
+    /// For each node, the job holding each GPU index (nil when free).
+    public internal(set) var gpuHolders: [NodeID: [JobID?]] = [:]
+
+    public internal(set) var jobs: [JobID: Job] = [:]
+    /// Queued jobs in submission order.
+    public internal(set) var queue: [JobID] = []
+    var idempotency: [String: JobID] = [:]
+
+    public internal(set) var usage = UsageMeter()
+
+    var nextJob: UInt64 = 1
+    var nextKey: UInt64 = 1
+    var nextMember: UInt64 = 1
+
+    public init() {}
+
+    public var isBootstrapped: Bool { orgs[InternalOrg.id] != nil }
+
+    /// The key whose secret hashes to `hash`, if it exists and is not revoked.
+    public func activeKey(hash: String) -> APIKey? {
+        guard let id = keyByHash[hash], let key = keys[id], key.revokedAt == nil else { return nil }
+        return key
+    }
+
+    public func project(org: OrgID, name: String) -> Project? { projects[Self.projectID(org, name)] }
+
+    static func projectID(_ org: OrgID, _ name: String) -> ProjectID { ProjectID("\(org.rawValue)/\(name)") }
+
+    static func idempotencySlot(_ org: OrgID, _ key: String) -> String { "\(org.rawValue)\u{0}\(key)" }
+
+    /// The next job ID `submitJob` would assign (for callers that want to log it).
+    public var nextJobID: JobID { JobID("job-\(nextJob)") }
+
+    /// The facts the scheduler needs, in deterministic order.
+    public func schedulingSnapshot() -> SchedulingSnapshot {
+        let nodeViews = nodeOrder.map { id -> SchedulingSnapshot.NodeView in
+            let node = nodes[id]!
+            let holders = gpuHolders[id] ?? []
+            let free = holders.indices.filter { holders[$0] == nil }
+            return .init(
+                id: id, gpuModel: node.gpuModel, schedulable: node.state == .ready, freeGPUs: free,
+                gpuCount: node.gpuCount)
+        }
+        let pending = queue.compactMap { id -> SchedulingSnapshot.PendingJob? in
+            guard let job = jobs[id] else { return nil }
+            return .init(
+                id: id, tier: job.spec.tier, gpuModel: job.spec.gpuModel, gpusPerNode: job.spec.gpusPerNode,
+                numNodes: job.spec.numNodes)
+        }
+        return SchedulingSnapshot(nodes: nodeViews, pending: pending)
+    }
+
+    /// Largest GPU count of any node of `model`, or nil when the fleet has none.
+    func largestNode(of model: String) -> Int? {
+        var best: Int?
+        for id in nodeOrder {
+            let node = nodes[id]!
+            if node.gpuModel == model { best = max(best ?? 0, node.gpuCount) }
+        }
+        return best
+    }
+
+    func nodeCount(of model: String, withAtLeast gpus: Int) -> Int {
+        nodeOrder.reduce(0) { n, id in
+            let node = nodes[id]!
+            return n + (node.gpuModel == model && node.gpuCount >= gpus ? 1 : 0)
+        }
+    }
+}
+
+
+extension State {
+    /// Live allocations on `node` that its agent must start, keep running or stop.
+    public func assignments(for node: NodeID) -> [Assignment] {
+        guard let holders = gpuHolders[node] else { return [] }
+        var seen = Set<JobID>()
+        var out: [Assignment] = []
+        for case let jobID? in holders where seen.insert(jobID).inserted {
+            guard let job = jobs[jobID], let alloc = job.allocations.first(where: { $0.node == node }),
+                !alloc.isEnded
+            else { continue }
+            out.append(Assignment(
+                job: jobID, node: node, rank: alloc.rank, gpus: alloc.gpus, numNodes: job.spec.numNodes,
+                run: job.spec.run, envs: job.spec.envs, maxDurationSeconds: job.spec.maxDurationSeconds,
+                masterNode: job.allocations.first!.node, started: alloc.startedAt != nil,
+                stopRequested: alloc.stopRequested))
+        }
+        return out.sorted { $0.job < $1.job }
+    }
+}

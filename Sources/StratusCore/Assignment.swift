@@ -1,0 +1,33 @@
+/// What an agent must run on its node: one allocation of a job, with everything the
+/// process needs. Built by the control plane from its state.
+public struct Assignment: Codable, Equatable, Sendable {
+    public let job: JobID
+    public let node: NodeID
+    public let rank: Int
+    public let gpus: [Int]
+    public let numNodes: Int
+    public let run: String
+    public let envs: [String: String]
+    public let maxDurationSeconds: Int64?
+    /// Node of rank 0, for `MASTER_ADDR`.
+    public let masterNode: NodeID
+    public let started: Bool
+    public let stopRequested: Bool
+
+    public init(
+        job: JobID, node: NodeID, rank: Int, gpus: [Int], numNodes: Int, run: String, envs: [String: String],
+        maxDurationSeconds: Int64?, masterNode: NodeID, started: Bool, stopRequested: Bool
+    ) {
+        self.job = job
+        self.node = node
+        self.rank = rank
+        self.gpus = gpus
+        self.numNodes = numNodes
+        self.run = run
+        self.envs = envs
+        self.maxDurationSeconds = maxDurationSeconds
+        self.masterNode = masterNode
+        self.started = started
+        self.stopRequested = stopRequested
+    }
+}

@@ -1,0 +1,217 @@
+/// What a tenant asks for, in the spirit of SkyPilot and dstack task YAML:
+/// ```yaml
+/// name: train
+/// resources:
+///   accelerators: H100:8
+/// num_nodes: 2
+/// tier: on-demand
+/// run: python train.py
+/// envs: {EPOCHS: "3"}
+/// max_duration: 2h
+/// ```
+public struct JobSpec: Codable, Equatable, Sendable {
+    public var name: String
+    /// Project name within the caller's org; nil means the org's default project.
+    public var project: String?
+    public var gpuModel: String
+    public var gpusPerNode: Int
+    public var numNodes: Int
+    public var tier: Tier
+    public var run: String
+    public var envs: [String: String]
+    public var maxDurationSeconds: Int64?
+
+    public init(
+        name: String, project: String? = nil, gpuModel: String, gpusPerNode: Int, numNodes: Int = 1,
+        tier: Tier = .onDemand, run: String, envs: [String: String] = [:], maxDurationSeconds: Int64? = nil
+    ) {
+        self.name = name
+        self.project = project
+        self.gpuModel = gpuModel
+        self.gpusPerNode = gpusPerNode
+        self.numNodes = numNodes
+        self.tier = tier
+        self.run = run
+        self.envs = envs
+        self.maxDurationSeconds = maxDurationSeconds
+    }
+
+    public var totalGPUs: Int { gpusPerNode * numNodes }
+
+    /// Parses and validates a job document (YAML or JSON, already a tree). Checks that
+    /// need the fleet (does any node have that many GPUs?) happen in the state machine.
+    public static func parse(_ value: SpecValue) throws(StratusError) -> JobSpec {
+        var o = try SpecObject(value, path: "")
+        let name = try o.string("name") ?? "job"
+        guard !name.isEmpty, name.utf8.count <= Limits.maxNameLength else {
+            throw StratusError(.invalidArgument, "name: must be 1 to \(Limits.maxNameLength) characters")
+        }
+        let project = try o.string("project")
+        if let project { try Name.validate(project, field: "project") }
+
+        guard var resources = try o.object("resources") else {
+            throw StratusError(.invalidArgument, "resources.accelerators: required (e.g. H100:8)")
+        }
+        let accelerators = try resources.requiredString("accelerators")
+        try resources.finish()
+        let (model, count) = try parseAccelerators(accelerators)
+
+        let numNodes = try o.int("num_nodes") ?? 1
+        guard numNodes >= 1 else { throw StratusError(.invalidArgument, "num_nodes: must be at least 1, got \(numNodes)") }
+        guard numNodes <= Int64(Limits.maxNodesPerJob) else {
+            throw StratusError(.limitExceeded, "num_nodes: at most \(Limits.maxNodesPerJob), got \(numNodes)")
+        }
+
+        let tierText = try o.string("tier") ?? Tier.onDemand.rawValue
+        guard let tier = Tier(rawValue: tierText) else {
+            throw StratusError(
+                .invalidArgument, "tier: '\(tierText)' is not one of \(Tier.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+
+        let run = try o.requiredString("run")
+        guard !run.trimmingSpaces().isEmpty else { throw StratusError(.invalidArgument, "run: must not be empty") }
+        guard run.utf8.count <= Limits.maxRunCommandBytes else {
+            throw StratusError(.limitExceeded, "run: longer than \(Limits.maxRunCommandBytes) bytes")
+        }
+
+        let envs = try o.stringMap("envs") ?? [:]
+        guard envs.count <= Limits.maxJobEnvs else {
+            throw StratusError(.limitExceeded, "envs: more than \(Limits.maxJobEnvs) variables")
+        }
+        for (key, value) in envs {
+            guard isEnvName(key) else {
+                throw StratusError(.invalidArgument, "envs.\(key): not a valid environment variable name")
+            }
+            guard !key.hasPrefix("STRATUS_"), key != "CUDA_VISIBLE_DEVICES", key != "NVIDIA_VISIBLE_DEVICES" else {
+                throw StratusError(.invalidArgument, "envs.\(key): reserved, set by Stratus")
+            }
+            guard value.utf8.count <= Limits.maxEnvValueBytes else {
+                throw StratusError(.limitExceeded, "envs.\(key): longer than \(Limits.maxEnvValueBytes) bytes")
+            }
+        }
+
+        var maxDuration: Int64?
+        if let v = o.value("max_duration") {
+            switch v {
+            case .int(let seconds): maxDuration = seconds
+            case .string(let text): maxDuration = try DurationText.parseSeconds(text, field: "max_duration")
+            default: throw StratusError(.invalidArgument, "max_duration: expected a duration like 2h, got \(v.kindName)")
+            }
+            guard let d = maxDuration, d > 0 else {
+                throw StratusError(.invalidArgument, "max_duration: must be positive")
+            }
+            guard d <= Limits.maxJobDurationSeconds else {
+                throw StratusError(.limitExceeded, "max_duration: at most \(DurationText.format(seconds: Limits.maxJobDurationSeconds))")
+            }
+        }
+        try o.finish()
+        return JobSpec(
+            name: name, project: project, gpuModel: model.name, gpusPerNode: count, numNodes: Int(numNodes),
+            tier: tier, run: run, envs: envs, maxDurationSeconds: maxDuration)
+    }
+
+    /// `H100:8`, `h100:8` or `H100` (one GPU).
+    static func parseAccelerators(_ text: String) throws(StratusError) -> (GPUModel, Int) {
+        let parts = text.trimmingSpaces().split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 1 || parts.count == 2 else {
+            throw StratusError(.invalidArgument, "resources.accelerators: '\(text)' is not TYPE:COUNT (e.g. H100:8)")
+        }
+        let model = try GPUCatalog.require(String(parts[0]), field: "resources.accelerators")
+        var count = 1
+        if parts.count == 2 {
+            guard let n = Int(parts[1]) else {
+                throw StratusError(.invalidArgument, "resources.accelerators: count '\(parts[1])' is not an integer")
+            }
+            count = n
+        }
+        guard count >= 1 else {
+            throw StratusError(.invalidArgument, "resources.accelerators: count must be at least 1, got \(count)")
+        }
+        guard count <= Limits.maxGPUsPerNode else {
+            throw StratusError(.invalidArgument, "resources.accelerators: at most \(Limits.maxGPUsPerNode) GPUs per node, got \(count)")
+        }
+        return (model, count)
+    }
+
+    static func isEnvName(_ s: String) -> Bool {
+        guard let first = s.utf8.first, !(first >= 0x30 && first <= 0x39) else { return false }
+        return s.utf8.allSatisfy { c in
+            (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x5F
+        }
+    }
+}
+
+public enum JobState: String, Codable, Sendable, CaseIterable {
+    /// Waiting for capacity.
+    case queued
+    /// GPUs are allocated; the agents are starting the processes.
+    case starting
+    case running
+    case succeeded
+    case failed
+    case cancelled
+
+    public var isTerminal: Bool { self == .succeeded || self == .failed || self == .cancelled }
+}
+
+/// One node's share of a job: which GPUs it holds there and how its process fared.
+public struct Allocation: Codable, Equatable, Sendable {
+    public init(node: NodeID, gpus: [Int], rank: Int, startedAt: Timestamp?, endedAt: Timestamp?, exitCode: Int32?, endReason: String?, stopRequested: Bool) {
+        self.node = node
+        self.gpus = gpus
+        self.rank = rank
+        self.startedAt = startedAt
+        self.endedAt = endedAt
+        self.exitCode = exitCode
+        self.endReason = endReason
+        self.stopRequested = stopRequested
+    }
+
+    public let node: NodeID
+    /// GPU indices on the node, ascending.
+    public let gpus: [Int]
+    /// Rank of this node within the job (0 for the first).
+    public let rank: Int
+    public var startedAt: Timestamp?
+    public var endedAt: Timestamp?
+    public var exitCode: Int32?
+    /// Why the process ended, when it was not a plain exit ("max_duration exceeded", "cancelled").
+    public var endReason: String?
+    /// Set when the control plane asked the agent to stop this process.
+    public var stopRequested: Bool
+
+    public var isEnded: Bool { endedAt != nil }
+}
+
+public struct Job: Codable, Equatable, Sendable {
+    public init(id: JobID, org: OrgID, project: ProjectID, spec: JobSpec, submittedBy: KeyID, submittedAt: Timestamp, idempotencyKey: String?, state: JobState, allocations: [Allocation], startedAt: Timestamp?, endedAt: Timestamp?, reason: String?, cancelRequested: Bool) {
+        self.id = id
+        self.org = org
+        self.project = project
+        self.spec = spec
+        self.submittedBy = submittedBy
+        self.submittedAt = submittedAt
+        self.idempotencyKey = idempotencyKey
+        self.state = state
+        self.allocations = allocations
+        self.startedAt = startedAt
+        self.endedAt = endedAt
+        self.reason = reason
+        self.cancelRequested = cancelRequested
+    }
+
+    public let id: JobID
+    public let org: OrgID
+    public let project: ProjectID
+    public let spec: JobSpec
+    public let submittedBy: KeyID
+    public let submittedAt: Timestamp
+    public var idempotencyKey: String?
+    public var state: JobState
+    public var allocations: [Allocation]
+    public var startedAt: Timestamp?
+    public var endedAt: Timestamp?
+    /// Why the job is in its state, in words ("exit code 3 on node-2", "cancelled by key k-2").
+    public var reason: String?
+    public var cancelRequested: Bool
+}

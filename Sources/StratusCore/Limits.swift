@@ -1,0 +1,38 @@
+/// Every limit in one place, named, so that tests and docs can refer to them.
+public enum Limits {
+    /// Largest HTTP request body the API reads.
+    public static let maxRequestBodyBytes = 1 << 20
+    /// Largest job spec or fleet file the CLI reads.
+    public static let maxSpecFileBytes = 1 << 20
+    /// Longest name of an org, project, region, site, rack or node.
+    public static let maxNameLength = 63
+    /// Longest `run` command of a job.
+    public static let maxRunCommandBytes = 64 << 10
+    /// Most environment variables a job may set.
+    public static let maxJobEnvs = 128
+    /// Longest value of one environment variable.
+    public static let maxEnvValueBytes = 8 << 10
+    /// Most nodes one job may span.
+    public static let maxNodesPerJob = 1024
+    /// Longest `max_duration` a job may ask for (30 days).
+    public static let maxJobDurationSeconds: Int64 = 30 * 24 * 3600
+    /// Queued jobs the control plane holds; beyond it submissions are refused.
+    public static let maxQueuedJobs = 100_000
+    /// Jobs the scheduler considers in one plan.
+    public static let maxJobsPerPlan = 10_000
+    /// Nodes the scheduler scans for one job before giving up on it for this round.
+    public static let maxNodesScannedPerJob = 100_000
+    /// Default and largest page of a list endpoint.
+    public static let defaultPageSize = 100
+    public static let maxPageSize = 1000
+    /// Longest idempotency key accepted.
+    public static let maxIdempotencyKeyLength = 255
+    /// Bytes of job logs returned by one logs request.
+    public static let maxLogBytesPerRequest = 1 << 20
+    /// Most nodes (and regions, sites, racks together) one fleet file may declare.
+    public static let maxFleetObjects = 200_000
+    /// GPUs on one node.
+    public static let maxGPUsPerNode = 72
+    /// Log entries between two snapshots.
+    public static let snapshotEveryCommands = 10_000
+}

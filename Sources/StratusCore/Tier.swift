@@ -1,0 +1,20 @@
+/// Priority classes, highest first. Internal work belongs to the operator; reserved,
+/// on-demand and spot are sold to tenants.
+public enum Tier: String, Codable, Sendable, CaseIterable, Comparable {
+    case `internal`
+    case reserved
+    case onDemand = "on-demand"
+    case spot
+
+    /// Lower rank schedules first.
+    public var rank: Int {
+        switch self {
+        case .internal: 0
+        case .reserved: 1
+        case .onDemand: 2
+        case .spot: 3
+        }
+    }
+
+    public static func < (lhs: Tier, rhs: Tier) -> Bool { lhs.rank < rhs.rank }
+}

@@ -1,0 +1,52 @@
+import StratusControl
+import StratusCore
+import StratusScheduler
+import StratusStore
+
+/// The one writer of control-plane state. Commands are serialized here: each is
+/// validated, appended to the durable log, then applied. The store call is
+/// synchronous on purpose, so no other command can interleave between the three steps.
+public actor ControlPlane {
+    private var engine: Engine
+    private let clock: @Sendable () -> Timestamp
+    /// Why each queued job waits, from the latest scheduling round (not logged: it is
+    /// derived, and replaced every round).
+    private var waits: [JobID: String] = [:]
+
+    public init(store: any Store, scheduler: any Scheduler = FirstFitScheduler(), clock: @escaping @Sendable () -> Timestamp)
+        throws
+    {
+        self.engine = try Engine(store: store, scheduler: scheduler)
+        self.clock = clock
+    }
+
+    public var now: Timestamp { clock() }
+
+    @discardableResult
+    public func execute(_ command: Command) throws -> Outcome {
+        try engine.execute(command, at: clock())
+    }
+
+    /// Runs one scheduling round; logs and applies its placements.
+    @discardableResult
+    public func schedule() throws -> Plan {
+        let plan = try engine.schedule(at: clock())
+        waits = Dictionary(plan.waits.map { ($0.job, $0.reason) }, uniquingKeysWith: { a, _ in a })
+        return plan
+    }
+
+    public func read<T: Sendable>(_ body: @Sendable (State) throws -> T) rethrows -> T {
+        try body(engine.state)
+    }
+
+    public var state: State { engine.state }
+
+    public func waitReason(_ job: JobID) -> String? { waits[job] }
+
+    public func authenticate(secretHash: String) -> Principal? {
+        guard let key = engine.state.activeKey(hash: secretHash) else { return nil }
+        return Principal(key: key.id, org: key.org, role: key.role)
+    }
+
+    public func snapshot() throws { try engine.snapshot() }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import StratusControl
+import StratusCore
+
+extension API {
+    static let idempotencyHeader = HTTPField.Name("Idempotency-Key")!
+
+    /// Operator keys act in the internal org; every other key in its own.
+    func actingOrg(_ p: Principal) -> OrgID { p.org ?? InternalOrg.id }
+
+    func visibleJob(_ id: JobID, _ p: Principal) async throws -> Job {
+        guard let job = await plane.read({ $0.jobs[id] }) else { throw StratusError.notFound("job", id.rawValue) }
+        try p.requireRead(job.org, "job", id.rawValue)
+        return job
+    }
+
+    func jobView(_ job: Job) async -> JobView {
+        let position = await plane.read { $0.queuePosition(job.id) }
+        let wait = job.state == .queued ? await plane.waitReason(job.id) : nil
+        return JobView(job, waitReason: wait, queuePosition: position)
+    }
+
+    func addJobs(_ v1: RouterGroup<StratusContext>) {
+        v1.post("jobs") { req, ctx in
+            let p = try ctx.caller()
+            let org = actingOrg(p)
+            try p.requireWrite(org, "job", "")
+            let idempotencyKey = req.headers[Self.idempotencyHeader]
+            let spec = try JobSpec.parse(try await JSON.body(req))
+            let outcome = try await plane.execute(.submitJob(SubmitJob(
+                org: org, spec: spec, idempotencyKey: idempotencyKey, by: p.key)))
+            let job = try await visibleJob(JobID(outcome.id), p)
+            if case .unchanged = outcome { return JSON.response(await jobView(job), status: .ok) }
+            return JSON.response(await jobView(job), status: .created)
+        }
+        v1.get("jobs") { req, ctx in
+            let p = try ctx.caller()
+            let filter = try orgFilter(req, p)
+            let stateFilter = try req.query("state").map { text throws(StratusError) -> JobState in
+                guard let s = JobState(rawValue: text) else {
+                    throw StratusError(
+                        .invalidArgument, "state: '\(text)' is not one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return s
+            }
+            let project = req.query("project")
+            let jobs = await plane.read { s in
+                s.jobs.values.filter { j in
+                    p.canRead(j.org) && (filter == nil || j.org == filter) && (stateFilter == nil || j.state == stateFilter)
+                        && (project == nil || j.project.rawValue == project || j.spec.project == project
+                            || (project == InternalOrg.defaultProject && j.spec.project == nil))
+                }.sorted { Self.jobNumber($0.id) > Self.jobNumber($1.id) }
+            }
+            var views: [JobView] = []
+            let page = try Pagination.page(jobs, key: \.id.rawValue, request: req, view: { $0 })
+            for job in page.items { views.append(await jobView(job)) }
+            return JSON.response(Page(items: views, nextCursor: page.nextCursor))
+        }
+        v1.get("jobs/:id") { _, ctx in
+            let p = try ctx.caller()
+            let job = try await visibleJob(JobID(try ctx.parameters.require("id")), p)
+            return JSON.response(await jobView(job))
+        }
+        v1.post("jobs/:id/cancel") { _, ctx in
+            let p = try ctx.caller()
+            let id = JobID(try ctx.parameters.require("id"))
+            let job = try await visibleJob(id, p)
+            try p.requireWrite(job.org, "job", id.rawValue)
+            try await plane.execute(.cancelJob(CancelJob(job: id, by: p.key)))
+            return JSON.response(await jobView(try await visibleJob(id, p)))
+        }
+        v1.get("jobs/:id/logs") { req, ctx in
+            let p = try ctx.caller()
+            let job = try await visibleJob(JobID(try ctx.parameters.require("id")), p)
+            return JSON.response(try logs(job, req))
+        }
+    }
+
+    static func jobNumber(_ id: JobID) -> Int { Int(id.rawValue.dropFirst(4)) ?? 0 }
+
+    struct LogChunk: Encodable {
+        let job: String
+        let node: String?
+        let offset: Int
+        let nextOffset: Int
+        let data: String
+        /// True when the job has ended and `next_offset` is the end of its log.
+        let complete: Bool
+    }
+
+    /// Job output is kept in files beside the database, not in the command log.
+    func logs(_ job: Job, _ req: Request) throws -> LogChunk {
+        let offset = try req.queryInt("offset") ?? 0
+        guard offset >= 0 else { throw StratusError(.invalidArgument, "offset: must not be negative") }
+        let limit = try req.queryInt("limit") ?? Limits.maxLogBytesPerRequest
+        guard limit >= 1, limit <= Limits.maxLogBytesPerRequest else {
+            throw StratusError(.invalidArgument, "limit: must be between 1 and \(Limits.maxLogBytesPerRequest)")
+        }
+        let node: NodeID?
+        if let name = req.query("node") {
+            guard job.allocations.contains(where: { $0.node.rawValue == name }) else {
+                throw StratusError(.invalidArgument, "node: job \(job.id) did not run on '\(name)'")
+            }
+            node = NodeID(name)
+        } else {
+            node = job.allocations.first?.node
+        }
+        guard let node else {
+            return LogChunk(job: job.id.rawValue, node: nil, offset: 0, nextOffset: 0, data: "", complete: job.state.isTerminal)
+        }
+        var bytes: [UInt8] = []
+        if let handle = FileHandle(forReadingAtPath: files.logPath(job: job.id, node: node)) {
+            defer { try? handle.close() }
+            try handle.seek(toOffset: UInt64(offset))
+            bytes = Array(try handle.read(upToCount: limit) ?? Data())
+        }
+        // Never split a UTF-8 sequence: stop before an incomplete trailing character.
+        var end = bytes.count
+        if end == limit {
+            var back = 0
+            while back < 4, end - back - 1 >= 0, bytes[end - back - 1] & 0xC0 == 0x80 { back += 1 }
+            if end - back - 1 >= 0, bytes[end - back - 1] >= 0xC0 { end = end - back - 1 }
+        }
+        let text = String(decoding: bytes[0..<end], as: UTF8.self)
+        let allocation = job.allocations.first { $0.node == node }
+        return LogChunk(
+            job: job.id.rawValue, node: node.rawValue, offset: offset, nextOffset: offset + end, data: text,
+            complete: (allocation?.isEnded ?? true) && end < limit)
+    }
+}

@@ -1,0 +1,297 @@
+import Foundation
+import Hummingbird
+import StratusAgent
+import StratusControl
+import StratusCore
+import StratusLedger
+
+/// The HTTP API. Every tenant-owned object is looked up and then checked against the
+/// caller: another org's objects are reported as not found.
+public struct API: Sendable {
+    public let plane: ControlPlane
+    public let files: JobFiles
+
+    public init(plane: ControlPlane, files: JobFiles) {
+        self.plane = plane
+        self.files = files
+    }
+
+    public func router() -> Router<StratusContext> {
+        let router = Router(context: StratusContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.get("/healthz") { _, _ in JSON.response(["status": "ok"]) }
+        let v1 = router.group("v1").add(middleware: AuthMiddleware(plane: plane))
+        v1.get("whoami") { _, ctx in
+            let p = try ctx.caller()
+            return JSON.response(["key": p.key.rawValue, "org": p.org?.rawValue ?? "", "role": p.role.rawValue])
+        }
+        addTenancy(v1)
+        addFleet(v1)
+        addJobs(v1)
+        v1.get("usage") { req, ctx in try await usage(req, ctx.caller()) }
+        return router
+    }
+
+    // MARK: tenancy
+
+    func addTenancy(_ v1: RouterGroup<StratusContext>) {
+        v1.get("orgs") { req, ctx in
+            let p = try ctx.caller()
+            let orgs = await plane.read { s in s.orgs.values.filter { p.canRead($0.id) }.sorted { $0.id < $1.id } }
+            return JSON.response(try Pagination.page(orgs, key: \.id.rawValue, request: req, view: OrgView.init))
+        }
+        v1.post("orgs") { req, ctx in
+            let p = try ctx.caller()
+            try p.requireOperator("creating an org")
+            var body = try SpecObject(try await JSON.body(req), path: "")
+            let name = try body.requiredString("name")
+            let display = try body.string("display_name") ?? name
+            try body.finish()
+            try await plane.execute(.createOrg(CreateOrg(id: OrgID(name), displayName: display)))
+            let org = await plane.read { $0.orgs[OrgID(name)]! }
+            return JSON.response(OrgView(org), status: .created)
+        }
+        v1.get("orgs/:org") { _, ctx in
+            let p = try ctx.caller()
+            let id = OrgID(try ctx.parameters.require("org"))
+            try p.requireRead(id, "org", id.rawValue)
+            guard let org = await plane.read({ $0.orgs[id] }) else { throw StratusError.notFound("org", id.rawValue) }
+            return JSON.response(OrgView(org))
+        }
+
+        v1.get("projects") { req, ctx in
+            let p = try ctx.caller()
+            let filter = try orgFilter(req, p)
+            let items = await plane.read { s in
+                s.projects.values.filter { p.canRead($0.org) && (filter == nil || $0.org == filter) }
+                    .sorted { $0.id < $1.id }
+            }
+            return JSON.response(try Pagination.page(items, key: \.id.rawValue, request: req, view: ProjectView.init))
+        }
+        v1.post("projects") { req, ctx in
+            let p = try ctx.caller()
+            var body = try SpecObject(try await JSON.body(req), path: "")
+            let org = try targetOrg(body.string("org"), p)
+            let name = try body.requiredString("name")
+            try body.finish()
+            try p.requireAdmin(org, "project")
+            let outcome = try await plane.execute(.createProject(CreateProject(org: org, name: name)))
+            let project = await plane.read { $0.projects[ProjectID(outcome.id)]! }
+            return JSON.response(ProjectView(project), status: .created)
+        }
+
+        v1.get("members") { req, ctx in
+            let p = try ctx.caller()
+            let filter = try orgFilter(req, p)
+            let items = await plane.read { s in
+                s.members.values.filter { p.canRead($0.org) && (filter == nil || $0.org == filter) }
+                    .sorted { $0.createdAt == $1.createdAt ? $0.id < $1.id : $0.createdAt < $1.createdAt }
+            }
+            return JSON.response(try Pagination.page(items, key: \.id.rawValue, request: req, view: MemberView.init))
+        }
+        v1.post("members") { req, ctx in
+            let p = try ctx.caller()
+            var body = try SpecObject(try await JSON.body(req), path: "")
+            let org = try targetOrg(body.string("org"), p)
+            let email = try body.requiredString("email")
+            let role = try Role.parse(try body.string("role") ?? Role.member.rawValue)
+            try body.finish()
+            try p.requireAdmin(org, "member")
+            let outcome = try await plane.execute(.addMember(AddMember(org: org, email: email, role: role)))
+            let member = await plane.read { $0.members[MemberID(outcome.id)]! }
+            return JSON.response(MemberView(member), status: .created)
+        }
+
+        v1.get("keys") { req, ctx in
+            let p = try ctx.caller()
+            let filter = try orgFilter(req, p)
+            let items = await plane.read { s in
+                s.keys.values.filter { k in
+                    let visible = k.org.map { p.canRead($0) } ?? p.isOperator
+                    return visible && (filter == nil || k.org == filter)
+                }.sorted { $0.createdAt == $1.createdAt ? $0.id < $1.id : $0.createdAt < $1.createdAt }
+            }
+            guard p.isOperator || p.role == .orgAdmin else {
+                throw StratusError(.permissionDenied, "role \(p.role.rawValue) cannot list keys (org-admin required)")
+            }
+            return JSON.response(try Pagination.page(items, key: \.id.rawValue, request: req, view: { KeyView($0) }))
+        }
+        v1.post("keys") { req, ctx in
+            let p = try ctx.caller()
+            var body = try SpecObject(try await JSON.body(req), path: "")
+            let role = try Role.parse(try body.string("role") ?? Role.member.rawValue)
+            let orgName = try body.string("org")
+            let name = try body.string("name") ?? ""
+            try body.finish()
+            let org: OrgID?
+            if role == .operatorAdmin {
+                try p.requireOperator("creating an operator key")
+                guard orgName == nil else {
+                    throw StratusError(.invalidArgument, "org: operator-admin keys belong to no org")
+                }
+                org = nil
+            } else {
+                let o = try targetOrg(orgName, p)
+                try p.requireAdmin(o, "key")
+                org = o
+            }
+            let secret = APIKeySecret.generate()
+            let outcome = try await plane.execute(.createKey(CreateKey(
+                org: org, role: role, name: name, secretHash: APIKeySecret.hash(secret),
+                hint: APIKeySecret.hint(secret))))
+            let key = await plane.read { $0.keys[KeyID(outcome.id)]! }
+            return JSON.response(KeyView(key, secret: secret), status: .created)
+        }
+        v1.post("keys/:id/revoke") { _, ctx in
+            let p = try ctx.caller()
+            let id = KeyID(try ctx.parameters.require("id"))
+            guard let key = await plane.read({ $0.keys[id] }) else { throw StratusError.notFound("key", id.rawValue) }
+            if let org = key.org {
+                try p.requireRead(org, "key", id.rawValue)
+                try p.requireAdmin(org, "key")
+            } else {
+                guard p.isOperator else { throw StratusError.notFound("key", id.rawValue) }
+            }
+            try await plane.execute(.revokeKey(RevokeKey(id: id)))
+            let updated = await plane.read { $0.keys[id]! }
+            return JSON.response(KeyView(updated))
+        }
+    }
+
+    /// The org a write is for: the caller's own unless an operator names another.
+    func targetOrg(_ name: String?, _ p: Principal) throws(StratusError) -> OrgID {
+        if let name {
+            let org = OrgID(name)
+            try p.requireRead(org, "org", name)
+            return org
+        }
+        if let org = p.org { return org }
+        throw StratusError(.invalidArgument, "org: required for operator keys")
+    }
+
+    func orgFilter(_ req: Request, _ p: Principal) throws(StratusError) -> OrgID? {
+        guard let name = req.query("org") else { return nil }
+        let org = OrgID(name)
+        try p.requireRead(org, "org", name)
+        return org
+    }
+
+    // MARK: fleet
+
+    func addFleet(_ v1: RouterGroup<StratusContext>) {
+        v1.get("fleet") { _, ctx in
+            _ = try ctx.caller()
+            return JSON.response(await plane.read { Self.fleetSummary($0) })
+        }
+        v1.post("fleet") { req, ctx in
+            let p = try ctx.caller()
+            try p.requireOperator("changing the fleet")
+            let spec = try FleetSpec.parse(try await JSON.body(req))
+            try await plane.execute(.applyFleet(spec))
+            return JSON.response(await plane.read { Self.fleetSummary($0) })
+        }
+        v1.get("fleet/nodes") { req, ctx in
+            _ = try ctx.caller()
+            let nodes = await plane.read { s in
+                s.nodeOrder.map { id -> NodeView in
+                    let n = s.nodes[id]!
+                    let site = s.racks[n.rack]!.site
+                    return NodeView(
+                        name: id.rawValue, rack: n.rack.rawValue, site: site.rawValue,
+                        region: s.sites[site]!.region.rawValue, gpu: n.gpuModel, gpus: n.gpuCount,
+                        gpusFree: s.gpuHolders[id]!.filter { $0 == nil }.count, state: n.state.rawValue, labels: n.labels)
+                }
+            }
+            return JSON.response(try Pagination.page(nodes, key: \.name, request: req, view: { $0 }))
+        }
+    }
+
+    static func fleetSummary(_ s: State) -> FleetSummary {
+        var rows: [String: (nodes: Int, gpus: Int, free: Int, unavailable: Int, byTier: [String: Int], byState: [String: Int])] = [:]
+        for id in s.nodeOrder {
+            let n = s.nodes[id]!
+            var row = rows[n.gpuModel] ?? (0, 0, 0, 0, [:], [:])
+            row.nodes += 1
+            row.gpus += n.gpuCount
+            row.byState[n.state.rawValue, default: 0] += 1
+            for holder in s.gpuHolders[id]! {
+                if let job = holder.flatMap({ s.jobs[$0] }) {
+                    row.byTier[job.spec.tier.rawValue, default: 0] += 1
+                } else if n.state == .ready {
+                    row.free += 1
+                } else {
+                    row.unavailable += 1
+                }
+            }
+            rows[n.gpuModel] = row
+        }
+        let models = rows.keys.sorted().map { model in
+            let r = rows[model]!
+            return FleetSummary.ModelRow(
+                gpu: model, nodes: r.nodes, gpus: r.gpus, free: r.free, allocated: r.byTier.values.reduce(0, +),
+                unavailable: r.unavailable, allocatedByTier: r.byTier, nodesByState: r.byState)
+        }
+        let sites = s.sites.values.sorted { $0.id < $1.id }.map { site in
+            let racks = s.racks.values.filter { $0.site == site.id }.map(\.id)
+            let rackSet = Set(racks)
+            let nodes = s.nodes.values.filter { rackSet.contains($0.rack) }
+            let watts = nodes.reduce(Int64(0)) { $0 + Int64($1.gpuCount * (GPUCatalog.model(named: $1.gpuModel)?.powerWatts ?? 0)) }
+            return FleetSummary.SiteRow(
+                name: site.id.rawValue, region: site.region.rawValue,
+                powerMw: Decimal.format(site.powerBudgetKW, scale: 1000), pue: Decimal.format(site.pueMilli, scale: 1000),
+                racks: racks.count, nodes: nodes.count, gpuPowerKw: Decimal.format(watts * site.pueMilli / 1000, scale: 1000))
+        }
+        return FleetSummary(regions: s.regions.keys.sorted().map(\.rawValue), sites: sites, models: models)
+    }
+
+    // MARK: usage
+
+    func usage(_ req: Request, _ p: Principal) async throws -> Response {
+        let filter = try orgFilter(req, p)
+        let dims: [UsageDimension]
+        if let text = req.query("group_by"), !text.isEmpty {
+            dims = try text.split(separator: ",").map { name throws(StratusError) -> UsageDimension in
+                guard let d = UsageDimension(rawValue: String(name)) else {
+                    throw StratusError(
+                        .invalidArgument,
+                        "group_by: '\(name)' is not one of \(UsageDimension.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return d
+            }
+        } else {
+            dims = [.project, .gpuModel, .tier]
+        }
+        let projectFilter = req.query("project")
+        let jobFilter: JobID? = req.query("job").map { JobID($0) }
+        let records = await plane.read { s in
+            s.usage.records.filter { (r: UsageRecord) -> Bool in
+                guard p.canRead(r.org) else { return false }
+                if let filter, r.org != filter { return false }
+                if let jobFilter, r.job != jobFilter { return false }
+                if let projectFilter {
+                    let full = "\(r.org.rawValue)/\(projectFilter)"
+                    return r.project.rawValue == projectFilter || r.project.rawValue == full
+                }
+                return true
+            }
+        }
+        if let jobFilter, records.isEmpty {
+            // A job of another org and a job that does not exist look the same.
+            let visible = await plane.read { s in s.jobs[jobFilter].map { p.canRead($0.org) } ?? false }
+            guard visible else { throw StratusError.notFound("job", jobFilter.rawValue) }
+        }
+        let groups = UsageReport.group(records, by: dims)
+        let total = groups.reduce(Int64(0)) { $0 + $1.gpuMilliseconds }
+        return JSON.response(UsageView(
+            groupBy: dims.map(\.rawValue),
+            items: groups.map(Self.usageRow),
+            totalGpuMilliseconds: total, totalGpuSeconds: Double(total) / 1000))
+    }
+
+    static func usageRow(_ g: UsageGroup) -> UsageView.Row {
+        let ms = g.gpuMilliseconds
+        return UsageView.Row(
+            key: g.key, gpuMilliseconds: ms, gpuSeconds: Double(ms) / 1000, gpuHours: Double(ms) / 3_600_000,
+            records: g.records)
+    }
+}

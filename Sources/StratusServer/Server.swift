@@ -1,0 +1,112 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import UnixSignals
+import StratusAgent
+import StratusControl
+import StratusCore
+import StratusStoreSQLite
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `stratus up`: the whole cloud in one process on an embedded database.
+public struct Server {
+    public struct Options: Sendable {
+        public var dataDirectory: String
+        public var host: String
+        public var port: Int
+        public var scheduleInterval: Duration = .milliseconds(250)
+
+        public init(dataDirectory: String, host: String, port: Int) {
+            self.dataDirectory = dataDirectory
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public static func wallClock() -> Timestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timestamp(milliseconds: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
+    }
+
+    public static func run(_ options: Options, logger: Logger) async throws {
+        let data = (options.dataDirectory as NSString).standardizingPath
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: data, withIntermediateDirectories: true)
+        let lock = try DataLock(path: "\(data)/lock")
+        defer { lock.release() }
+
+        let store = try SQLiteStore(path: "\(data)/stratus.db")
+        let plane = try ControlPlane(store: store, clock: { wallClock() })
+        let state = await plane.state
+        if !state.isBootstrapped {
+            try await bootstrap(plane, data: data)
+        } else {
+            logger.info("resumed from \(data)/stratus.db at log entry \(state.seq): \(state.jobs.count) jobs, \(state.nodes.count) nodes")
+        }
+
+        let files = JobFiles(root: data)
+        let api = API(plane: plane, files: files)
+        let app = Application(
+            router: api.router(),
+            configuration: .init(address: .hostname(options.host, port: options.port), serverName: "stratus"),
+            services: [
+                SchedulerService(plane: plane, interval: options.scheduleInterval, logger: logger),
+                LocalAgentsService(plane: plane, files: files, logger: logger),
+            ],
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? options.port
+                print("Stratus is up: http://\(options.host):\(port)  (data: \(data); Ctrl-C stops)")
+                fflush(nil)
+            },
+            logger: logger)
+        try await app.runService(gracefulShutdownSignals: [UnixSignal.sigterm, .sigint])
+        try await plane.snapshot()
+        let final = await plane.state
+        logger.info("stopped cleanly at log entry \(final.seq)")
+    }
+
+    /// First start: the internal org, its default project, the operator key and the demo fleet.
+    static func bootstrap(_ plane: ControlPlane, data: String) async throws {
+        let secret = APIKeySecret.generate()
+        try await plane.execute(.bootstrap(CreateKey(
+            org: nil, role: .operatorAdmin, name: "operator (created by stratus up)",
+            secretHash: APIKeySecret.hash(secret), hint: APIKeySecret.hint(secret))))
+        var demo = FleetSpec.demo
+        for i in demo.nodes.indices { demo.nodes[i].labels[LocalAgentsService.label] = "true" }
+        try await plane.execute(.applyFleet(demo))
+        let keyPath = "\(data)/admin.key"
+        guard FileManager.default.createFile(
+            atPath: keyPath, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        else { throw StratusError(.internal, "cannot write \(keyPath)") }
+        print(
+            """
+            New Stratus control plane in \(data) with a demo fleet (8 nodes x 8 H100).
+            Operator admin key (shown once, also saved to \(keyPath), mode 0600):
+
+                \(secret)
+
+            """)
+        fflush(nil)
+    }
+}
+
+/// One `stratus up` per data directory, enforced with an advisory lock.
+final class DataLock: Sendable {
+    let fd: Int32
+
+    init(path: String) throws {
+        fd = open(path, O_CREAT | O_RDWR, 0o644)
+        guard fd >= 0 else { throw StratusError(.internal, "cannot open \(path)") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw StratusError(.failedPrecondition, "another stratus up is using \((path as NSString).deletingLastPathComponent)")
+        }
+    }
+
+    func release() { close(fd) }
+}

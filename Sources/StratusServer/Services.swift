@@ -1,0 +1,77 @@
+import Logging
+import ServiceLifecycle
+import StratusAgent
+import StratusControl
+import StratusCore
+
+/// Runs a scheduling round at a fixed interval; each round that places work appends
+/// its plan to the log.
+struct SchedulerService: Service {
+    let plane: ControlPlane
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let plan = try await plane.schedule()
+                    for p in plan.placements {
+                        logger.info("placed \(p.job) on \(p.nodes.map { "\($0.node)\($0.gpus)" }.joined(separator: " "))")
+                    }
+                } catch {
+                    logger.error("scheduling round failed: \(error)")
+                }
+                // Cancellation (graceful shutdown) ends the sleep and then the loop.
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}
+
+/// The in-process link between local agents and the control plane.
+struct LocalAgentLink: AgentLink {
+    let plane: ControlPlane
+
+    func assignments(node: NodeID) async throws -> [Assignment] {
+        await plane.read { $0.assignments(for: node) }
+    }
+
+    func reportStarted(job: JobID, node: NodeID) async throws {
+        try await plane.execute(.allocationStarted(AllocationStarted(job: job, node: node)))
+    }
+
+    func reportExited(job: JobID, node: NodeID, exitCode: Int32?, reason: String?) async throws {
+        try await plane.execute(.allocationExited(AllocationExited(job: job, node: node, exitCode: exitCode, reason: reason)))
+    }
+}
+
+/// Starts an in-process agent for every node labelled `stratus.local-agent: "true"`,
+/// including nodes added while it runs. On shutdown each agent stops its processes and
+/// reports their end, so usage stops when the work stopped.
+struct LocalAgentsService: Service {
+    static let label = "stratus.local-agent"
+    let plane: ControlPlane
+    let files: JobFiles
+    let logger: Logger
+
+    func run() async throws {
+        // Cancelling the loop cancels the agents too: each stops its processes,
+        // reports their end, and returns before the group does.
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                var started = Set<NodeID>()
+                while !Task.isCancelled {
+                    let local = await plane.read { s in
+                        s.nodeOrder.filter { s.nodes[$0]!.labels[Self.label] == "true" }
+                    }
+                    for node in local where started.insert(node).inserted {
+                        let agent = NodeAgent(node: node, link: LocalAgentLink(plane: plane), files: files, logger: logger)
+                        group.addTask { await agent.run() }
+                    }
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
+    }
+}

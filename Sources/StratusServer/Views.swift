@@ -1,0 +1,221 @@
+import StratusControl
+import StratusCore
+import StratusLedger
+
+/// The API's JSON shapes. Keys are snake_case, times are RFC 3339 strings.
+struct Page<T: Encodable>: Encodable {
+    let items: [T]
+    let nextCursor: String?
+}
+
+enum Pagination {
+    /// Items after `cursor` (by `key`) in the given order, at most `limit`.
+    static func page<T, V: Encodable>(
+        _ items: [T], key: (T) -> String, request: Request, view: (T) -> V
+    ) throws(StratusError) -> Page<V> {
+        let limit = try request.queryInt("limit") ?? Limits.defaultPageSize
+        guard limit >= 1, limit <= Limits.maxPageSize else {
+            throw StratusError(.invalidArgument, "limit: must be between 1 and \(Limits.maxPageSize)")
+        }
+        var start = 0
+        if let cursor = request.query("cursor") {
+            guard let i = items.firstIndex(where: { key($0) == cursor }) else {
+                throw StratusError(.invalidArgument, "cursor: '\(cursor)' is not in this list")
+            }
+            start = i + 1
+        }
+        let slice = items[min(start, items.count)..<min(start + limit, items.count)]
+        let next = start + limit < items.count ? slice.last.map(key) : nil
+        return Page(items: slice.map(view), nextCursor: next)
+    }
+}
+
+import Hummingbird
+
+struct OrgView: Encodable {
+    let name: String
+    let displayName: String
+    let createdAt: String
+    init(_ o: Org) {
+        name = o.id.rawValue
+        displayName = o.displayName
+        createdAt = o.createdAt.description
+    }
+}
+
+struct ProjectView: Encodable {
+    let id: String
+    let org: String
+    let name: String
+    let createdAt: String
+    init(_ p: Project) {
+        id = p.id.rawValue
+        org = p.org.rawValue
+        name = p.name
+        createdAt = p.createdAt.description
+    }
+}
+
+struct MemberView: Encodable {
+    let id: String
+    let org: String
+    let email: String
+    let role: String
+    init(_ m: Member) {
+        id = m.id.rawValue
+        org = m.org.rawValue
+        email = m.email
+        role = m.role.rawValue
+    }
+}
+
+struct KeyView: Encodable {
+    let id: String
+    let org: String?
+    let role: String
+    let name: String
+    let hint: String
+    let createdAt: String
+    let revokedAt: String?
+    /// Present only in the response that creates the key.
+    let secret: String?
+    init(_ k: APIKey, secret: String? = nil) {
+        id = k.id.rawValue
+        org = k.org?.rawValue
+        role = k.role.rawValue
+        name = k.name
+        hint = k.hint
+        createdAt = k.createdAt.description
+        revokedAt = k.revokedAt?.description
+        self.secret = secret
+    }
+}
+
+struct AllocationView: Encodable {
+    let node: String
+    let rank: Int
+    let gpus: [Int]
+    let startedAt: String?
+    let endedAt: String?
+    let exitCode: Int32?
+    let endReason: String?
+}
+
+struct JobView: Encodable {
+    struct Resources: Encodable { let accelerators: String }
+    let id: String
+    let name: String
+    let org: String
+    let project: String
+    let state: String
+    let tier: String
+    let resources: Resources
+    let numNodes: Int
+    let run: String
+    let envs: [String: String]
+    let maxDuration: String?
+    let submittedAt: String
+    let startedAt: String?
+    let endedAt: String?
+    let reason: String?
+    let waitReason: String?
+    let queuePosition: Int?
+    let allocations: [AllocationView]
+
+    init(_ j: Job, waitReason: String? = nil, queuePosition: Int? = nil) {
+        id = j.id.rawValue
+        name = j.spec.name
+        org = j.org.rawValue
+        project = j.project.rawValue
+        state = j.state.rawValue
+        tier = j.spec.tier.rawValue
+        resources = Resources(accelerators: "\(j.spec.gpuModel):\(j.spec.gpusPerNode)")
+        numNodes = j.spec.numNodes
+        run = j.spec.run
+        envs = j.spec.envs
+        maxDuration = j.spec.maxDurationSeconds.map { DurationText.format(seconds: $0) }
+        submittedAt = j.submittedAt.description
+        startedAt = j.startedAt?.description
+        endedAt = j.endedAt?.description
+        reason = j.reason
+        self.waitReason = waitReason
+        self.queuePosition = queuePosition
+        allocations = j.allocations.map {
+            AllocationView(
+                node: $0.node.rawValue, rank: $0.rank, gpus: $0.gpus, startedAt: $0.startedAt?.description,
+                endedAt: $0.endedAt?.description, exitCode: $0.exitCode, endReason: $0.endReason)
+        }
+    }
+}
+
+struct NodeView: Encodable {
+    let name: String
+    let rack: String
+    let site: String
+    let region: String
+    let gpu: String
+    let gpus: Int
+    let gpusFree: Int
+    let state: String
+    let labels: [String: String]
+}
+
+struct FleetSummary: Encodable {
+    struct ModelRow: Encodable {
+        let gpu: String
+        let nodes: Int
+        let gpus: Int
+        let free: Int
+        let allocated: Int
+        let unavailable: Int
+        let allocatedByTier: [String: Int]
+        let nodesByState: [String: Int]
+    }
+    struct SiteRow: Encodable {
+        let name: String
+        let region: String
+        let powerMw: String
+        let pue: String
+        let racks: Int
+        let nodes: Int
+        /// GPU power times PUE, in kW, of all installed GPUs.
+        let gpuPowerKw: String
+    }
+    let regions: [String]
+    let sites: [SiteRow]
+    let models: [ModelRow]
+}
+
+struct UsageView: Encodable {
+    struct Row: Encodable {
+        let key: [String: String]
+        let gpuMilliseconds: Int64
+        let gpuSeconds: Double
+        let gpuHours: Double
+        let records: Int
+    }
+    let groupBy: [String]
+    let items: [Row]
+    let totalGpuMilliseconds: Int64
+    let totalGpuSeconds: Double
+}
+
+extension State {
+    /// Position (1-based) of a queued job in scheduling order: tier first, then submission.
+    func queuePosition(_ id: JobID) -> Int? {
+        guard let job = jobs[id], job.state == .queued else { return nil }
+        var ahead = 0
+        for other in queue {
+            guard other != id, let o = jobs[other] else {
+                if other == id { break }
+                continue
+            }
+            if o.spec.tier.rank <= job.spec.tier.rank { ahead += 1 }
+        }
+        // Jobs of a higher tier queued after this one also go first.
+        let afterHigher = queue.drop(while: { $0 != id }).dropFirst().filter {
+            jobs[$0].map { $0.spec.tier.rank < job.spec.tier.rank } ?? false
+        }.count
+        return ahead + afterHigher + 1
+    }
+}

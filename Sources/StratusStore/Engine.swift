@@ -1,0 +1,56 @@
+import StratusControl
+import StratusCore
+import StratusScheduler
+
+/// Drives the state machine over a store: validate, log durably, then apply. It is
+/// synchronous and not thread-safe; the server wraps it in an actor, the simulator and
+/// tests call it directly.
+public struct Engine: Sendable {
+    public private(set) var state: State
+    public let store: any Store
+    public let scheduler: any Scheduler
+    private var commandsSinceSnapshot = 0
+
+    /// Opens the store and rebuilds state from it.
+    public init(store: any Store, scheduler: any Scheduler = FirstFitScheduler()) throws {
+        self.store = store
+        self.scheduler = scheduler
+        self.state = try Recovery.recover(from: store)
+    }
+
+    /// Executes one command. Invalid commands throw and leave no trace; idempotent
+    /// retries return `.unchanged` without logging.
+    @discardableResult
+    public mutating func execute(_ command: Command, at: Timestamp) throws -> Outcome {
+        let entry = LogEntry(seq: state.seq + 1, at: at, command: command)
+        let predicted = try state.apply(entry, commit: false)
+        guard case .applied = predicted else { return predicted }
+        try store.append([entry])
+        let outcome: Outcome
+        do {
+            outcome = try state.apply(entry, commit: true)
+        } catch {
+            fatalError("command \(command.name) passed validation but failed to apply: \(error)")
+        }
+        precondition(outcome == predicted, "dry run predicted \(predicted), apply gave \(outcome)")
+        commandsSinceSnapshot += 1
+        if commandsSinceSnapshot >= Limits.snapshotEveryCommands { try snapshot() }
+        return outcome
+    }
+
+    /// Runs the scheduler on the current state and, if it places anything, logs and
+    /// applies the plan. Returns the whole plan, waits included.
+    @discardableResult
+    public mutating func schedule(at now: Timestamp) throws -> Plan {
+        let plan = scheduler.plan(state.schedulingSnapshot(), now: now)
+        if !plan.placements.isEmpty {
+            try execute(.applyPlan(Plan(placements: plan.placements)), at: now)
+        }
+        return plan
+    }
+
+    public mutating func snapshot() throws {
+        try store.saveSnapshot(state)
+        commandsSinceSnapshot = 0
+    }
+}

@@ -1,0 +1,35 @@
+import StratusControl
+import StratusCore
+import Synchronization
+
+/// The in-memory `Store`: a real implementation for tests and the simulator.
+public final class MemoryStore: Store {
+    private struct Contents {
+        var log: [LogEntry] = []
+        var snapshot: State?
+    }
+    private let contents = Mutex(Contents())
+
+    public init() {}
+
+    public func append(_ entries: [LogEntry]) throws {
+        try contents.withLock { c in
+            for e in entries {
+                guard e.seq == (c.log.last?.seq ?? c.snapshot?.seq ?? 0) + 1 else {
+                    throw StratusError(.internal, "log gap: appending \(e.seq) after \(c.log.last?.seq ?? 0)")
+                }
+                c.log.append(e)
+            }
+        }
+    }
+
+    public func entries(after seq: UInt64) throws -> [LogEntry] {
+        contents.withLock { c in c.log.filter { $0.seq > seq } }
+    }
+
+    public func latestSnapshot() throws -> State? { contents.withLock { $0.snapshot } }
+
+    public func saveSnapshot(_ state: State) throws { contents.withLock { $0.snapshot = state } }
+
+    public func lastSeq() throws -> UInt64 { contents.withLock { $0.log.last?.seq ?? $0.snapshot?.seq ?? 0 } }
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import Logging
+import StratusCore
+import StratusServer
+
+@main
+struct Stratus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stratus",
+        abstract: "Run an AI cloud: GPU fleet, tenants, jobs and usage.",
+        subcommands: [
+            Up.self, Login.self, Launch.self, Status.self, Logs.self, Cancel.self, Usage.self, Fleet.self, Orgs.self,
+            Projects.self, Members.self, Keys.self,
+        ])
+}
+
+/// Options every client command takes.
+struct GlobalOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print the server's JSON instead of a table.")
+    var json = false
+
+    @Option(name: .long, help: "Server URL (default: $STRATUS_URL, the login config, or http://127.0.0.1:8080).")
+    var url: String?
+
+    @Option(name: .long, help: "API key (default: $STRATUS_API_KEY or the login config).")
+    var apiKey: String?
+
+    func client() -> APIClient {
+        let env = ProcessInfo.processInfo.environment
+        let config = CLIConfig.load()
+        let url = url ?? env["STRATUS_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? config.url ?? "http://127.0.0.1:8080"
+        let key = apiKey ?? env["STRATUS_API_KEY"].flatMap { $0.isEmpty ? nil : $0 } ?? config.apiKey
+        return APIClient(baseURL: url.hasSuffix("/") ? String(url.dropLast()) : url, apiKey: key)
+    }
+}
+
+/// Runs a client command body, turning failures into one clear line and exit code 1.
+func cli(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let e as APIFailure {
+        FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+        throw ExitCode(1)
+    } catch let e as CLIError {
+        FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+        throw ExitCode(1)
+    } catch let e as StratusError {
+        FileHandle.standardError.write(Data("error: \(e.message) (\(e.code.rawValue))\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct Up: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the control plane, scheduler and local agents on an embedded database.")
+
+    @Option(name: .long, help: "Data directory (created if missing).")
+    var data = ".stratus"
+
+    @Option(name: .long, help: "Port for the HTTP API (0 picks a free one).")
+    var port = 8080
+
+    @Option(name: .long, help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    func run() async throws {
+        var logger = Logger(label: "stratus")
+        logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        do {
+            try await Server.run(.init(dataDirectory: data, host: host, port: port), logger: logger)
+        } catch let e as StratusError {
+            FileHandle.standardError.write(Data("error: \(e.message)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Login: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Save the server URL and API key for later commands (checked against the server first).")
+
+    @Option(name: .long, help: "Server URL.")
+    var url = "http://127.0.0.1:8080"
+
+    @Option(name: .long, help: "API key.")
+    var key: String?
+
+    @Option(name: .long, help: "File holding the API key (e.g. .stratus/admin.key).")
+    var keyFile: String?
+
+    @Flag(name: .long) var json = false
+
+    func run() async throws {
+        try await cli {
+            var secret = key
+            if let keyFile {
+                guard let text = try? String(contentsOfFile: keyFile, encoding: .utf8) else {
+                    throw CLIError("\(keyFile): cannot read file")
+                }
+                secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            guard let secret, !secret.isEmpty else { throw CLIError("give --key KEY or --key-file FILE") }
+            let base = url.hasSuffix("/") ? String(url.dropLast()) : url
+            let me = try await APIClient(baseURL: base, apiKey: secret).object(.GET, "/v1/whoami")
+            try CLIConfig(url: base, apiKey: secret).save()
+            if json {
+                Output.json(try jsonData(me))
+            } else {
+                let org = Output.str(me["org"])
+                print("Logged in to \(base) as \(Output.str(me["role"]))\(org.isEmpty ? "" : " of org \(org)") (key \(Output.str(me["key"])))")
+                print("Saved to \(CLIConfig.path)")
+            }
+        }
+    }
+}
