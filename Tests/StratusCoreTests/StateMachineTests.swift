@@ -1,0 +1,184 @@
+import StratusControl
+import StratusCore
+import StratusLedger
+import StratusScheduler
+import StratusStore
+import Testing
+
+@Suite struct StateMachineTests {
+    @Test func rejectedCommandsChangeNothingAndAreNotLogged() throws {
+        var e = try Fixture.engine()
+        let before = e.state
+        let logged = try e.store.lastSeq()
+        let bad: [Command] = [
+            .submitJob(SubmitJob(org: "acme", spec: Fixture.spec(9), idempotencyKey: nil, by: "key-1")),
+            .submitJob(SubmitJob(org: "acme", spec: Fixture.spec(8, nodes: 9), idempotencyKey: nil, by: "key-1")),
+            .submitJob(SubmitJob(org: "acme", spec: JobSpec(name: "t", gpuModel: "B200", gpusPerNode: 1, run: "x"), idempotencyKey: nil, by: "key-1")),
+            .submitJob(SubmitJob(org: "nope", spec: Fixture.spec(), idempotencyKey: nil, by: "key-1")),
+            .submitJob(SubmitJob(org: "acme", spec: Fixture.spec(project: "missing"), idempotencyKey: nil, by: "key-1")),
+            .submitJob(SubmitJob(org: "acme", spec: Fixture.spec(tier: .internal), idempotencyKey: nil, by: "key-1")),
+            .createOrg(CreateOrg(id: "acme", displayName: "")),
+            .createOrg(CreateOrg(id: "Bad Name", displayName: "")),
+            .createProject(CreateProject(org: "ghost", name: "p")),
+            .createKey(CreateKey(org: "acme", role: .operatorAdmin, name: "", secretHash: Fixture.hash(9), hint: "")),
+            .createKey(CreateKey(org: nil, role: .member, name: "", secretHash: Fixture.hash(9), hint: "")),
+            .createKey(CreateKey(org: "acme", role: .member, name: "", secretHash: Fixture.hash(1), hint: "")),
+            .addMember(AddMember(org: "acme", email: "not-an-email", role: .member)),
+            .cancelJob(CancelJob(job: "job-99", by: "key-1")),
+            .allocationStarted(AllocationStarted(job: "job-99", node: "node-1")),
+            .applyPlan(Plan(placements: [Placement(job: "job-99", nodes: [], reason: "")])),
+        ]
+        for command in bad {
+            #expect(throws: StratusError.self, "\(command.name)") { try e.execute(command, at: Fixture.t0) }
+        }
+        #expect(e.state == before)
+        #expect(try e.store.lastSeq() == logged)
+    }
+
+    @Test func idempotencyKeyReturnsTheSameJobAndRefusesADifferentBody() throws {
+        var e = try Fixture.engine()
+        let first = try Fixture.submit(&e, Fixture.spec(2), key: "abc")
+        let seq = e.state.seq
+        let again = try e.execute(
+            .submitJob(SubmitJob(org: "acme", spec: Fixture.spec(2), idempotencyKey: "abc", by: "key-1")), at: Fixture.t0)
+        #expect(again == .unchanged(first.rawValue))
+        #expect(e.state.seq == seq)
+        let error = #expect(throws: StratusError.self) {
+            try e.execute(.submitJob(SubmitJob(org: "acme", spec: Fixture.spec(4), idempotencyKey: "abc", by: "key-1")), at: Fixture.t0)
+        }
+        #expect(error?.code == .idempotencyMismatch)
+        // The same key in another org is another request.
+        let other = try Fixture.submit(&e, Fixture.spec(2), org: "internal", key: "abc")
+        #expect(other != first)
+    }
+
+    @Test func jobLifecycleRecordsUsageOnce() throws {
+        var e = try Fixture.engine()
+        let job = try Fixture.submit(&e, Fixture.spec(4))
+        let plan = try e.schedule(at: Fixture.t0)
+        #expect(plan.placements.count == 1)
+        #expect(e.state.jobs[job]?.state == .starting)
+        #expect(e.state.assignments(for: "node-1").map(\.job) == [job])
+        try e.execute(.allocationStarted(AllocationStarted(job: job, node: "node-1")), at: Fixture.t0.adding(seconds: 1))
+        #expect(e.state.jobs[job]?.state == .running)
+        let exit = Command.allocationExited(AllocationExited(job: job, node: "node-1", exitCode: 0, reason: nil))
+        try e.execute(exit, at: Fixture.t0.adding(seconds: 11))
+        #expect(e.state.jobs[job]?.state == .succeeded)
+        #expect(e.state.usage.records.count == 1)
+        #expect(e.state.usage.records[0].gpuMilliseconds == 4 * 10_000)
+        #expect(e.state.gpuHolders["node-1"]!.allSatisfy { $0 == nil })
+        // A repeated exit report is a no-op: usage is not counted twice.
+        #expect(try e.execute(exit, at: Fixture.t0.adding(seconds: 20)) == .unchanged(job.rawValue))
+        #expect(e.state.usage.records.count == 1)
+    }
+
+    @Test func aFailedRankStopsTheGangAndFailsTheJob() throws {
+        var e = try Fixture.engine()
+        let job = try Fixture.submit(&e, Fixture.spec(8, nodes: 2))
+        try e.schedule(at: Fixture.t0)
+        for n in ["node-1", "node-2"] {
+            try e.execute(.allocationStarted(AllocationStarted(job: job, node: NodeID(n))), at: Fixture.t0)
+        }
+        try e.execute(.allocationExited(AllocationExited(job: job, node: "node-2", exitCode: 3, reason: nil)), at: Fixture.t0.adding(seconds: 5))
+        #expect(e.state.jobs[job]?.allocations.first { $0.node == "node-1" }?.stopRequested == true)
+        #expect(e.state.assignments(for: "node-1").first?.stopRequested == true)
+        try e.execute(.allocationExited(AllocationExited(job: job, node: "node-1", exitCode: nil, reason: "stopped on request")), at: Fixture.t0.adding(seconds: 6))
+        let final = e.state.jobs[job]!
+        #expect(final.state == .failed)
+        #expect(final.reason == "exit code 3 on node-2")
+        #expect(e.state.usage.records.map(\.gpuMilliseconds).sorted() == [40_000, 48_000])
+    }
+
+    @Test func cancelQueuedAndRunningJobs() throws {
+        var e = try Fixture.engine()
+        let running = try Fixture.submit(&e, Fixture.spec(8, nodes: 8))
+        try e.schedule(at: Fixture.t0)
+        let queued = try Fixture.submit(&e, Fixture.spec(1))
+        try e.schedule(at: Fixture.t0)
+        #expect(e.state.jobs[queued]?.state == .queued)
+        try e.execute(.cancelJob(CancelJob(job: queued, by: "key-1")), at: Fixture.t0)
+        #expect(e.state.jobs[queued]?.state == .cancelled)
+        #expect(e.state.queue.isEmpty)
+        try e.execute(.cancelJob(CancelJob(job: running, by: "key-1")), at: Fixture.t0)
+        #expect(e.state.jobs[running]?.cancelRequested == true)
+        #expect(e.state.assignments(for: "node-5").first?.stopRequested == true)
+        for i in 1...8 {
+            try e.execute(.allocationExited(AllocationExited(job: running, node: NodeID("node-\(i)"), exitCode: nil, reason: "stopped before start")), at: Fixture.t0)
+        }
+        #expect(e.state.jobs[running]?.state == .cancelled)
+        #expect(e.state.usage.records.isEmpty, "never started, so no GPU time")
+        #expect(e.state.schedulingSnapshot().nodes.allSatisfy { $0.freeGPUs.count == 8 })
+    }
+
+    @Test func aPlanThatDoubleBooksAGPUIsRefused() throws {
+        var e = try Fixture.engine()
+        let a = try Fixture.submit(&e, Fixture.spec(4))
+        let b = try Fixture.submit(&e, Fixture.spec(4))
+        let clash = Plan(placements: [
+            Placement(job: a, nodes: [NodeAssignment(node: "node-1", gpus: [0, 1, 2, 3])], reason: ""),
+            Placement(job: b, nodes: [NodeAssignment(node: "node-1", gpus: [3, 4, 5, 6])], reason: ""),
+        ])
+        let before = e.state
+        #expect(throws: StratusError.self) { try e.execute(.applyPlan(clash), at: Fixture.t0) }
+        #expect(e.state == before)
+    }
+
+    @Test func fleetApplyAddsAndUpdatesButCannotMoveBusyNodes() throws {
+        var e = try Fixture.engine()
+        var more = FleetSpec()
+        more.racks = [.init(id: "rack-c", site: "local-dc1")]
+        more.nodes = [.init(id: "b-1", rack: "rack-c", gpuModel: "B200", gpuCount: 8, labels: [:])]
+        try e.execute(.applyFleet(more), at: Fixture.t0)
+        #expect(e.state.nodes["b-1"]?.gpuModel == "B200")
+        #expect(e.state.nodeOrder.last == "b-1")
+        _ = try Fixture.submit(&e, JobSpec(name: "b", gpuModel: "B200", gpusPerNode: 8, run: "x"))
+        try e.schedule(at: Fixture.t0)
+        more.nodes[0].gpuCount = 4
+        let error = #expect(throws: StratusError.self) { try e.execute(.applyFleet(more), at: Fixture.t0) }
+        #expect(error?.code == .failedPrecondition)
+        var orphan = FleetSpec()
+        orphan.nodes = [.init(id: "x", rack: "no-rack", gpuModel: "H100", gpuCount: 8, labels: [:])]
+        #expect(throws: StratusError.self) { try e.execute(.applyFleet(orphan), at: Fixture.t0) }
+    }
+
+    @Test func principalsSeeOnlyTheirOrg() {
+        let member = Principal(key: "k", org: "acme", role: .member)
+        let viewer = Principal(key: "k", org: "acme", role: .viewer)
+        let op = Principal(key: "k", org: nil, role: .operatorAdmin)
+        #expect(member.canRead("acme") && !member.canRead("other"))
+        #expect(op.canRead("other"))
+        #expect((try? member.requireRead("other", "job", "j")) == nil)
+        #expect(throws: StratusError.notFound("job", "j")) { try member.requireRead("other", "job", "j") }
+        #expect(throws: StratusError.self) { try viewer.requireWrite("acme", "job", "j") }
+        #expect(throws: StratusError.self) { try member.requireAdmin("acme", "project") }
+        #expect(throws: Never.self) { try Principal(key: "k", org: "acme", role: .orgAdmin).requireAdmin("acme", "project") }
+    }
+}
+
+@Suite struct UsageTests {
+    func record(_ id: String, gpus: Int = 2, ms: Int64 = 1000, project: String = "acme/default", tier: Tier = .onDemand) -> UsageRecord {
+        UsageRecord(
+            id: id, job: JobID(id), org: "acme", project: ProjectID(project), node: "n", gpuModel: "H100", tier: tier,
+            gpus: gpus, startedAt: .zero, endedAt: Timestamp(milliseconds: ms))
+    }
+
+    @Test func sameIdTwiceCountsOnceDifferentContentIsRefused() throws {
+        var meter = UsageMeter()
+        #expect(try meter.record(record("a")) == .recorded)
+        #expect(try meter.record(record("a")) == .duplicate)
+        let error = #expect(throws: StratusError.self) { try meter.record(record("a", gpus: 3)) }
+        #expect(error?.code == .idempotencyMismatch)
+        #expect(meter.records.count == 1)
+    }
+
+    @Test func groupsExactlyAndIndependentlyOfOrder() throws {
+        let records = [
+            record("a", ms: 1500), record("b", gpus: 8, ms: 3_600_000, tier: .spot), record("c", project: "acme/research"),
+        ]
+        let groups = UsageReport.group(records, by: [.project, .tier])
+        #expect(groups.map(\.gpuMilliseconds) == [3000, 28_800_000, 2000])
+        #expect(UsageReport.group(records.reversed(), by: [.project, .tier]) == groups)
+        let total: Int64 = 3000 + 28_800_000 + 2000
+        #expect(UsageReport.group(records, by: []).map(\.gpuMilliseconds) == [total])
+    }
+}

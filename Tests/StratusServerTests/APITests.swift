@@ -1,0 +1,141 @@
+import Foundation
+import HummingbirdTesting
+import StratusControl
+import StratusCore
+import StratusServer
+import Testing
+
+/// One body, two transports: in process through the router, and over a real socket.
+@Suite struct APITests {
+    @Test(arguments: Mode.allCases)
+    func jobLifecycleThroughTheAPI(mode: Mode) async throws {
+        let cloud = try await TestCloud.make()
+        let acme = try await cloud.tenant("acme")
+        try await cloud.app().test(mode.setup) { client in
+            #expect(try await client.call(.get, "/healthz", key: nil).status == 200)
+            let me = try await client.call(.get, "/v1/whoami", key: acme)
+            #expect(me["org"] as? String == "acme")
+            #expect(me["role"] as? String == "member")
+
+            let created = try await client.call(.post, "/v1/jobs", key: acme, body: jobBody(), headers: ["Idempotency-Key": "k1"])
+            #expect(created.status == 201)
+            let id = try #require(created["id"] as? String)
+            #expect(created["state"] as? String == "queued")
+            #expect(created["project"] as? String == "acme/default")
+
+            let retry = try await client.call(.post, "/v1/jobs", key: acme, body: jobBody(), headers: ["Idempotency-Key": "k1"])
+            #expect(retry.status == 200)
+            #expect(retry["id"] as? String == id)
+            let clash = try await client.call(.post, "/v1/jobs", key: acme, body: jobBody("H100:4"), headers: ["Idempotency-Key": "k1"])
+            #expect(clash.status == 409)
+            #expect(clash.errorCode == "idempotency_key_reused")
+
+            try await cloud.plane.schedule()
+            let placed = try await client.call(.get, "/v1/jobs/\(id)", key: acme)
+            #expect(placed["state"] as? String == "starting")
+            let allocations = try #require(placed["allocations"] as? [[String: Any]])
+            #expect(allocations.first?["gpus"] as? [Int] == [0, 1])
+
+            let fleet = try await client.call(.get, "/v1/fleet", key: acme)
+            let h100 = try #require((fleet["models"] as? [[String: Any]])?.first)
+            #expect(h100["gpus"] as? Int == 64)
+            #expect(h100["free"] as? Int == 62)
+            #expect((h100["allocated_by_tier"] as? [String: Int])?["on-demand"] == 2)
+
+            // Output lives in files beside the database; the API serves it by offset.
+            let log = cloud.files.logPath(job: JobID(id), node: "node-1")
+            try FileManager.default.createDirectory(atPath: (log as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try "hello\nworld\n".write(toFile: log, atomically: true, encoding: .utf8)
+            let logs = try await client.call(.get, "/v1/jobs/\(id)/logs", key: acme)
+            #expect(logs["data"] as? String == "hello\nworld\n")
+            let tail = try await client.call(.get, "/v1/jobs/\(id)/logs?offset=6", key: acme)
+            #expect(tail["data"] as? String == "world\n")
+            #expect(tail["next_offset"] as? Int == 12)
+
+            try await cloud.finish(id, seconds: 1)
+            let done = try await client.call(.get, "/v1/jobs/\(id)", key: acme)
+            #expect(done["state"] as? String == "succeeded")
+            let usage = try await client.call(.get, "/v1/usage", key: acme)
+            #expect(usage["group_by"] as? [String] == ["project", "gpu_model", "tier"])
+            let row = try #require(usage.items.first)
+            #expect((row["key"] as? [String: String]) == ["project": "acme/default", "gpu_model": "H100", "tier": "on-demand"])
+            let ms = try #require(row["gpu_milliseconds"] as? Int)
+            #expect(ms >= 2000 && ms < 20_000, "2 GPUs for about a second: \(ms)")
+
+            let cancelled = try await client.call(.post, "/v1/jobs/\(id)/cancel", key: acme)
+            #expect(cancelled.status == 200)
+            #expect(cancelled["state"] as? String == "succeeded", "cancelling a finished job changes nothing")
+        }
+    }
+
+    @Test(arguments: Mode.allCases)
+    func listsPaginateWithCursors(mode: Mode) async throws {
+        let cloud = try await TestCloud.make()
+        let acme = try await cloud.tenant("acme")
+        try await cloud.app().test(mode.setup) { client in
+            for _ in 0..<5 { _ = try await client.call(.post, "/v1/jobs", key: acme, body: jobBody()) }
+            var seen: [String] = []
+            var cursor: String?
+            repeat {
+                let page = try await client.call(
+                    .get, "/v1/jobs?limit=2" + (cursor.map { "&cursor=\($0)" } ?? ""), key: acme)
+                #expect(page.status == 200)
+                #expect(page.items.count <= 2)
+                seen += page.items.compactMap { $0["id"] as? String }
+                cursor = page["next_cursor"] as? String
+            } while cursor != nil
+            #expect(seen == ["job-5", "job-4", "job-3", "job-2", "job-1"])
+            let nodes = try await client.call(.get, "/v1/fleet/nodes?limit=3", key: acme)
+            #expect(nodes.items.count == 3)
+            #expect(nodes["next_cursor"] as? String == "node-3")
+            let bad = try await client.call(.get, "/v1/jobs?limit=0", key: acme)
+            #expect(bad.status == 400)
+            let tooMany = try await client.call(.get, "/v1/jobs?limit=\(Limits.maxPageSize + 1)", key: acme)
+            #expect(tooMany.status == 400)
+        }
+    }
+
+    @Test(arguments: Mode.allCases)
+    func operatorsManageTenantsProjectsMembersKeysAndFleet(mode: Mode) async throws {
+        let cloud = try await TestCloud.make()
+        try await cloud.app().test(mode.setup) { client in
+            let org = try await client.call(.post, "/v1/orgs", key: cloud.admin, body: #"{"name":"acme","display_name":"Acme Corp"}"#)
+            #expect(org.status == 201)
+            #expect(try await client.call(.post, "/v1/orgs", key: cloud.admin, body: #"{"name":"acme"}"#).status == 409)
+            let key = try await client.call(.post, "/v1/keys", key: cloud.admin, body: #"{"org":"acme","role":"org-admin","name":"boss"}"#)
+            #expect(key.status == 201)
+            let secret = try #require(key["secret"] as? String)
+            #expect(secret.hasPrefix("sk_") && secret.count == 43)
+            let project = try await client.call(.post, "/v1/projects", key: secret, body: #"{"name":"research"}"#)
+            #expect(project.status == 201)
+            #expect(project["id"] as? String == "acme/research")
+            let member = try await client.call(.post, "/v1/members", key: secret, body: #"{"email":"ada@acme.test","role":"viewer"}"#)
+            #expect(member.status == 201)
+            let keys = try await client.call(.get, "/v1/keys", key: secret)
+            #expect(keys.items.count == 1)
+            #expect(keys.items.first?["secret"] == nil, "secrets are shown once, never listed")
+
+            // The key is stored only as a hash.
+            let stored = await cloud.plane.read { s in s.keys.values.first { $0.name == "boss" } }
+            #expect(stored?.secretHash == APIKeySecret.hash(secret))
+            #expect(stored.map { "\($0)".contains(secret) } == false)
+
+            let launched = try await client.call(.post, "/v1/jobs", key: secret, body: jobBody(extra: #""project":"research""#))
+            #expect(launched["project"] as? String == "acme/research")
+
+            let keyID = try #require(key["id"] as? String)
+            #expect(try await client.call(.post, "/v1/keys/\(keyID)/revoke", key: cloud.admin).status == 200)
+            let revoked = try await client.call(.get, "/v1/whoami", key: secret)
+            #expect(revoked.status == 401)
+
+            let fleet = try await client.call(
+                .post, "/v1/fleet", key: cloud.admin,
+                body: #"{"regions":[{"name":"eu","sites":[{"name":"ams","power_mw":30,"pue":1.2,"racks":[{"name":"nvl-1","nodes":[{"name":"gb","gpu":"GB200","count":18,"gpus":4}]}]}]}]}"#)
+            #expect(fleet.status == 200)
+            let models = try #require(fleet["models"] as? [[String: Any]])
+            #expect(models.first { $0["gpu"] as? String == "GB200" }?["gpus"] as? Int == 72)
+            let sites = try #require(fleet["sites"] as? [[String: Any]])
+            #expect(sites.first { $0["name"] as? String == "ams" }?["power_mw"] as? String == "30")
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import HummingbirdTesting
+import StratusCore
+import StratusServer
+import Testing
+
+/// Every kind of bad input gets a 4xx with `{"error": {"code", "message"}}` naming the
+/// problem, and changes nothing: the log does not grow.
+@Suite struct BadInputTests {
+    @Test(arguments: Mode.allCases)
+    func badJobsAreRefusedAndLeaveNoTrace(mode: Mode) async throws {
+        let cloud = try await TestCloud.make()
+        let acme = try await cloud.tenant("acme")
+        try await cloud.app().test(mode.setup) { client in
+            let before = await cloud.seq
+            let cases: [(String, Int, String, String)] = [
+                (#"{"name": "x", "#, 400, "invalid_argument", "malformed JSON"),
+                ("", 400, "invalid_argument", "empty"),
+                ("[1,2]", 400, "invalid_argument", "expected a mapping"),
+                (jobBody("H900:8"), 400, "invalid_argument", "unknown GPU model 'H900'"),
+                (jobBody("H100:0"), 400, "invalid_argument", "count must be at least 1"),
+                (jobBody("H100:-1"), 400, "invalid_argument", "count must be at least 1"),
+                (jobBody(extra: #""num_nodes":0"#), 400, "invalid_argument", "num_nodes: must be at least 1"),
+                (jobBody(extra: #""num_nodes":-4"#), 400, "invalid_argument", "num_nodes: must be at least 1"),
+                (jobBody("H100:9"), 400, "invalid_argument", "largest H100 node has 8"),
+                (jobBody("B200:1"), 400, "invalid_argument", "no B200 nodes"),
+                (jobBody(extra: #""num_nodes":9"#), 400, "invalid_argument", "the fleet has 8"),
+                (jobBody(extra: #""gpus":8"#), 400, "unknown_field", "gpus: unknown field"),
+                (jobBody(extra: #""resources2":{}"#), 400, "unknown_field", "resources2: unknown field"),
+                (jobBody(extra: #""max_duration":"forever""#), 400, "invalid_argument", "max_duration"),
+                (jobBody(extra: #""tier":"gold""#), 400, "invalid_argument", "tier: 'gold'"),
+                (jobBody(extra: #""project":"nope""#), 404, "not_found", "project 'nope' not found"),
+            ]
+            for (body, status, code, message) in cases {
+                let r = try await client.call(.post, "/v1/jobs", key: acme, body: body)
+                #expect(r.status == status, "\(body): \(r.status) \(r.text)")
+                #expect(r.errorCode == code, "\(body): \(r.text)")
+                #expect(r.errorMessage.contains(message), "\(body): wanted '\(message)' in '\(r.errorMessage)'")
+            }
+            // Over the named body limit.
+            let huge = jobBody(extra: #""envs":{"A":""# + String(repeating: "x", count: Limits.maxRequestBodyBytes) + #""}"#)
+            let tooLarge = try await client.call(.post, "/v1/jobs", key: acme, body: huge)
+            #expect(tooLarge.status == 413)
+            #expect(tooLarge.errorCode == "payload_too_large")
+            #expect(await cloud.seq == before)
+            #expect(await cloud.plane.read { $0.jobs.isEmpty })
+        }
+    }
+
+    @Test(arguments: Mode.allCases)
+    func badAdminInputIsRefused(mode: Mode) async throws {
+        let cloud = try await TestCloud.make()
+        try await cloud.app().test(mode.setup) { client in
+            let before = await cloud.seq
+            let cases: [(String, String, Int, String)] = [
+                ("/v1/orgs", #"{"name":"Bad Name"}"#, 400, "must use lowercase"),
+                ("/v1/orgs", #"{"name":"ok","plan":"gold"}"#, 400, "plan: unknown field"),
+                ("/v1/orgs", #"{}"#, 400, "name: required"),
+                ("/v1/keys", #"{"org":"internal","role":"king"}"#, 400, "role: 'king'"),
+                ("/v1/keys", #"{"role":"member"}"#, 400, "org: required"),
+                ("/v1/fleet", #"{"regions":[{"name":"r","sites":[{"name":"s","power_mw":-1}]}]}"#, 400, "must be positive"),
+                ("/v1/fleet", #"{"regions":[{"name":"r","sites":[{"name":"s","power_mw":1,"racks":[{"name":"k","nodes":[{"name":"n","gpu":"TPU"}]}]}]}]}"#, 400, "unknown GPU model 'TPU'"),
+                ("/v1/fleet", #"{"regions":[{"name":"r","sites":[{"name":"s","power_mw":1,"racks":[{"name":"k","nodes":[{"name":"n","gpu":"H100","gpus":-8}]}]}]}]}"#, 400, "between 1 and 72"),
+                ("/v1/fleet", #"{"zones":[]}"#, 400, "zones: unknown field"),
+                ("/v1/members", #"{"org":"internal","email":"nobody"}"#, 400, "not an email"),
+            ]
+            for (path, body, status, message) in cases {
+                let r = try await client.call(.post, path, key: cloud.admin, body: body)
+                #expect(r.status == status, "\(path) \(body): \(r.status) \(r.text)")
+                #expect(r.errorMessage.contains(message), "\(path) \(body): wanted '\(message)' in '\(r.errorMessage)'")
+            }
+            let unknownRoute = try await client.call(.get, "/v1/nothing", key: cloud.admin)
+            #expect(unknownRoute.status == 404)
+            #expect(unknownRoute.errorCode == "not_found")
+            let badGroup = try await client.call(.get, "/v1/usage?group_by=color", key: cloud.admin)
+            #expect(badGroup.status == 400)
+            #expect(await cloud.seq == before)
+        }
+    }
+
+    @Test func malformedYAMLNamesTheProblem() {
+        let error = #expect(throws: StratusError.self) { try SpecDocument.parseYAML("name: [unclosed\n") }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.message.hasPrefix("malformed YAML") == true)
+        #expect(throws: StratusError.self) { try SpecDocument.parseYAML("") }
+        let value = try? SpecDocument.parseYAML("resources:\n  accelerators: H100:8\nnum_nodes: 2\nrun: echo\nenvs: {A: 1, B: yes}\n")
+        let spec = try? JobSpec.parse(value!)
+        #expect(spec?.numNodes == 2)
+        #expect(spec?.envs == ["A": "1", "B": "true"])
+    }
+}

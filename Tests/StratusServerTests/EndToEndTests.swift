@@ -1,0 +1,201 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The whole product as a user runs it: `stratus up` as a separate process and the
+/// `stratus` CLI against it.
+@Suite(.serialized) struct EndToEndTests {
+    /// The `stratus` binary built beside this test bundle (or `$STRATUS_BIN`).
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["STRATUS_BIN"] { return path }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("stratus").path
+    }
+
+    struct Run {
+        let code: Int32
+        let out: String
+        let err: String
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(out.utf8))) as? [String: Any] ?? [:] }
+    }
+
+    final class Cluster {
+        let dir: String
+        let port: Int
+        var server: Process?
+        var env: [String: String]
+
+        init() throws {
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("stratus-e2e-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            port = try Self.freePort()
+            env = ProcessInfo.processInfo.environment
+            env["STRATUS_URL"] = "http://127.0.0.1:\(port)"
+            env["STRATUS_CONFIG"] = "\(dir)/cli-config.json"
+            env["STRATUS_API_KEY"] = nil
+        }
+
+        static func freePort() throws -> Int {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = 0
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let ok = withUnsafeMutablePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+            }
+            guard ok else { throw CocoaError(.fileReadUnknown) }
+            return Int(UInt16(bigEndian: addr.sin_port))
+        }
+
+        /// Starts `stratus up` and waits until /healthz answers.
+        func up(logName: String) async throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
+            p.arguments = ["up", "--data", "\(dir)/data", "--port", String(port)]
+            p.currentDirectoryURL = URL(fileURLWithPath: dir)
+            FileManager.default.createFile(atPath: "\(dir)/\(logName)", contents: nil)
+            let log = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(dir)/\(logName)"))
+            p.standardOutput = log
+            p.standardError = log
+            try p.run()
+            server = p
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                if cli(["status"]).err.contains("cannot reach") == false { return }
+                #expect(p.isRunning, "stratus up exited early: \(serverLog(logName))")
+                if !p.isRunning { return }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            Issue.record("stratus up did not answer within 60 s: \(serverLog(logName))")
+        }
+
+        /// SIGTERM, as Ctrl-C would, and wait for a clean exit.
+        func stop() async throws -> Int32 {
+            guard let p = server else { return -1 }
+            kill(p.processIdentifier, SIGTERM)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while p.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            p.waitUntilExit()
+            server = nil
+            return p.terminationStatus
+        }
+
+        func serverLog(_ name: String) -> String {
+            (try? String(contentsOfFile: "\(dir)/\(name)", encoding: .utf8)) ?? ""
+        }
+
+        @discardableResult
+        func cli(_ args: [String], key: String? = nil) -> Run {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
+            p.arguments = args
+            p.currentDirectoryURL = URL(fileURLWithPath: dir)
+            var env = self.env
+            if let key { env["STRATUS_API_KEY"] = key }
+            p.environment = env
+            let out = Pipe()
+            let err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            do { try p.run() } catch { return Run(code: -1, out: "", err: "\(error)") }
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            let e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return Run(code: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+        }
+
+        func waitForState(_ job: String, _ wanted: String, key: String? = nil) async throws -> [String: Any] {
+            let deadline = ContinuousClock.now + .seconds(60)
+            var last: [String: Any] = [:]
+            while ContinuousClock.now < deadline {
+                last = cli(["status", job, "--json"], key: key).json
+                if last["state"] as? String == wanted { return last }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            Issue.record("\(job) never reached \(wanted): \(last)")
+            return last
+        }
+
+        deinit {
+            if let p = server, p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+    }
+
+    @Test func launchRunLogsUsageAndRestart() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build the stratus binary first: \(Self.binary)")
+        let c = try Cluster()
+        try await c.up(logName: "up1.log")
+        let first = c.serverLog("up1.log")
+        #expect(first.contains("Operator admin key"))
+        let keyPath = "\(c.dir)/data/admin.key"
+        let admin = try String(contentsOfFile: keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(admin.hasPrefix("sk_"))
+        let mode = (try FileManager.default.attributesOfItem(atPath: keyPath)[.posixPermissions] as? NSNumber)?.intValue
+        #expect(mode == 0o600)
+
+        let login = c.cli(["login", "--url", "http://127.0.0.1:\(c.port)", "--key-file", keyPath])
+        #expect(login.code == 0, "\(login.err)")
+
+        try """
+        name: e2e
+        resources:
+          accelerators: H100:2
+        run: |
+          echo "gpus=$CUDA_VISIBLE_DEVICES job=$STRATUS_JOB_ID greeting=$GREETING"
+          sleep 1
+        envs:
+          GREETING: hello
+        max_duration: 5m
+        """.write(toFile: "\(c.dir)/job.yaml", atomically: true, encoding: .utf8)
+        let launched = c.cli(["launch", "job.yaml", "--json"])
+        #expect(launched.code == 0, "\(launched.err)")
+        let job = try #require(launched.json["id"] as? String)
+
+        let done = try await c.waitForState(job, "succeeded")
+        #expect((done["allocations"] as? [[String: Any]])?.first?["exit_code"] as? Int == 0)
+        let logs = c.cli(["logs", job])
+        #expect(logs.out == "gpus=0,1 job=\(job) greeting=hello\n")
+        let usage = c.cli(["usage", "--json", "--job", job])
+        let total = usage.json["total_gpu_milliseconds"] as? Int ?? 0
+        #expect(total >= 2000, "2 GPUs for at least a second: \(usage.out)")
+
+        // A second tenant with its own key sees only its own jobs.
+        #expect(c.cli(["orgs", "create", "acme"]).code == 0)
+        let tenantKey = try #require(c.cli(["keys", "create", "--org", "acme", "--role", "member", "--json"]).json["secret"] as? String)
+        let tenantView = c.cli(["status", "--json"], key: tenantKey)
+        #expect((tenantView.json["items"] as? [Any])?.isEmpty == true, "\(tenantView.out)")
+        let peek = c.cli(["status", job], key: tenantKey)
+        #expect(peek.code == 1)
+        #expect(peek.err.contains("not found"))
+
+        // Bad input: clear message, non-zero exit.
+        try "name: [unclosed\n".write(toFile: "\(c.dir)/bad.yaml", atomically: true, encoding: .utf8)
+        let bad = c.cli(["launch", "bad.yaml"])
+        #expect(bad.code != 0)
+        #expect(bad.err.contains("bad.yaml: malformed YAML"))
+        try "resources: {accelerators: H100:99}\nrun: x\n".write(toFile: "\(c.dir)/big.yaml", atomically: true, encoding: .utf8)
+        let big = c.cli(["launch", "big.yaml"])
+        #expect(big.code != 0)
+        #expect(big.err.contains("at most 72 GPUs per node"))
+
+        #expect(try await c.stop() == 0, "clean exit on SIGTERM: \(c.serverLog("up1.log"))")
+
+        // Restart: the same job, logs and usage are all still there; no new key.
+        try await c.up(logName: "up2.log")
+        #expect(!c.serverLog("up2.log").contains("Operator admin key"))
+        let again = c.cli(["status", job, "--json"]).json
+        #expect(again["state"] as? String == "succeeded")
+        #expect(again["submitted_at"] as? String == done["submitted_at"] as? String)
+        #expect(c.cli(["logs", job]).out == logs.out)
+        #expect(c.cli(["usage", "--json", "--job", job]).json["total_gpu_milliseconds"] as? Int == total)
+        #expect(c.cli(["status", "--json"], key: tenantKey).code == 0, "tenant keys survive restarts")
+        #expect(try await c.stop() == 0)
+    }
+}
