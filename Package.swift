@@ -3,7 +3,9 @@ import PackageDescription
 
 // Pure modules (Core, Scheduler, Ledger, Control, Store) depend on nothing outside the
 // standard library and each other; IO lives in StoreSQLite, Agent, Server and the CLI.
-let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+// STRATUS_WERROR=1 (set by scripts/test.sh) turns warnings in our own targets into errors.
+let werror: [SwiftSetting] = Context.environment["STRATUS_WERROR"] == "1" ? [.unsafeFlags(["-warnings-as-errors"])] : []
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")] + werror
 
 let package = Package(
     name: "stratus",

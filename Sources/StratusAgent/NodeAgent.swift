@@ -107,7 +107,9 @@ public struct NodeAgent: Sendable {
         do {
             try fm.createDirectory(atPath: (logPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try fm.createDirectory(atPath: workDir, withIntermediateDirectories: true)
-            fm.createFile(atPath: logPath, contents: nil)
+            guard fm.createFile(atPath: logPath, contents: nil) else {
+                throw StratusError(.internal, "cannot create \(logPath)")
+            }
             let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
             defer { try? log.close() }
             let p = Process()

@@ -226,7 +226,8 @@ extension State {
             throw StratusError(.permissionDenied, "tier: internal is reserved for the operator's own workloads")
         }
         if c.spec.tier == .reserved {
-            throw StratusError(.invalidArgument, "tier: reserved needs a capacity reservation, which this version does not offer yet")
+            throw StratusError(
+                .invalidArgument, "tier: reserved needs a capacity reservation, which this version does not offer yet")
         }
         guard let largest = largestNode(of: c.spec.gpuModel) else {
             throw StratusError(.invalidArgument, "resources.accelerators: the fleet has no \(c.spec.gpuModel) nodes")
@@ -234,7 +235,8 @@ extension State {
         guard c.spec.gpusPerNode <= largest else {
             throw StratusError(
                 .invalidArgument,
-                "resources.accelerators: \(c.spec.gpusPerNode) \(c.spec.gpuModel) per node, but the largest \(c.spec.gpuModel) node has \(largest)")
+                "resources.accelerators: \(c.spec.gpusPerNode) \(c.spec.gpuModel) per node, but the largest \(c.spec.gpuModel) node has \(largest)"
+            )
         }
         let fitting = nodeCount(of: c.spec.gpuModel, withAtLeast: c.spec.gpusPerNode)
         guard c.spec.numNodes <= fitting else {

@@ -90,7 +90,6 @@ public struct State: Codable, Equatable, Sendable {
     }
 }
 
-
 extension State {
     /// Live allocations on `node` that its agent must start, keep running or stop.
     public func assignments(for node: NodeID) -> [Assignment] {
@@ -101,11 +100,12 @@ extension State {
             guard let job = jobs[jobID], let alloc = job.allocations.first(where: { $0.node == node }),
                 !alloc.isEnded
             else { continue }
-            out.append(Assignment(
-                job: jobID, node: node, rank: alloc.rank, gpus: alloc.gpus, numNodes: job.spec.numNodes,
-                run: job.spec.run, envs: job.spec.envs, maxDurationSeconds: job.spec.maxDurationSeconds,
-                masterNode: job.allocations.first!.node, started: alloc.startedAt != nil,
-                stopRequested: alloc.stopRequested))
+            out.append(
+                Assignment(
+                    job: jobID, node: node, rank: alloc.rank, gpus: alloc.gpus, numNodes: job.spec.numNodes,
+                    run: job.spec.run, envs: job.spec.envs, maxDurationSeconds: job.spec.maxDurationSeconds,
+                    masterNode: job.allocations.first!.node, started: alloc.startedAt != nil,
+                    stopRequested: alloc.stopRequested))
         }
         return out.sorted { $0.job < $1.job }
     }

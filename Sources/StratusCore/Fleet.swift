@@ -161,16 +161,19 @@ public struct FleetSpec: Codable, Equatable, Sendable {
                         try node.finish()
                         if let count {
                             guard count >= 1, count <= Int64(Limits.maxFleetObjects) else {
-                                throw StratusError(.invalidArgument, "\(node.field("count")): must be between 1 and \(Limits.maxFleetObjects)")
+                                throw StratusError(
+                                    .invalidArgument, "\(node.field("count")): must be between 1 and \(Limits.maxFleetObjects)")
                             }
                             for i in 1...count {
-                                spec.nodes.append(NodeSpec(
-                                    id: NodeID("\(name)-\(i)"), rack: rackID, gpuModel: model.name,
-                                    gpuCount: Int(gpus), labels: labels))
+                                spec.nodes.append(
+                                    NodeSpec(
+                                        id: NodeID("\(name)-\(i)"), rack: rackID, gpuModel: model.name,
+                                        gpuCount: Int(gpus), labels: labels))
                             }
                         } else {
-                            spec.nodes.append(NodeSpec(
-                                id: NodeID(name), rack: rackID, gpuModel: model.name, gpuCount: Int(gpus), labels: labels))
+                            spec.nodes.append(
+                                NodeSpec(
+                                    id: NodeID(name), rack: rackID, gpuModel: model.name, gpuCount: Int(gpus), labels: labels))
                         }
                         guard spec.nodes.count + spec.racks.count + spec.sites.count <= Limits.maxFleetObjects else {
                             throw StratusError(.limitExceeded, "fleet: more than \(Limits.maxFleetObjects) objects")
@@ -206,9 +209,10 @@ public struct FleetSpec: Codable, Equatable, Sendable {
         spec.sites = [SiteSpec(id: "local-dc1", region: "local", powerBudgetKW: 1000, pueMilli: 1250)]
         spec.racks = [RackSpec(id: "rack-a", site: "local-dc1"), RackSpec(id: "rack-b", site: "local-dc1")]
         for i in 1...8 {
-            spec.nodes.append(NodeSpec(
-                id: NodeID("node-\(i)"), rack: i <= 4 ? "rack-a" : "rack-b", gpuModel: "H100", gpuCount: 8,
-                labels: [:]))
+            spec.nodes.append(
+                NodeSpec(
+                    id: NodeID("node-\(i)"), rack: i <= 4 ? "rack-a" : "rack-b", gpuModel: "H100", gpuCount: 8,
+                    labels: [:]))
         }
         return spec
     }()

@@ -101,7 +101,8 @@ public struct JobSpec: Codable, Equatable, Sendable {
                 throw StratusError(.invalidArgument, "max_duration: must be positive")
             }
             guard d <= Limits.maxJobDurationSeconds else {
-                throw StratusError(.limitExceeded, "max_duration: at most \(DurationText.format(seconds: Limits.maxJobDurationSeconds))")
+                throw StratusError(
+                    .limitExceeded, "max_duration: at most \(DurationText.format(seconds: Limits.maxJobDurationSeconds))")
             }
         }
         try o.finish()
@@ -128,7 +129,8 @@ public struct JobSpec: Codable, Equatable, Sendable {
             throw StratusError(.invalidArgument, "resources.accelerators: count must be at least 1, got \(count)")
         }
         guard count <= Limits.maxGPUsPerNode else {
-            throw StratusError(.invalidArgument, "resources.accelerators: at most \(Limits.maxGPUsPerNode) GPUs per node, got \(count)")
+            throw StratusError(
+                .invalidArgument, "resources.accelerators: at most \(Limits.maxGPUsPerNode) GPUs per node, got \(count)")
         }
         return (model, count)
     }
@@ -156,7 +158,10 @@ public enum JobState: String, Codable, Sendable, CaseIterable {
 
 /// One node's share of a job: which GPUs it holds there and how its process fared.
 public struct Allocation: Codable, Equatable, Sendable {
-    public init(node: NodeID, gpus: [Int], rank: Int, startedAt: Timestamp?, endedAt: Timestamp?, exitCode: Int32?, endReason: String?, stopRequested: Bool) {
+    public init(
+        node: NodeID, gpus: [Int], rank: Int, startedAt: Timestamp?, endedAt: Timestamp?, exitCode: Int32?, endReason: String?,
+        stopRequested: Bool
+    ) {
         self.node = node
         self.gpus = gpus
         self.rank = rank
@@ -184,7 +189,11 @@ public struct Allocation: Codable, Equatable, Sendable {
 }
 
 public struct Job: Codable, Equatable, Sendable {
-    public init(id: JobID, org: OrgID, project: ProjectID, spec: JobSpec, submittedBy: KeyID, submittedAt: Timestamp, idempotencyKey: String?, state: JobState, allocations: [Allocation], startedAt: Timestamp?, endedAt: Timestamp?, reason: String?, cancelRequested: Bool) {
+    public init(
+        id: JobID, org: OrgID, project: ProjectID, spec: JobSpec, submittedBy: KeyID, submittedAt: Timestamp,
+        idempotencyKey: String?, state: JobState, allocations: [Allocation], startedAt: Timestamp?, endedAt: Timestamp?,
+        reason: String?, cancelRequested: Bool
+    ) {
         self.id = id
         self.org = org
         self.project = project

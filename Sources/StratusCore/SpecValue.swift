@@ -163,7 +163,8 @@ public struct SpecObject {
         default: throw StratusError(.invalidArgument, "\(field(key)): expected a number, got \(v.kindName)")
         }
         guard let parsed = Decimal.parse(text, scale: scale) else {
-            throw StratusError(.invalidArgument, "\(field(key)): '\(text)' is not a number with at most \(String(scale).count - 1) decimals")
+            throw StratusError(
+                .invalidArgument, "\(field(key)): '\(text)' is not a number with at most \(String(scale).count - 1) decimals")
         }
         return parsed
     }

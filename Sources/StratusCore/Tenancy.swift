@@ -59,7 +59,10 @@ public struct Member: Codable, Equatable, Sendable {
 
 /// An API key as the control plane stores it: only the SHA-256 of the secret is kept.
 public struct APIKey: Codable, Equatable, Sendable {
-    public init(id: KeyID, org: OrgID?, role: Role, name: String, secretHash: String, hint: String, createdAt: Timestamp, revokedAt: Timestamp?) {
+    public init(
+        id: KeyID, org: OrgID?, role: Role, name: String, secretHash: String, hint: String, createdAt: Timestamp,
+        revokedAt: Timestamp?
+    ) {
         self.id = id
         self.org = org
         self.role = role

@@ -85,9 +85,11 @@ public enum UsageReport {
         var groups: [[String]: UsageGroup] = [:]
         for r in records {
             let values = dimensions.map { value(of: r, $0) }
-            var g = groups[values] ?? UsageGroup(
-                key: Dictionary(uniqueKeysWithValues: zip(dimensions.map(\.rawValue), values)), gpuMilliseconds: 0,
-                records: 0)
+            var g =
+                groups[values]
+                ?? UsageGroup(
+                    key: Dictionary(uniqueKeysWithValues: zip(dimensions.map(\.rawValue), values)), gpuMilliseconds: 0,
+                    records: 0)
             g.gpuMilliseconds += r.gpuMilliseconds
             g.records += 1
             groups[values] = g

@@ -38,9 +38,10 @@ public struct FirstFitScheduler: Scheduler {
             if chosen.count == job.numNodes {
                 for c in chosen { free[c.index].removeFirst(job.gpusPerNode) }
                 let nodes = chosen.map { NodeAssignment(node: snapshot.nodes[$0.index].id, gpus: $0.gpus) }
-                plan.placements.append(Placement(
-                    job: job.id, nodes: nodes,
-                    reason: "first fit: \(job.numNodes) node(s) with \(job.gpusPerNode) free \(job.gpuModel)"))
+                plan.placements.append(
+                    Placement(
+                        job: job.id, nodes: nodes,
+                        reason: "first fit: \(job.numNodes) node(s) with \(job.gpusPerNode) free \(job.gpuModel)"))
             } else {
                 plan.waits.append(Wait(job: job.id, reason: waitReason(job, snapshot: snapshot, free: free)))
             }
@@ -62,8 +63,10 @@ public struct FirstFitScheduler: Scheduler {
         }
         if ofModel == 0 { return "capacity: no \(job.gpuModel) nodes in the fleet" }
         if bigEnough < job.numNodes {
-            return "capacity: needs \(job.numNodes) node(s) with \(job.gpusPerNode) \(job.gpuModel); the fleet has \(bigEnough) schedulable"
+            return
+                "capacity: needs \(job.numNodes) node(s) with \(job.gpusPerNode) \(job.gpuModel); the fleet has \(bigEnough) schedulable"
         }
-        return "capacity: needs \(job.numNodes) node(s) with \(job.gpusPerNode) free \(job.gpuModel); \(fitNow) have that now (\(freeGPUs) \(job.gpuModel) free in all)"
+        return
+            "capacity: needs \(job.numNodes) node(s) with \(job.gpusPerNode) free \(job.gpuModel); \(fitNow) have that now (\(freeGPUs) \(job.gpuModel) free in all)"
     }
 }

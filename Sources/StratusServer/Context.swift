@@ -79,7 +79,8 @@ enum APIError {
     }
 
     static func response(_ error: StratusError, status: HTTPResponse.Status? = nil) -> Response {
-        JSON.response(Body(error: .init(code: error.code.rawValue, message: error.message)), status: status ?? Self.status(for: error.code))
+        JSON.response(
+            Body(error: .init(code: error.code.rawValue, message: error.message)), status: status ?? Self.status(for: error.code))
     }
 }
 

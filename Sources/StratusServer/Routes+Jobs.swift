@@ -29,8 +29,10 @@ extension API {
             try p.requireWrite(org, "job", "")
             let idempotencyKey = req.headers[Self.idempotencyHeader]
             let spec = try JobSpec.parse(try await JSON.body(req))
-            let outcome = try await plane.execute(.submitJob(SubmitJob(
-                org: org, spec: spec, idempotencyKey: idempotencyKey, by: p.key)))
+            let outcome = try await plane.execute(
+                .submitJob(
+                    SubmitJob(
+                        org: org, spec: spec, idempotencyKey: idempotencyKey, by: p.key)))
             let job = try await visibleJob(JobID(outcome.id), p)
             if case .unchanged = outcome { return JSON.response(await jobView(job), status: .ok) }
             return JSON.response(await jobView(job), status: .created)
@@ -41,7 +43,8 @@ extension API {
             let stateFilter = try req.query("state").map { text throws(StratusError) -> JobState in
                 guard let s = JobState(rawValue: text) else {
                     throw StratusError(
-                        .invalidArgument, "state: '\(text)' is not one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
+                        .invalidArgument,
+                        "state: '\(text)' is not one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 return s
             }

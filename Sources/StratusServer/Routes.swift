@@ -136,9 +136,11 @@ public struct API: Sendable {
                 org = o
             }
             let secret = APIKeySecret.generate()
-            let outcome = try await plane.execute(.createKey(CreateKey(
-                org: org, role: role, name: name, secretHash: APIKeySecret.hash(secret),
-                hint: APIKeySecret.hint(secret))))
+            let outcome = try await plane.execute(
+                .createKey(
+                    CreateKey(
+                        org: org, role: role, name: name, secretHash: APIKeySecret.hash(secret),
+                        hint: APIKeySecret.hint(secret))))
             let key = await plane.read { $0.keys[KeyID(outcome.id)]! }
             return JSON.response(KeyView(key, secret: secret), status: .created)
         }
@@ -207,7 +209,8 @@ public struct API: Sendable {
     }
 
     static func fleetSummary(_ s: State) -> FleetSummary {
-        var rows: [String: (nodes: Int, gpus: Int, free: Int, unavailable: Int, byTier: [String: Int], byState: [String: Int])] = [:]
+        var rows: [String: (nodes: Int, gpus: Int, free: Int, unavailable: Int, byTier: [String: Int], byState: [String: Int])] =
+            [:]
         for id in s.nodeOrder {
             let n = s.nodes[id]!
             var row = rows[n.gpuModel] ?? (0, 0, 0, 0, [:], [:])
@@ -235,7 +238,9 @@ public struct API: Sendable {
             let racks = s.racks.values.filter { $0.site == site.id }.map(\.id)
             let rackSet = Set(racks)
             let nodes = s.nodes.values.filter { rackSet.contains($0.rack) }
-            let watts = nodes.reduce(Int64(0)) { $0 + Int64($1.gpuCount * (GPUCatalog.model(named: $1.gpuModel)?.powerWatts ?? 0)) }
+            let watts = nodes.reduce(Int64(0)) {
+                $0 + Int64($1.gpuCount * (GPUCatalog.model(named: $1.gpuModel)?.powerWatts ?? 0))
+            }
             return FleetSummary.SiteRow(
                 name: site.id.rawValue, region: site.region.rawValue,
                 powerMw: Decimal.format(site.powerBudgetKW, scale: 1000), pue: Decimal.format(site.pueMilli, scale: 1000),
@@ -282,10 +287,11 @@ public struct API: Sendable {
         }
         let groups = UsageReport.group(records, by: dims)
         let total = groups.reduce(Int64(0)) { $0 + $1.gpuMilliseconds }
-        return JSON.response(UsageView(
-            groupBy: dims.map(\.rawValue),
-            items: groups.map(Self.usageRow),
-            totalGpuMilliseconds: total, totalGpuSeconds: Double(total) / 1000))
+        return JSON.response(
+            UsageView(
+                groupBy: dims.map(\.rawValue),
+                items: groups.map(Self.usageRow),
+                totalGpuMilliseconds: total, totalGpuSeconds: Double(total) / 1000))
     }
 
     static func usageRow(_ g: UsageGroup) -> UsageView.Row {

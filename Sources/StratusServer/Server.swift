@@ -2,11 +2,11 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
-import UnixSignals
 import StratusAgent
 import StratusControl
 import StratusCore
 import StratusStoreSQLite
+import UnixSignals
 
 #if canImport(Glibc)
     import Glibc
@@ -46,7 +46,8 @@ public struct Server {
         if !state.isBootstrapped {
             try await bootstrap(plane, data: data)
         } else {
-            logger.info("resumed from \(data)/stratus.db at log entry \(state.seq): \(state.jobs.count) jobs, \(state.nodes.count) nodes")
+            logger.info(
+                "resumed from \(data)/stratus.db at log entry \(state.seq): \(state.jobs.count) jobs, \(state.nodes.count) nodes")
         }
 
         let files = JobFiles(root: data)
@@ -73,15 +74,18 @@ public struct Server {
     /// First start: the internal org, its default project, the operator key and the demo fleet.
     static func bootstrap(_ plane: ControlPlane, data: String) async throws {
         let secret = APIKeySecret.generate()
-        try await plane.execute(.bootstrap(CreateKey(
-            org: nil, role: .operatorAdmin, name: "operator (created by stratus up)",
-            secretHash: APIKeySecret.hash(secret), hint: APIKeySecret.hint(secret))))
+        try await plane.execute(
+            .bootstrap(
+                CreateKey(
+                    org: nil, role: .operatorAdmin, name: "operator (created by stratus up)",
+                    secretHash: APIKeySecret.hash(secret), hint: APIKeySecret.hint(secret))))
         var demo = FleetSpec.demo
         for i in demo.nodes.indices { demo.nodes[i].labels[LocalAgentsService.label] = "true" }
         try await plane.execute(.applyFleet(demo))
         let keyPath = "\(data)/admin.key"
-        guard FileManager.default.createFile(
-            atPath: keyPath, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        guard
+            FileManager.default.createFile(
+                atPath: keyPath, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600])
         else { throw StratusError(.internal, "cannot write \(keyPath)") }
         print(
             """

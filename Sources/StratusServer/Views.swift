@@ -1,3 +1,4 @@
+import Hummingbird
 import StratusControl
 import StratusCore
 import StratusLedger
@@ -29,8 +30,6 @@ enum Pagination {
         return Page(items: slice.map(view), nextCursor: next)
     }
 }
-
-import Hummingbird
 
 struct OrgView: Encodable {
     let name: String

@@ -146,7 +146,8 @@ struct Projects: AsyncParsableCommand {
                 if global.json { return Output.json(data) }
                 let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
                 Output.table(
-                    ["PROJECT", "ORG", "CREATED"], Output.items(obj).map { item in ["id", "org", "created_at"].map { Output.str(item[$0]) } })
+                    ["PROJECT", "ORG", "CREATED"],
+                    Output.items(obj).map { item in ["id", "org", "created_at"].map { Output.str(item[$0]) } })
             }
         }
     }
@@ -185,7 +186,8 @@ struct Members: AsyncParsableCommand {
                 if global.json { return Output.json(data) }
                 let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
                 Output.table(
-                    ["ID", "ORG", "EMAIL", "ROLE"], Output.items(obj).map { item in ["id", "org", "email", "role"].map { Output.str(item[$0]) } })
+                    ["ID", "ORG", "EMAIL", "ROLE"],
+                    Output.items(obj).map { item in ["id", "org", "email", "role"].map { Output.str(item[$0]) } })
             }
         }
     }
@@ -228,7 +230,9 @@ struct Keys: AsyncParsableCommand {
                 let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
                 Output.table(
                     ["ID", "ORG", "ROLE", "NAME", "HINT", "REVOKED"],
-                    Output.items(obj).map { item in ["id", "org", "role", "name", "hint", "revoked_at"].map { Output.str(item[$0]) } })
+                    Output.items(obj).map { item in
+                        ["id", "org", "role", "name", "hint", "revoked_at"].map { Output.str(item[$0]) }
+                    })
             }
         }
     }

@@ -82,7 +82,8 @@ struct APIClient {
                     status: Int(response.status.code), code: err["code"] as? String ?? "unknown",
                     message: err["message"] as? String ?? "")
             }
-            throw APIFailure(status: Int(response.status.code), code: "http_error", message: String(decoding: data, as: UTF8.self))
+            throw APIFailure(
+                status: Int(response.status.code), code: "http_error", message: String(decoding: data, as: UTF8.self))
         }
         return data
     }

@@ -137,7 +137,9 @@ struct Cancel: AsyncParsableCommand {
             let data = try await global.client().call(.POST, "/v1/jobs/\(percentEncode(job))/cancel")
             if global.json { return Output.json(data) }
             let j = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-            print("\(Output.str(j["id"])): \(Output.str(j["state"]))\(j["reason"] is String ? " (\(Output.str(j["reason"])))" : "")")
+            print(
+                "\(Output.str(j["id"])): \(Output.str(j["state"]))\(j["reason"] is String ? " (\(Output.str(j["reason"])))" : "")"
+            )
         }
     }
 }
@@ -162,7 +164,8 @@ struct Usage: AsyncParsableCommand {
             if let groupBy { params.append("group_by=\(percentEncode(groupBy))") }
             if let org { params.append("org=\(percentEncode(org))") }
             if let job { params.append("job=\(percentEncode(job))") }
-            let data = try await global.client().call(.GET, "/v1/usage" + (params.isEmpty ? "" : "?" + params.joined(separator: "&")))
+            let data = try await global.client().call(
+                .GET, "/v1/usage" + (params.isEmpty ? "" : "?" + params.joined(separator: "&")))
             if global.json { return Output.json(data) }
             let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
             let dims = obj["group_by"] as? [String] ?? []

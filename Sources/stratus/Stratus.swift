@@ -108,7 +108,9 @@ struct Login: AsyncParsableCommand {
                 Output.json(try jsonData(me))
             } else {
                 let org = Output.str(me["org"])
-                print("Logged in to \(base) as \(Output.str(me["role"]))\(org.isEmpty ? "" : " of org \(org)") (key \(Output.str(me["key"])))")
+                print(
+                    "Logged in to \(base) as \(Output.str(me["role"]))\(org.isEmpty ? "" : " of org \(org)") (key \(Output.str(me["key"])))"
+                )
                 print("Saved to \(CLIConfig.path)")
             }
         }

@@ -21,7 +21,8 @@ enum Fixture {
     /// An engine over `store` with the internal org, an org `acme` and the demo fleet.
     static func engine(_ store: any Store = MemoryStore()) throws -> Engine {
         var e = try Engine(store: store)
-        try e.execute(.bootstrap(CreateKey(org: nil, role: .operatorAdmin, name: "op", secretHash: hash(1), hint: "sk_1")), at: t0)
+        try e.execute(
+            .bootstrap(CreateKey(org: nil, role: .operatorAdmin, name: "op", secretHash: hash(1), hint: "sk_1")), at: t0)
         try e.execute(.applyFleet(FleetSpec.demo), at: t0)
         try e.execute(.createOrg(CreateOrg(id: "acme", displayName: "Acme")), at: t0)
         return e

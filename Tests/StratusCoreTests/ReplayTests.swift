@@ -21,7 +21,9 @@ import Testing
         let running = e.state.jobs.keys.sorted().filter { e.state.jobs[$0]?.state == .running }
         for id in running.prefix(2) {
             for a in e.state.jobs[id]!.allocations {
-                try e.execute(.allocationExited(AllocationExited(job: id, node: a.node, exitCode: 0, reason: nil)), at: t.adding(seconds: 60))
+                try e.execute(
+                    .allocationExited(AllocationExited(job: id, node: a.node, exitCode: 0, reason: nil)),
+                    at: t.adding(seconds: 60))
             }
         }
         if let victim = running.dropFirst(2).first {
@@ -29,7 +31,8 @@ import Testing
         }
         try e.execute(.createProject(CreateProject(org: "acme", name: "research")), at: t)
         try e.execute(.addMember(AddMember(org: "acme", email: "ada@acme.test", role: .viewer)), at: t)
-        try e.execute(.createKey(CreateKey(org: "acme", role: .member, name: "ci", secretHash: Fixture.hash(2), hint: "sk")), at: t)
+        try e.execute(
+            .createKey(CreateKey(org: "acme", role: .member, name: "ci", secretHash: Fixture.hash(2), hint: "sk")), at: t)
         try e.execute(.revokeKey(RevokeKey(id: "key-2")), at: t)
     }
 

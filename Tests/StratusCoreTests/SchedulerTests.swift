@@ -28,7 +28,9 @@ import Testing
 
     @Test func gangIsAllOrNothing() {
         let plan = s.plan(
-            .init(nodes: [node("a", free: Array(0..<8)), node("b", free: [0, 1])], pending: [job("big", 8, nodes: 2), job("small", 2)]),
+            .init(
+                nodes: [node("a", free: Array(0..<8)), node("b", free: [0, 1])],
+                pending: [job("big", 8, nodes: 2), job("small", 2)]),
             now: .zero)
         #expect(plan.placements.map(\.job) == ["small"])
         #expect(plan.placements[0].nodes[0].node == "a")

@@ -113,23 +113,40 @@ import Testing
 @Suite struct FleetSpecTests {
     func node(_ pairs: [(key: String, value: SpecValue)]) -> SpecValue {
         .object([
-            (key: "regions", value: .array([.object([
-                (key: "name", value: .string("us-east")),
-                (key: "sites", value: .array([.object([
-                    (key: "name", value: .string("dc1")), (key: "power_mw", value: .double(30.5)),
-                    (key: "pue", value: .string("1.2")),
-                    (key: "racks", value: .array([.object([
-                        (key: "name", value: .string("r1")), (key: "nodes", value: .array([.object(pairs)])),
-                    ])])),
-                ])])),
-            ])])),
+            (
+                key: "regions",
+                value: .array([
+                    .object([
+                        (key: "name", value: .string("us-east")),
+                        (
+                            key: "sites",
+                            value: .array([
+                                .object([
+                                    (key: "name", value: .string("dc1")), (key: "power_mw", value: .double(30.5)),
+                                    (key: "pue", value: .string("1.2")),
+                                    (
+                                        key: "racks",
+                                        value: .array([
+                                            .object([
+                                                (key: "name", value: .string("r1")),
+                                                (key: "nodes", value: .array([.object(pairs)])),
+                                            ])
+                                        ])
+                                    ),
+                                ])
+                            ])
+                        ),
+                    ])
+                ])
+            )
         ])
     }
 
     @Test func parsesNestedFleetAndExpandsCounts() throws {
-        let spec = try FleetSpec.parse(node([
-            (key: "name", value: .string("gb")), (key: "gpu", value: .string("gb200")), (key: "count", value: .int(3)),
-        ]))
+        let spec = try FleetSpec.parse(
+            node([
+                (key: "name", value: .string("gb")), (key: "gpu", value: .string("gb200")), (key: "count", value: .int(3)),
+            ]))
         #expect(spec.regions == ["us-east"])
         #expect(spec.sites.first?.powerBudgetKW == 30_500)
         #expect(spec.sites.first?.pueMilli == 1200)
@@ -140,9 +157,17 @@ import Testing
     @Test func rejectsBadNodes() {
         for (pairs, message) in [
             ([(key: "name", value: SpecValue.string("n")), (key: "gpu", value: .string("V100"))], "unknown GPU model 'V100'"),
-            ([(key: "name", value: .string("n")), (key: "gpu", value: .string("H100")), (key: "gpus", value: .int(0))], "must be between 1 and 72"),
+            (
+                [(key: "name", value: .string("n")), (key: "gpu", value: .string("H100")), (key: "gpus", value: .int(0))],
+                "must be between 1 and 72"
+            ),
             ([(key: "name", value: .string("N!")), (key: "gpu", value: .string("H100"))], "must use lowercase letters"),
-            ([(key: "name", value: .string("n")), (key: "gpu", value: .string("H100")), (key: "color", value: .string("red"))], "color: unknown field"),
+            (
+                [
+                    (key: "name", value: .string("n")), (key: "gpu", value: .string("H100")),
+                    (key: "color", value: .string("red")),
+                ], "color: unknown field"
+            ),
         ] {
             let error = #expect(throws: StratusError.self) { try FleetSpec.parse(node(pairs)) }
             #expect(error?.message.contains(message) == true, "expected '\(message)', got '\(error?.message ?? "")'")

@@ -13,7 +13,10 @@ import Testing
         let bad: [Command] = [
             .submitJob(SubmitJob(org: "acme", spec: Fixture.spec(9), idempotencyKey: nil, by: "key-1")),
             .submitJob(SubmitJob(org: "acme", spec: Fixture.spec(8, nodes: 9), idempotencyKey: nil, by: "key-1")),
-            .submitJob(SubmitJob(org: "acme", spec: JobSpec(name: "t", gpuModel: "B200", gpusPerNode: 1, run: "x"), idempotencyKey: nil, by: "key-1")),
+            .submitJob(
+                SubmitJob(
+                    org: "acme", spec: JobSpec(name: "t", gpuModel: "B200", gpusPerNode: 1, run: "x"), idempotencyKey: nil,
+                    by: "key-1")),
             .submitJob(SubmitJob(org: "nope", spec: Fixture.spec(), idempotencyKey: nil, by: "key-1")),
             .submitJob(SubmitJob(org: "acme", spec: Fixture.spec(project: "missing"), idempotencyKey: nil, by: "key-1")),
             .submitJob(SubmitJob(org: "acme", spec: Fixture.spec(tier: .internal), idempotencyKey: nil, by: "key-1")),
@@ -44,7 +47,8 @@ import Testing
         #expect(again == .unchanged(first.rawValue))
         #expect(e.state.seq == seq)
         let error = #expect(throws: StratusError.self) {
-            try e.execute(.submitJob(SubmitJob(org: "acme", spec: Fixture.spec(4), idempotencyKey: "abc", by: "key-1")), at: Fixture.t0)
+            try e.execute(
+                .submitJob(SubmitJob(org: "acme", spec: Fixture.spec(4), idempotencyKey: "abc", by: "key-1")), at: Fixture.t0)
         }
         #expect(error?.code == .idempotencyMismatch)
         // The same key in another org is another request.
@@ -79,10 +83,14 @@ import Testing
         for n in ["node-1", "node-2"] {
             try e.execute(.allocationStarted(AllocationStarted(job: job, node: NodeID(n))), at: Fixture.t0)
         }
-        try e.execute(.allocationExited(AllocationExited(job: job, node: "node-2", exitCode: 3, reason: nil)), at: Fixture.t0.adding(seconds: 5))
+        try e.execute(
+            .allocationExited(AllocationExited(job: job, node: "node-2", exitCode: 3, reason: nil)),
+            at: Fixture.t0.adding(seconds: 5))
         #expect(e.state.jobs[job]?.allocations.first { $0.node == "node-1" }?.stopRequested == true)
         #expect(e.state.assignments(for: "node-1").first?.stopRequested == true)
-        try e.execute(.allocationExited(AllocationExited(job: job, node: "node-1", exitCode: nil, reason: "stopped on request")), at: Fixture.t0.adding(seconds: 6))
+        try e.execute(
+            .allocationExited(AllocationExited(job: job, node: "node-1", exitCode: nil, reason: "stopped on request")),
+            at: Fixture.t0.adding(seconds: 6))
         let final = e.state.jobs[job]!
         #expect(final.state == .failed)
         #expect(final.reason == "exit code 3 on node-2")
@@ -103,7 +111,10 @@ import Testing
         #expect(e.state.jobs[running]?.cancelRequested == true)
         #expect(e.state.assignments(for: "node-5").first?.stopRequested == true)
         for i in 1...8 {
-            try e.execute(.allocationExited(AllocationExited(job: running, node: NodeID("node-\(i)"), exitCode: nil, reason: "stopped before start")), at: Fixture.t0)
+            try e.execute(
+                .allocationExited(
+                    AllocationExited(job: running, node: NodeID("node-\(i)"), exitCode: nil, reason: "stopped before start")),
+                at: Fixture.t0)
         }
         #expect(e.state.jobs[running]?.state == .cancelled)
         #expect(e.state.usage.records.isEmpty, "never started, so no GPU time")
@@ -156,7 +167,9 @@ import Testing
 }
 
 @Suite struct UsageTests {
-    func record(_ id: String, gpus: Int = 2, ms: Int64 = 1000, project: String = "acme/default", tier: Tier = .onDemand) -> UsageRecord {
+    func record(_ id: String, gpus: Int = 2, ms: Int64 = 1000, project: String = "acme/default", tier: Tier = .onDemand)
+        -> UsageRecord
+    {
         UsageRecord(
             id: id, job: JobID(id), org: "acme", project: ProjectID(project), node: "n", gpuModel: "H100", tier: tier,
             gpus: gpus, startedAt: .zero, endedAt: Timestamp(milliseconds: ms))

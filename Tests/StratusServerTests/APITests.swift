@@ -26,7 +26,8 @@ import Testing
             let retry = try await client.call(.post, "/v1/jobs", key: acme, body: jobBody(), headers: ["Idempotency-Key": "k1"])
             #expect(retry.status == 200)
             #expect(retry["id"] as? String == id)
-            let clash = try await client.call(.post, "/v1/jobs", key: acme, body: jobBody("H100:4"), headers: ["Idempotency-Key": "k1"])
+            let clash = try await client.call(
+                .post, "/v1/jobs", key: acme, body: jobBody("H100:4"), headers: ["Idempotency-Key": "k1"])
             #expect(clash.status == 409)
             #expect(clash.errorCode == "idempotency_key_reused")
 
@@ -44,7 +45,8 @@ import Testing
 
             // Output lives in files beside the database; the API serves it by offset.
             let log = cloud.files.logPath(job: JobID(id), node: "node-1")
-            try FileManager.default.createDirectory(atPath: (log as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: (log as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try "hello\nworld\n".write(toFile: log, atomically: true, encoding: .utf8)
             let logs = try await client.call(.get, "/v1/jobs/\(id)/logs", key: acme)
             #expect(logs["data"] as? String == "hello\nworld\n")
@@ -99,17 +101,20 @@ import Testing
     func operatorsManageTenantsProjectsMembersKeysAndFleet(mode: Mode) async throws {
         let cloud = try await TestCloud.make()
         try await cloud.app().test(mode.setup) { client in
-            let org = try await client.call(.post, "/v1/orgs", key: cloud.admin, body: #"{"name":"acme","display_name":"Acme Corp"}"#)
+            let org = try await client.call(
+                .post, "/v1/orgs", key: cloud.admin, body: #"{"name":"acme","display_name":"Acme Corp"}"#)
             #expect(org.status == 201)
             #expect(try await client.call(.post, "/v1/orgs", key: cloud.admin, body: #"{"name":"acme"}"#).status == 409)
-            let key = try await client.call(.post, "/v1/keys", key: cloud.admin, body: #"{"org":"acme","role":"org-admin","name":"boss"}"#)
+            let key = try await client.call(
+                .post, "/v1/keys", key: cloud.admin, body: #"{"org":"acme","role":"org-admin","name":"boss"}"#)
             #expect(key.status == 201)
             let secret = try #require(key["secret"] as? String)
             #expect(secret.hasPrefix("sk_") && secret.count == 43)
             let project = try await client.call(.post, "/v1/projects", key: secret, body: #"{"name":"research"}"#)
             #expect(project.status == 201)
             #expect(project["id"] as? String == "acme/research")
-            let member = try await client.call(.post, "/v1/members", key: secret, body: #"{"email":"ada@acme.test","role":"viewer"}"#)
+            let member = try await client.call(
+                .post, "/v1/members", key: secret, body: #"{"email":"ada@acme.test","role":"viewer"}"#)
             #expect(member.status == 201)
             let keys = try await client.call(.get, "/v1/keys", key: secret)
             #expect(keys.items.count == 1)
@@ -130,7 +135,9 @@ import Testing
 
             let fleet = try await client.call(
                 .post, "/v1/fleet", key: cloud.admin,
-                body: #"{"regions":[{"name":"eu","sites":[{"name":"ams","power_mw":30,"pue":1.2,"racks":[{"name":"nvl-1","nodes":[{"name":"gb","gpu":"GB200","count":18,"gpus":4}]}]}]}]}"#)
+                body:
+                    #"{"regions":[{"name":"eu","sites":[{"name":"ams","power_mw":30,"pue":1.2,"racks":[{"name":"nvl-1","nodes":[{"name":"gb","gpu":"GB200","count":18,"gpus":4}]}]}]}]}"#
+            )
             #expect(fleet.status == 200)
             let models = try #require(fleet["models"] as? [[String: Any]])
             #expect(models.first { $0["gpu"] as? String == "GB200" }?["gpus"] as? Int == 72)

@@ -59,8 +59,16 @@ import Testing
                 ("/v1/keys", #"{"org":"internal","role":"king"}"#, 400, "role: 'king'"),
                 ("/v1/keys", #"{"role":"member"}"#, 400, "org: required"),
                 ("/v1/fleet", #"{"regions":[{"name":"r","sites":[{"name":"s","power_mw":-1}]}]}"#, 400, "must be positive"),
-                ("/v1/fleet", #"{"regions":[{"name":"r","sites":[{"name":"s","power_mw":1,"racks":[{"name":"k","nodes":[{"name":"n","gpu":"TPU"}]}]}]}]}"#, 400, "unknown GPU model 'TPU'"),
-                ("/v1/fleet", #"{"regions":[{"name":"r","sites":[{"name":"s","power_mw":1,"racks":[{"name":"k","nodes":[{"name":"n","gpu":"H100","gpus":-8}]}]}]}]}"#, 400, "between 1 and 72"),
+                (
+                    "/v1/fleet",
+                    #"{"regions":[{"name":"r","sites":[{"name":"s","power_mw":1,"racks":[{"name":"k","nodes":[{"name":"n","gpu":"TPU"}]}]}]}]}"#,
+                    400, "unknown GPU model 'TPU'"
+                ),
+                (
+                    "/v1/fleet",
+                    #"{"regions":[{"name":"r","sites":[{"name":"s","power_mw":1,"racks":[{"name":"k","nodes":[{"name":"n","gpu":"H100","gpus":-8}]}]}]}]}"#,
+                    400, "between 1 and 72"
+                ),
                 ("/v1/fleet", #"{"zones":[]}"#, 400, "zones: unknown field"),
                 ("/v1/members", #"{"org":"internal","email":"nobody"}"#, 400, "not an email"),
             ]
@@ -83,7 +91,8 @@ import Testing
         #expect(error?.code == .invalidArgument)
         #expect(error?.message.hasPrefix("malformed YAML") == true)
         #expect(throws: StratusError.self) { try SpecDocument.parseYAML("") }
-        let value = try? SpecDocument.parseYAML("resources:\n  accelerators: H100:8\nnum_nodes: 2\nrun: echo\nenvs: {A: 1, B: yes}\n")
+        let value = try? SpecDocument.parseYAML(
+            "resources:\n  accelerators: H100:8\nnum_nodes: 2\nrun: echo\nenvs: {A: 1, B: yes}\n")
         let spec = try? JobSpec.parse(value!)
         #expect(spec?.numNodes == 2)
         #expect(spec?.envs == ["A": "1", "B": "true"])

@@ -58,7 +58,7 @@ import Testing
             p.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
             p.arguments = ["up", "--data", "\(dir)/data", "--port", String(port)]
             p.currentDirectoryURL = URL(fileURLWithPath: dir)
-            FileManager.default.createFile(atPath: "\(dir)/\(logName)", contents: nil)
+            _ = FileManager.default.createFile(atPath: "\(dir)/\(logName)", contents: nil)
             let log = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(dir)/\(logName)"))
             p.standardOutput = log
             p.standardError = log
@@ -107,7 +107,8 @@ import Testing
             let o = out.fileHandleForReading.readDataToEndOfFile()
             let e = err.fileHandleForReading.readDataToEndOfFile()
             p.waitUntilExit()
-            return Run(code: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+            return Run(
+                code: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
         }
 
         func waitForState(_ job: String, _ wanted: String, key: String? = nil) async throws -> [String: Any] {
@@ -168,7 +169,8 @@ import Testing
 
         // A second tenant with its own key sees only its own jobs.
         #expect(c.cli(["orgs", "create", "acme"]).code == 0)
-        let tenantKey = try #require(c.cli(["keys", "create", "--org", "acme", "--role", "member", "--json"]).json["secret"] as? String)
+        let tenantKey = try #require(
+            c.cli(["keys", "create", "--org", "acme", "--role", "member", "--json"]).json["secret"] as? String)
         let tenantView = c.cli(["status", "--json"], key: tenantKey)
         #expect((tenantView.json["items"] as? [Any])?.isEmpty == true, "\(tenantView.out)")
         let peek = c.cli(["status", job], key: tenantKey)

@@ -44,7 +44,8 @@ import Testing
             #expect(try await client.call(.get, "/v1/jobs", key: b).items.isEmpty)
             #expect(try await client.call(.get, "/v1/usage", key: b).items.isEmpty)
             #expect(try await client.call(.get, "/v1/orgs", key: b).items.compactMap { $0["name"] as? String } == ["org-b"])
-            #expect(try await client.call(.get, "/v1/projects", key: b).items.compactMap { $0["id"] as? String } == ["org-b/default"])
+            #expect(
+                try await client.call(.get, "/v1/projects", key: b).items.compactMap { $0["id"] as? String } == ["org-b/default"])
             #expect(try await client.call(.get, "/v1/members", key: b).items.isEmpty)
             #expect(try await client.call(.get, "/v1/keys", key: b).items.allSatisfy { $0["org"] as? String == "org-b" })
             // A sees its own; the operator sees both.

@@ -20,20 +20,28 @@ import Testing
         var expected: State
         do {
             var e = try Engine(store: try SQLiteStore(path: path))
-            try e.execute(.bootstrap(CreateKey(org: nil, role: .operatorAdmin, name: "op", secretHash: String(repeating: "a", count: 64), hint: "")), at: Self.t0)
+            try e.execute(
+                .bootstrap(
+                    CreateKey(org: nil, role: .operatorAdmin, name: "op", secretHash: String(repeating: "a", count: 64), hint: "")
+                ), at: Self.t0)
             try e.execute(.applyFleet(FleetSpec.demo), at: Self.t0)
             try e.execute(.createOrg(CreateOrg(id: "acme", displayName: "Acme")), at: Self.t0)
             var t = Self.t0
             for i in 0..<10 {
                 t = t.adding(seconds: 3)
-                try e.execute(.submitJob(SubmitJob(org: "acme", spec: spec(1 + i % 8, nodes: 1 + i % 2), idempotencyKey: "k\(i)", by: "key-1")), at: t)
+                try e.execute(
+                    .submitJob(
+                        SubmitJob(org: "acme", spec: spec(1 + i % 8, nodes: 1 + i % 2), idempotencyKey: "k\(i)", by: "key-1")),
+                    at: t)
                 try e.schedule(at: t)
                 if i == 4 { try e.snapshot() }
             }
             for (id, job) in e.state.jobs.sorted(by: { $0.key < $1.key }) where job.state == .starting {
                 for a in job.allocations {
                     try e.execute(.allocationStarted(AllocationStarted(job: id, node: a.node)), at: t)
-                    try e.execute(.allocationExited(AllocationExited(job: id, node: a.node, exitCode: 0, reason: nil)), at: t.adding(seconds: 30))
+                    try e.execute(
+                        .allocationExited(AllocationExited(job: id, node: a.node, exitCode: 0, reason: nil)),
+                        at: t.adding(seconds: 30))
                 }
             }
             #expect(!e.state.queue.isEmpty)

@@ -21,8 +21,10 @@ struct TestCloud {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let plane = try ControlPlane(store: store, clock: { Server.wallClock() })
         let admin = APIKeySecret.generate()
-        try await plane.execute(.bootstrap(CreateKey(
-            org: nil, role: .operatorAdmin, name: "op", secretHash: APIKeySecret.hash(admin), hint: "")))
+        try await plane.execute(
+            .bootstrap(
+                CreateKey(
+                    org: nil, role: .operatorAdmin, name: "op", secretHash: APIKeySecret.hash(admin), hint: "")))
         try await plane.execute(.applyFleet(FleetSpec.demo))
         return TestCloud(plane: plane, admin: admin, files: JobFiles(root: dir))
     }
@@ -37,8 +39,10 @@ struct TestCloud {
             try await plane.execute(.createOrg(CreateOrg(id: OrgID(org), displayName: org)))
         }
         let secret = APIKeySecret.generate()
-        try await plane.execute(.createKey(CreateKey(
-            org: OrgID(org), role: role, name: "\(role)", secretHash: APIKeySecret.hash(secret), hint: "")))
+        try await plane.execute(
+            .createKey(
+                CreateKey(
+                    org: OrgID(org), role: role, name: "\(role)", secretHash: APIKeySecret.hash(secret), hint: "")))
         return secret
     }
 
