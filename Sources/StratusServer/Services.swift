@@ -30,18 +30,20 @@ struct SchedulerService: Service {
 }
 
 /// The in-process link between local agents and the control plane.
-struct LocalAgentLink: AgentLink {
+public struct LocalAgentLink: AgentLink {
     let plane: ControlPlane
 
-    func assignments(node: NodeID) async throws -> [Assignment] {
+    public init(plane: ControlPlane) { self.plane = plane }
+
+    public func assignments(node: NodeID) async throws -> [Assignment] {
         await plane.read { $0.assignments(for: node) }
     }
 
-    func reportStarted(job: JobID, node: NodeID) async throws {
+    public func reportStarted(job: JobID, node: NodeID) async throws {
         try await plane.execute(.allocationStarted(AllocationStarted(job: job, node: node)))
     }
 
-    func reportExited(job: JobID, node: NodeID, exitCode: Int32?, reason: String?) async throws {
+    public func reportExited(job: JobID, node: NodeID, exitCode: Int32?, reason: String?) async throws {
         try await plane.execute(.allocationExited(AllocationExited(job: job, node: node, exitCode: exitCode, reason: reason)))
     }
 }

@@ -200,4 +200,49 @@ import Testing
         #expect(c.cli(["status", "--json"], key: tenantKey).code == 0, "tenant keys survive restarts")
         #expect(try await c.stop() == 0)
     }
+
+    @Test func crashAndRestartLosesNothingAcknowledged() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        let c = try Cluster()
+        try await c.up(logName: "up1.log")
+        let admin = try String(contentsOfFile: "\(c.dir)/data/admin.key", encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        c.env["STRATUS_API_KEY"] = admin
+        try "resources: {accelerators: H100:8}\nnum_nodes: 8\nrun: echo $$ > $STRATUS_JOB_ID.pid; sleep 300\n"
+            .write(toFile: "\(c.dir)/long.yaml", atomically: true, encoding: .utf8)
+        try "resources: {accelerators: H100:1}\nrun: echo after\n".write(
+            toFile: "\(c.dir)/small.yaml", atomically: true, encoding: .utf8)
+        let long = try #require(c.cli(["launch", "long.yaml", "--json"]).json["id"] as? String)
+        _ = try await c.waitForState(long, "running")
+        // Acknowledged while the fleet is full: it must survive the crash.
+        let queued = try #require(
+            c.cli(["launch", "small.yaml", "--json", "--idempotency-key", "small-1"]).json["id"] as? String)
+        let pidFile = "\(c.dir)/data/work/\(long)/node-1/\(long).pid"
+        var orphan: Int32 = 0
+        for _ in 0..<100 where orphan == 0 {
+            orphan =
+                Int32(
+                    (try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+                ) ?? 0
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(orphan > 0)
+
+        kill(c.server!.processIdentifier, SIGKILL)
+        c.server!.waitUntilExit()
+        c.server = nil
+        #expect(AgentTests().alive(orphan), "the job outlives a kill -9 of the server")
+
+        try await c.up(logName: "up2.log")
+        let lost = try await c.waitForState(long, "failed")
+        #expect((lost["reason"] as? String)?.contains("lost: control plane restarted while running") == true, "\(lost)")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!AgentTests().alive(orphan), "the leftover process group was killed, so nothing runs twice")
+        // The queued job was acknowledged before the crash; now it runs.
+        let done = try await c.waitForState(queued, "succeeded")
+        #expect(done["id"] as? String == queued)
+        let retry = c.cli(["launch", "small.yaml", "--json", "--idempotency-key", "small-1"])
+        #expect(retry.json["id"] as? String == queued, "the idempotency key survived the crash")
+        #expect(try await c.stop() == 0)
+    }
 }
