@@ -161,14 +161,14 @@ public struct API: Sendable {
     }
 
     /// The org a write is for: the caller's own unless an operator names another.
+    /// Operator keys act in the internal org, as they do when launching jobs.
     func targetOrg(_ name: String?, _ p: Principal) throws(StratusError) -> OrgID {
         if let name {
             let org = OrgID(name)
             try p.requireRead(org, "org", name)
             return org
         }
-        if let org = p.org { return org }
-        throw StratusError(.invalidArgument, "org: required for operator keys")
+        return p.org ?? InternalOrg.id
     }
 
     func orgFilter(_ req: Request, _ p: Principal) throws(StratusError) -> OrgID? {

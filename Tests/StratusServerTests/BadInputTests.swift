@@ -57,7 +57,7 @@ import Testing
                 ("/v1/orgs", #"{"name":"ok","plan":"gold"}"#, 400, "plan: unknown field"),
                 ("/v1/orgs", #"{}"#, 400, "name: required"),
                 ("/v1/keys", #"{"org":"internal","role":"king"}"#, 400, "role: 'king'"),
-                ("/v1/keys", #"{"role":"member"}"#, 400, "org: required"),
+                ("/v1/keys", #"{"role":"member","org":"ghost"}"#, 404, "org 'ghost' not found"),
                 ("/v1/fleet", #"{"regions":[{"name":"r","sites":[{"name":"s","power_mw":-1}]}]}"#, 400, "must be positive"),
                 (
                     "/v1/fleet",
