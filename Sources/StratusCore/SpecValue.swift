@@ -162,7 +162,7 @@ public struct SpecObject {
         case .string(let s): text = s.trimmingSpaces()
         default: throw StratusError(.invalidArgument, "\(field(key)): expected a number, got \(v.kindName)")
         }
-        guard let parsed = Decimal.parse(text, scale: scale) else {
+        guard let parsed = DecimalText.parse(text, scale: scale) else {
             throw StratusError(
                 .invalidArgument, "\(field(key)): '\(text)' is not a number with at most \(String(scale).count - 1) decimals")
         }
@@ -211,7 +211,7 @@ public struct SpecObject {
 }
 
 /// Exact decimal parsing into scaled integers; no floating point on the way.
-public enum Decimal {
+public enum DecimalText {
     public static func parse(_ text: String, scale: Int64) -> Int64? {
         var digitsAllowed = 0
         var s = scale

@@ -243,8 +243,8 @@ public struct API: Sendable {
             }
             return FleetSummary.SiteRow(
                 name: site.id.rawValue, region: site.region.rawValue,
-                powerMw: Decimal.format(site.powerBudgetKW, scale: 1000), pue: Decimal.format(site.pueMilli, scale: 1000),
-                racks: racks.count, nodes: nodes.count, gpuPowerKw: Decimal.format(watts * site.pueMilli / 1000, scale: 1000))
+                powerMw: DecimalText.format(site.powerBudgetKW, scale: 1000), pue: DecimalText.format(site.pueMilli, scale: 1000),
+                racks: racks.count, nodes: nodes.count, gpuPowerKw: DecimalText.format(watts * site.pueMilli / 1000, scale: 1000))
         }
         return FleetSummary(regions: s.regions.keys.sorted().map(\.rawValue), sites: sites, models: models)
     }

@@ -172,12 +172,12 @@ struct Usage: AsyncParsableCommand {
             let rows = Output.items(obj).map { row -> [String] in
                 let key = row["key"] as? [String: Any] ?? [:]
                 let ms = row["gpu_milliseconds"] as? Int64 ?? Int64(row["gpu_milliseconds"] as? Int ?? 0)
-                return dims.map { Output.str(key[$0]) } + [Decimal.format(ms, scale: 1000), Output.str(row["records"])]
+                return dims.map { Output.str(key[$0]) } + [DecimalText.format(ms, scale: 1000), Output.str(row["records"])]
             }
             if rows.isEmpty { return print("No usage recorded yet (usage is recorded when a job's process ends).") }
             Output.table(dims.map { $0.uppercased() } + ["GPU-SECONDS", "RECORDS"], rows)
             let total = obj["total_gpu_milliseconds"] as? Int64 ?? Int64(obj["total_gpu_milliseconds"] as? Int ?? 0)
-            print("total: \(Decimal.format(total, scale: 1000)) GPU-seconds")
+            print("total: \(DecimalText.format(total, scale: 1000)) GPU-seconds")
         }
     }
 }

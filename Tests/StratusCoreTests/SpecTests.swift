@@ -96,12 +96,12 @@ import Testing
     }
 
     @Test func exactDecimals() {
-        #expect(Decimal.parse("1.25", scale: 1000) == 1250)
-        #expect(Decimal.parse("30", scale: 1000) == 30000)
-        #expect(Decimal.parse("0.0005", scale: 1000) == nil)
-        #expect(Decimal.parse("1.2.3", scale: 1000) == nil)
-        #expect(Decimal.format(1250, scale: 1000) == "1.25")
-        #expect(Decimal.format(2004, scale: 1000) == "2.004")
+        #expect(DecimalText.parse("1.25", scale: 1000) == 1250)
+        #expect(DecimalText.parse("30", scale: 1000) == 30000)
+        #expect(DecimalText.parse("0.0005", scale: 1000) == nil)
+        #expect(DecimalText.parse("1.2.3", scale: 1000) == nil)
+        #expect(DecimalText.format(1250, scale: 1000) == "1.25")
+        #expect(DecimalText.format(2004, scale: 1000) == "2.004")
     }
 
     @Test func timestampsFormatAsRFC3339() {
