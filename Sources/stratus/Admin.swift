@@ -66,10 +66,13 @@ struct Fleet: AsyncParsableCommand {
         let tiers = Tier.allCases.map(\.rawValue)
         let models = obj["models"] as? [[String: Any]] ?? []
         Output.table(
-            ["GPU", "NODES", "GPUS", "FREE", "UNAVAILABLE"] + tiers.map { $0.uppercased() },
+            ["GPU", "NODES", "NODE STATES", "GPUS", "FREE", "UNAVAILABLE"] + tiers.map { $0.uppercased() },
             models.map { m in
                 let byTier = m["allocated_by_tier"] as? [String: Any] ?? [:]
-                return ["gpu", "nodes", "gpus", "free", "unavailable"].map { Output.str(m[$0]) }
+                let byState = (m["nodes_by_state"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
+                    .map { "\(Output.str($0.value)) \($0.key)" }.joined(separator: ", ")
+                return [Output.str(m["gpu"]), Output.str(m["nodes"]), byState]
+                    + ["gpus", "free", "unavailable"].map { Output.str(m[$0]) }
                     + tiers.map { Output.str(byTier[$0] ?? 0) }
             })
     }
