@@ -17,4 +17,6 @@ public struct JobFiles: Sendable {
     public func logPath(job: JobID, node: NodeID) -> String { "\(root)/logs/\(job)/\(node).log" }
     public func workDir(job: JobID, node: NodeID) -> String { "\(root)/work/\(job)/\(node)" }
     public func pidPath(job: JobID, node: NodeID) -> String { "\(root)/work/\(job)/\(node).pid" }
+    /// Written when the job is preempted; its path is in `STRATUS_PREEMPTION_NOTICE_FILE`.
+    public func noticePath(job: JobID, node: NodeID) -> String { "\(workDir(job: job, node: node))/.stratus-preemption-notice" }
 }

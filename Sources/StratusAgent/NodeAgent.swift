@@ -33,6 +33,8 @@ public struct NodeAgent: Sendable {
         let process: Process
         let startedWall: ContinuousClock.Instant
         var termSentAt: ContinuousClock.Instant?
+        /// For a preemption: when to kill, from the notice's deadline.
+        var killAt: ContinuousClock.Instant?
         var endReason: String?
 
         init(assignment: Assignment, process: Process, startedWall: ContinuousClock.Instant) {
@@ -64,7 +66,12 @@ public struct NodeAgent: Sendable {
                 for a in assignments {
                     if let r = running[a.job] {
                         if a.stopRequested, r.termSentAt == nil {
-                            r.endReason = r.endReason ?? "stopped on request"
+                            r.endReason = r.endReason ?? a.stopReason.map { "stopped: \($0)" } ?? "stopped on request"
+                            if let deadline = a.stopDeadline {
+                                writeNotice(a, deadline: deadline)
+                                let left = WallClock.now().milliseconds(until: deadline)
+                                r.killAt = clock.now + .milliseconds(left)
+                            }
                             signal(r, SIGTERM)
                             r.termSentAt = clock.now
                         }
@@ -151,6 +158,7 @@ public struct NodeAgent: Sendable {
         env["WORLD_SIZE"] = String(a.numNodes * a.gpus.count)
         env["MASTER_ADDR"] = masterAddress
         env["MASTER_PORT"] = String(29500 + Int(stableHash(a.job.rawValue) % 2000))
+        env["STRATUS_PREEMPTION_NOTICE_FILE"] = files.noticePath(job: a.job, node: a.node)
         return env
     }
 
@@ -162,9 +170,18 @@ public struct NodeAgent: Sendable {
             signal(r, SIGTERM)
             r.termSentAt = clock.now
         }
-        if let sent = r.termSentAt, clock.now - sent >= .seconds(stopGraceSeconds) {
+        if let killAt = r.killAt {
+            if clock.now >= killAt { signal(r, SIGKILL) }
+        } else if let sent = r.termSentAt, clock.now - sent >= .seconds(stopGraceSeconds) {
             signal(r, SIGKILL)
         }
+    }
+
+    /// The notice a preempted job can read: when it will be killed, and why.
+    private func writeNotice(_ a: Assignment, deadline: Timestamp) {
+        let reason = (a.stopReason ?? "preempted").replacingOccurrences(of: "\"", with: "'")
+        let text = #"{"deadline":"\#(deadline)","deadline_unix_ms":\#(deadline.milliseconds),"reason":"\#(reason)"}"# + "\n"
+        try? text.write(toFile: files.noticePath(job: a.job, node: a.node), atomically: true, encoding: .utf8)
     }
 
     private func signal(_ r: Running, _ sig: Int32) {
@@ -216,5 +233,14 @@ public struct NodeAgent: Sendable {
             h = h &* 1_099_511_628_211
         }
         return h
+    }
+}
+
+/// The wall clock, for the shell only (the core never reads a clock).
+public enum WallClock {
+    public static func now() -> Timestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timestamp(milliseconds: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
     }
 }

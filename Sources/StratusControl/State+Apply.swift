@@ -250,10 +250,11 @@ extension State {
         let id = JobID("job-\(nextJob)")
         guard commit else { return .applied(id.rawValue) }
         nextJob += 1
-        jobs[id] = Job(
+        var job = Job(
             id: id, org: c.org, project: project.id, spec: c.spec, submittedBy: c.by, submittedAt: at,
-            idempotencyKey: c.idempotencyKey, state: .queued, allocations: [], startedAt: nil, endedAt: nil,
-            reason: nil, cancelRequested: false)
+            idempotencyKey: c.idempotencyKey)
+        job.record("submitted", "submitted by \(c.by)", at: at)
+        jobs[id] = job
         queue.append(id)
         if let key = c.idempotencyKey { idempotency[Self.idempotencySlot(c.org, key)] = id }
         return .applied(id.rawValue)
@@ -263,25 +264,39 @@ extension State {
         guard let job = jobs[c.job] else { throw StratusError.notFound("job", c.job.rawValue) }
         if job.state.isTerminal || job.cancelRequested { return .unchanged(c.job.rawValue) }
         guard commit else { return .applied(c.job.rawValue) }
+        var updated = job
         if job.state == .queued {
             queue.removeAll { $0 == c.job }
-            jobs[c.job]!.state = .cancelled
-            jobs[c.job]!.endedAt = at
-            jobs[c.job]!.reason = "cancelled by \(c.by) while queued"
+            nominations[c.job] = nil
+            updated.state = .cancelled
+            updated.endedAt = at
+            updated.reason = "cancelled by \(c.by) while queued"
         } else {
-            jobs[c.job]!.cancelRequested = true
-            jobs[c.job]!.reason = "cancel requested by \(c.by)"
-            for i in jobs[c.job]!.allocations.indices where !jobs[c.job]!.allocations[i].isEnded {
-                jobs[c.job]!.allocations[i].stopRequested = true
+            updated.cancelRequested = true
+            updated.reason = "cancel requested by \(c.by)"
+            for i in updated.allocations.indices where !updated.allocations[i].isEnded {
+                updated.allocations[i].stopRequested = true
             }
         }
+        updated.record("cancelled", "cancel requested by \(c.by)", at: at)
+        jobs[c.job] = updated
         return .applied(c.job.rawValue)
     }
 
     mutating func applyPlan(_ plan: Plan, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
-        // Guards: every placement must still be valid against the current state, and
-        // no two placements of the plan may take the same GPU.
+        // Guards: every decision must still be valid against the current state, and no
+        // two decisions of the plan may take the same GPU.
         var taken = Set<String>()
+        func claim(_ node: NodeID, _ g: Int, for job: JobID) throws(StratusError) {
+            guard taken.insert("\(node)#\(g)").inserted else {
+                throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(node) is used twice")
+            }
+            for (other, held) in nominations where other != job {
+                if held.contains(where: { $0.node == node && $0.gpus.contains(g) }) {
+                    throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(node) is held for \(other)")
+                }
+            }
+        }
         for p in plan.placements {
             guard let job = jobs[p.job], job.state == .queued else {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) is not queued")
@@ -298,28 +313,78 @@ extension State {
                 }
                 let holders = gpuHolders[a.node]!
                 for g in a.gpus {
-                    guard g >= 0, g < holders.count, holders[g] == nil, taken.insert("\(a.node)#\(g)").inserted else {
+                    guard g >= 0, g < holders.count, holders[g] == nil else {
                         throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is not free")
                     }
+                    try claim(a.node, g, for: p.job)
                 }
             }
         }
-        guard !plan.placements.isEmpty else { return .unchanged("plan") }
+        for p in plan.preemptions {
+            guard let job = jobs[p.job], job.state == .queued, nominations[p.job] == nil else {
+                throw StratusError(.failedPrecondition, "plan: job \(p.job) cannot preempt now")
+            }
+            guard !p.victims.isEmpty, p.noticeSeconds >= 0 else {
+                throw StratusError(.failedPrecondition, "plan: preemption for \(p.job) names no victims")
+            }
+            for v in p.victims {
+                guard let victim = jobs[v], victim.state == .starting || victim.state == .running,
+                    victim.spec.tier.rank > job.spec.tier.rank, victim.spec.tier == .spot,
+                    !victim.cancelRequested, victim.preemptedBy == nil
+                else {
+                    throw StratusError(.failedPrecondition, "plan: \(v) cannot be preempted by \(p.job)")
+                }
+            }
+            let victims = Set(p.victims)
+            for a in p.target {
+                guard let node = nodes[a.node], node.gpuModel == job.spec.gpuModel,
+                    a.gpus.count == job.spec.gpusPerNode
+                else {
+                    throw StratusError(.failedPrecondition, "plan: node \(a.node) cannot take job \(p.job)")
+                }
+                let holders = gpuHolders[a.node]!
+                for g in a.gpus {
+                    guard g >= 0, g < holders.count, holders[g] == nil || victims.contains(holders[g]!) else {
+                        throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is held by non-victim work")
+                    }
+                    try claim(a.node, g, for: p.job)
+                }
+            }
+        }
+        guard !plan.isEmpty else { return .unchanged("plan") }
         guard commit else { return .applied("plan") }
         let placed = Set(plan.placements.map(\.job))
         for p in plan.placements {
             for a in p.nodes {
                 for g in a.gpus { gpuHolders[a.node]![g] = p.job }
             }
-            jobs[p.job]!.allocations = p.nodes.enumerated().map { rank, a in
-                Allocation(
-                    node: a.node, gpus: a.gpus.sorted(), rank: rank, startedAt: nil, endedAt: nil, exitCode: nil,
-                    endReason: nil, stopRequested: false)
+            var job = jobs[p.job]!
+            job.allocations = p.nodes.enumerated().map { rank, a in
+                Allocation(node: a.node, gpus: a.gpus.sorted(), rank: rank)
             }
-            jobs[p.job]!.state = .starting
-            jobs[p.job]!.reason = p.reason
+            job.state = .starting
+            job.reason = p.reason
+            job.record("placed", "\(p.reason): \(p.nodes.map { "\($0.node)\($0.gpus)" }.joined(separator: " "))", at: at)
+            jobs[p.job] = job
+            nominations[p.job] = nil
         }
         queue.removeAll { placed.contains($0) }
+        for p in plan.preemptions {
+            let deadline = at.adding(seconds: p.noticeSeconds)
+            for v in p.victims {
+                var victim = jobs[v]!
+                victim.preemptedBy = p.job
+                for i in victim.allocations.indices where !victim.allocations[i].isEnded {
+                    victim.allocations[i].stopRequested = true
+                    victim.allocations[i].stopDeadline = deadline
+                }
+                victim.reason = "preempted by \(p.job) (\(p.job.rawValue) is \(jobs[p.job]!.spec.tier.rawValue))"
+                victim.record("preemption_notice", "preempted by \(p.job); killed at \(deadline) if still running", at: at)
+                jobs[v] = victim
+            }
+            nominations[p.job] = p.target
+            jobs[p.job]!.record("preempting", p.reason, at: at)
+        }
         return .applied("plan")
     }
 
@@ -338,6 +403,7 @@ extension State {
         if jobs[c.job]!.state == .starting {
             jobs[c.job]!.state = .running
             jobs[c.job]!.startedAt = at
+            jobs[c.job]!.record("started", "running on \(c.node)", at: at)
         }
         return .applied(c.job.rawValue)
     }
@@ -352,7 +418,7 @@ extension State {
         var record: UsageRecord?
         if let started = alloc.startedAt {
             let r = UsageRecord(
-                id: "\(c.job)/\(c.node)", job: c.job, org: job.org, project: job.project, node: c.node,
+                id: "\(c.job)/\(job.attempt)/\(c.node)", job: c.job, org: job.org, project: job.project, node: c.node,
                 gpuModel: job.spec.gpuModel, tier: job.spec.tier, gpus: alloc.gpus.count, startedAt: started,
                 endedAt: max(started, at))
             _ = try usage.check(r)
@@ -377,17 +443,46 @@ extension State {
             updated.reason = "\(what) on \(c.node)"
         }
         if updated.allocations.allSatisfy(\.isEnded) {
-            updated.endedAt = at
-            if updated.cancelRequested {
-                updated.state = .cancelled
-            } else if updated.allocations.allSatisfy({ $0.exitCode == 0 && $0.endReason == nil }) {
-                updated.state = .succeeded
-                updated.reason = nil
-            } else {
-                updated.state = .failed
-            }
+            finish(&updated, at: at)
         }
         jobs[c.job] = updated
         return .applied(c.job.rawValue)
     }
+
+    /// Decides what a job whose processes have all ended becomes: done, or back in the
+    /// queue when its retry policy covers what ended it.
+    private mutating func finish(_ job: inout Job, at: Timestamp) {
+        let succeeded = job.allocations.allSatisfy { $0.exitCode == 0 && $0.endReason == nil }
+        let event: RetryPolicy.Event? =
+            job.cancelRequested || succeeded ? nil : job.preemptedBy != nil ? .preemption : .error
+        if let event, job.spec.retry.allows(event, attempt: job.attempt) {
+            let why = event == .preemption ? "preempted by \(job.preemptedBy!)" : job.reason ?? "failed"
+            job.attempt += 1
+            job.state = .queued
+            job.allocations = []
+            job.startedAt = nil
+            job.endedAt = nil
+            job.preemptedBy = nil
+            job.reason = "requeued (attempt \(job.attempt + 1)) after: \(why)"
+            job.record("requeued", job.reason!, at: at)
+            let number = Self.jobNumber(job.id)
+            let position = queue.firstIndex { Self.jobNumber($0) > number } ?? queue.count
+            queue.insert(job.id, at: position)
+            return
+        }
+        job.endedAt = at
+        if job.cancelRequested {
+            job.state = .cancelled
+        } else if job.preemptedBy != nil {
+            job.state = .preempted
+        } else if succeeded {
+            job.state = .succeeded
+            job.reason = nil
+        } else {
+            job.state = .failed
+        }
+        job.record(job.state.rawValue, job.reason ?? "all processes exited 0", at: at)
+    }
+
+    static func jobNumber(_ id: JobID) -> UInt64 { UInt64(id.rawValue.dropFirst(4)) ?? 0 }
 }

@@ -27,6 +27,8 @@ public struct State: Codable, Equatable, Sendable {
     /// Queued jobs in submission order.
     public internal(set) var queue: [JobID] = []
     var idempotency: [String: JobID] = [:]
+    /// GPUs held for a queued job while the spot work it preempted stops.
+    public internal(set) var nominations: [JobID: [NodeAssignment]] = [:]
 
     public internal(set) var usage = UsageMeter()
 
@@ -55,21 +57,37 @@ public struct State: Codable, Equatable, Sendable {
 
     /// The facts the scheduler needs, in deterministic order.
     public func schedulingSnapshot() -> SchedulingSnapshot {
+        let rackIndex = Dictionary(uniqueKeysWithValues: racks.keys.sorted().enumerated().map { ($1, $0) })
+        let siteIndex = Dictionary(uniqueKeysWithValues: sites.keys.sorted().enumerated().map { ($1, $0) })
         let nodeViews = nodeOrder.map { id -> SchedulingSnapshot.NodeView in
             let node = nodes[id]!
             let holders = gpuHolders[id] ?? []
             let free = holders.indices.filter { holders[$0] == nil }
+            let site = racks[node.rack].map { siteIndex[$0.site] ?? 0 } ?? 0
             return .init(
-                id: id, gpuModel: node.gpuModel, schedulable: node.state == .ready, freeGPUs: free,
-                gpuCount: node.gpuCount)
+                id: id, gpuModel: node.gpuModel, schedulable: node.state == .ready, freeGPUs: free, gpuCount: node.gpuCount,
+                rack: rackIndex[node.rack] ?? 0, site: site)
         }
         let pending = queue.compactMap { id -> SchedulingSnapshot.PendingJob? in
             guard let job = jobs[id] else { return nil }
             return .init(
                 id: id, tier: job.spec.tier, gpuModel: job.spec.gpuModel, gpusPerNode: job.spec.gpusPerNode,
-                numNodes: job.spec.numNodes)
+                numNodes: job.spec.numNodes, topology: job.spec.topology, nominated: nominations[id])
         }
-        return SchedulingSnapshot(nodes: nodeViews, pending: pending)
+        var holding: [JobID] = []
+        var seen = Set<JobID>()
+        for id in nodeOrder {
+            for case let job? in gpuHolders[id] ?? [] where seen.insert(job).inserted { holding.append(job) }
+        }
+        let running = holding.sorted().compactMap { id -> SchedulingSnapshot.RunningJob? in
+            guard let job = jobs[id] else { return nil }
+            let live = job.allocations.filter { !$0.isEnded }
+            return .init(
+                id: id, tier: job.spec.tier, startedAt: job.startedAt ?? job.submittedAt,
+                allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
+                stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested))
+        }
+        return SchedulingSnapshot(nodes: nodeViews, pending: pending, running: running)
     }
 
     /// Largest GPU count of any node of `model`, or nil when the fleet has none.
@@ -105,7 +123,8 @@ extension State {
                     job: jobID, node: node, rank: alloc.rank, gpus: alloc.gpus, numNodes: job.spec.numNodes,
                     run: job.spec.run, envs: job.spec.envs, maxDurationSeconds: job.spec.maxDurationSeconds,
                     masterNode: job.allocations.first!.node, started: alloc.startedAt != nil,
-                    stopRequested: alloc.stopRequested))
+                    stopRequested: alloc.stopRequested, stopDeadline: alloc.stopDeadline,
+                    stopReason: job.preemptedBy.map { "preempted by \($0)" } ?? (job.cancelRequested ? "cancelled" : nil)))
         }
         return out.sorted { $0.job < $1.job }
     }

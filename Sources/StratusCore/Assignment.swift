@@ -13,10 +13,15 @@ public struct Assignment: Codable, Equatable, Sendable {
     public let masterNode: NodeID
     public let started: Bool
     public let stopRequested: Bool
+    /// Set for a preemption: kill the process at this time if it has not exited.
+    public let stopDeadline: Timestamp?
+    /// Why the process must stop, for the notice the job reads.
+    public let stopReason: String?
 
     public init(
         job: JobID, node: NodeID, rank: Int, gpus: [Int], numNodes: Int, run: String, envs: [String: String],
-        maxDurationSeconds: Int64?, masterNode: NodeID, started: Bool, stopRequested: Bool
+        maxDurationSeconds: Int64?, masterNode: NodeID, started: Bool, stopRequested: Bool,
+        stopDeadline: Timestamp? = nil, stopReason: String? = nil
     ) {
         self.job = job
         self.node = node
@@ -29,5 +34,7 @@ public struct Assignment: Codable, Equatable, Sendable {
         self.masterNode = masterNode
         self.started = started
         self.stopRequested = stopRequested
+        self.stopDeadline = stopDeadline
+        self.stopReason = stopReason
     }
 }

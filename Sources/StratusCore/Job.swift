@@ -20,10 +20,15 @@ public struct JobSpec: Codable, Equatable, Sendable {
     public var run: String
     public var envs: [String: String]
     public var maxDurationSeconds: Int64?
+    /// When the job goes back to the queue instead of ending.
+    public var retry: RetryPolicy
+    /// The topology domain a gang must fit in (nil: the smallest that fits, within a site).
+    public var topology: TopologyLevel?
 
     public init(
         name: String, project: String? = nil, gpuModel: String, gpusPerNode: Int, numNodes: Int = 1,
-        tier: Tier = .onDemand, run: String, envs: [String: String] = [:], maxDurationSeconds: Int64? = nil
+        tier: Tier = .onDemand, run: String, envs: [String: String] = [:], maxDurationSeconds: Int64? = nil,
+        retry: RetryPolicy? = nil, topology: TopologyLevel? = nil
     ) {
         self.name = name
         self.project = project
@@ -34,6 +39,8 @@ public struct JobSpec: Codable, Equatable, Sendable {
         self.run = run
         self.envs = envs
         self.maxDurationSeconds = maxDurationSeconds
+        self.retry = retry ?? RetryPolicy.default(for: tier)
+        self.topology = topology
     }
 
     public var totalGPUs: Int { gpusPerNode * numNodes }
@@ -105,10 +112,20 @@ public struct JobSpec: Codable, Equatable, Sendable {
                     .limitExceeded, "max_duration: at most \(DurationText.format(seconds: Limits.maxJobDurationSeconds))")
             }
         }
+        let retry = try o.value("retry").map { v throws(StratusError) in try RetryPolicy.parse(v, tier: tier) }
+        var topology: TopologyLevel?
+        if let text = try o.string("topology") {
+            guard let level = TopologyLevel(rawValue: text) else {
+                throw StratusError(
+                    .invalidArgument,
+                    "topology: '\(text)' is not one of \(TopologyLevel.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            topology = level
+        }
         try o.finish()
         return JobSpec(
             name: name, project: project, gpuModel: model.name, gpusPerNode: count, numNodes: Int(numNodes),
-            tier: tier, run: run, envs: envs, maxDurationSeconds: maxDuration)
+            tier: tier, run: run, envs: envs, maxDurationSeconds: maxDuration, retry: retry, topology: topology)
     }
 
     /// `H100:8`, `h100:8` or `H100` (one GPU).
@@ -152,15 +169,19 @@ public enum JobState: String, Codable, Sendable, CaseIterable {
     case succeeded
     case failed
     case cancelled
+    /// Stopped to make room for higher-tier work, with no retry left.
+    case preempted
 
-    public var isTerminal: Bool { self == .succeeded || self == .failed || self == .cancelled }
+    public var isTerminal: Bool {
+        self == .succeeded || self == .failed || self == .cancelled || self == .preempted
+    }
 }
 
 /// One node's share of a job: which GPUs it holds there and how its process fared.
 public struct Allocation: Codable, Equatable, Sendable {
     public init(
-        node: NodeID, gpus: [Int], rank: Int, startedAt: Timestamp?, endedAt: Timestamp?, exitCode: Int32?, endReason: String?,
-        stopRequested: Bool
+        node: NodeID, gpus: [Int], rank: Int, startedAt: Timestamp? = nil, endedAt: Timestamp? = nil,
+        exitCode: Int32? = nil, endReason: String? = nil, stopRequested: Bool = false, stopDeadline: Timestamp? = nil
     ) {
         self.node = node
         self.gpus = gpus
@@ -170,6 +191,7 @@ public struct Allocation: Codable, Equatable, Sendable {
         self.exitCode = exitCode
         self.endReason = endReason
         self.stopRequested = stopRequested
+        self.stopDeadline = stopDeadline
     }
 
     public let node: NodeID
@@ -184,6 +206,8 @@ public struct Allocation: Codable, Equatable, Sendable {
     public var endReason: String?
     /// Set when the control plane asked the agent to stop this process.
     public var stopRequested: Bool
+    /// For a preemption: when the agent kills the process if it has not exited.
+    public var stopDeadline: Timestamp?
 
     public var isEnded: Bool { endedAt != nil }
 }
@@ -191,8 +215,9 @@ public struct Allocation: Codable, Equatable, Sendable {
 public struct Job: Codable, Equatable, Sendable {
     public init(
         id: JobID, org: OrgID, project: ProjectID, spec: JobSpec, submittedBy: KeyID, submittedAt: Timestamp,
-        idempotencyKey: String?, state: JobState, allocations: [Allocation], startedAt: Timestamp?, endedAt: Timestamp?,
-        reason: String?, cancelRequested: Bool
+        idempotencyKey: String?, state: JobState = .queued, allocations: [Allocation] = [], startedAt: Timestamp? = nil,
+        endedAt: Timestamp? = nil, reason: String? = nil, cancelRequested: Bool = false, attempt: Int = 0,
+        preemptedBy: JobID? = nil, events: [JobEvent] = []
     ) {
         self.id = id
         self.org = org
@@ -207,6 +232,15 @@ public struct Job: Codable, Equatable, Sendable {
         self.endedAt = endedAt
         self.reason = reason
         self.cancelRequested = cancelRequested
+        self.attempt = attempt
+        self.preemptedBy = preemptedBy
+        self.events = events
+    }
+
+    /// Appends an event, dropping the oldest beyond `Limits.maxJobEvents`.
+    public mutating func record(_ kind: String, _ message: String, at: Timestamp) {
+        events.append(JobEvent(at: at, kind: kind, message: message))
+        if events.count > Limits.maxJobEvents { events.removeFirst(events.count - Limits.maxJobEvents) }
     }
 
     public let id: JobID
@@ -223,4 +257,82 @@ public struct Job: Codable, Equatable, Sendable {
     /// Why the job is in its state, in words ("exit code 3 on node-2", "cancelled by key k-2").
     public var reason: String?
     public var cancelRequested: Bool
+    /// Runs so far that ended in a requeue (0 for the first run).
+    public var attempt: Int
+    /// Set while the job is being preempted: by whom.
+    public var preemptedBy: JobID?
+    /// What happened to the job, oldest first, at most `Limits.maxJobEvents`.
+    public var events: [JobEvent]
+}
+
+/// A notable moment in a job's life, for people and the API.
+public struct JobEvent: Codable, Equatable, Sendable {
+    public let at: Timestamp
+    public let kind: String
+    public let message: String
+
+    public init(at: Timestamp, kind: String, message: String) {
+        self.at = at
+        self.kind = kind
+        self.message = message
+    }
+}
+
+/// Topology domains, smallest first.
+public enum TopologyLevel: String, Codable, Sendable, CaseIterable {
+    case rack
+    case site
+}
+
+/// When a job returns to the queue instead of ending (like dstack's `retry.on_events`).
+public struct RetryPolicy: Codable, Equatable, Sendable {
+    public enum Event: String, Codable, Sendable, CaseIterable {
+        /// Stopped to make room for higher-tier work.
+        case preemption
+        /// A process exited non-zero or was stopped by its deadline.
+        case error
+    }
+
+    public var onEvents: [Event]
+    public var limit: Int
+
+    public init(onEvents: [Event], limit: Int) {
+        self.onEvents = onEvents
+        self.limit = limit
+    }
+
+    public static let never = RetryPolicy(onEvents: [], limit: 0)
+
+    /// Spot work requeues when preempted; everything else ends.
+    public static func `default`(for tier: Tier) -> RetryPolicy {
+        tier == .spot ? RetryPolicy(onEvents: [.preemption], limit: Limits.maxRetries) : .never
+    }
+
+    public func allows(_ event: Event, attempt: Int) -> Bool { onEvents.contains(event) && attempt < limit }
+
+    /// `retry: false`, `retry: true` (on preemption) or
+    /// `retry: {on_events: [preemption, error], limit: 3}`.
+    static func parse(_ value: SpecValue, tier: Tier) throws(StratusError) -> RetryPolicy {
+        if case .bool(let on) = value {
+            return on ? RetryPolicy(onEvents: [.preemption], limit: Limits.maxRetries) : .never
+        }
+        var o = try SpecObject(value, path: "retry")
+        var events: [Event] = [.preemption]
+        if let list = try o.array("on_events") {
+            events = []
+            for item in list {
+                guard case .string(let text) = item, let e = Event(rawValue: text == "interruption" ? "preemption" : text)
+                else {
+                    throw StratusError(.invalidArgument, "retry.on_events: each must be one of preemption, error")
+                }
+                if !events.contains(e) { events.append(e) }
+            }
+        }
+        let limit = try o.int("limit") ?? Int64(Limits.maxRetries)
+        guard limit >= 0, limit <= Int64(Limits.maxRetries) else {
+            throw StratusError(.invalidArgument, "retry.limit: must be between 0 and \(Limits.maxRetries)")
+        }
+        try o.finish()
+        return RetryPolicy(onEvents: events, limit: Int(limit))
+    }
 }

@@ -35,4 +35,10 @@ public enum Limits {
     public static let maxGPUsPerNode = 72
     /// Log entries between two snapshots.
     public static let snapshotEveryCommands = 10_000
+    /// Events kept per job (the oldest are dropped first).
+    public static let maxJobEvents = 100
+    /// Most times a job may be requeued by its retry policy.
+    public static let maxRetries = 100
+    /// Default notice a preempted spot job gets before it is killed.
+    public static let defaultPreemptionNoticeSeconds: Int64 = 120
 }

@@ -9,13 +9,39 @@ public struct SchedulingSnapshot: Sendable {
         /// Free GPU indices on the node, ascending.
         public let freeGPUs: [Int]
         public let gpuCount: Int
+        /// Index of the node's rack (its NVLink / topology domain) and site.
+        public let rack: Int
+        public let site: Int
 
-        public init(id: NodeID, gpuModel: String, schedulable: Bool, freeGPUs: [Int], gpuCount: Int) {
+        public init(
+            id: NodeID, gpuModel: String, schedulable: Bool, freeGPUs: [Int], gpuCount: Int, rack: Int = 0, site: Int = 0
+        ) {
             self.id = id
             self.gpuModel = gpuModel
             self.schedulable = schedulable
             self.freeGPUs = freeGPUs
             self.gpuCount = gpuCount
+            self.rack = rack
+            self.site = site
+        }
+    }
+
+    /// Work that holds GPUs now, as preemption sees it.
+    public struct RunningJob: Sendable {
+        public let id: JobID
+        public let tier: Tier
+        /// When it was placed; preemption takes the most recently started first.
+        public let startedAt: Timestamp
+        public let allocations: [NodeAssignment]
+        /// Already being stopped (cancelled, failed gang or preempted): not a victim again.
+        public let stopping: Bool
+
+        public init(id: JobID, tier: Tier, startedAt: Timestamp, allocations: [NodeAssignment], stopping: Bool) {
+            self.id = id
+            self.tier = tier
+            self.startedAt = startedAt
+            self.allocations = allocations
+            self.stopping = stopping
         }
     }
 
@@ -25,13 +51,21 @@ public struct SchedulingSnapshot: Sendable {
         public let gpuModel: String
         public let gpusPerNode: Int
         public let numNodes: Int
+        public let topology: TopologyLevel?
+        /// GPUs held for this job while the work it preempted stops.
+        public let nominated: [NodeAssignment]?
 
-        public init(id: JobID, tier: Tier, gpuModel: String, gpusPerNode: Int, numNodes: Int) {
+        public init(
+            id: JobID, tier: Tier, gpuModel: String, gpusPerNode: Int, numNodes: Int, topology: TopologyLevel? = nil,
+            nominated: [NodeAssignment]? = nil
+        ) {
             self.id = id
             self.tier = tier
             self.gpuModel = gpuModel
             self.gpusPerNode = gpusPerNode
             self.numNodes = numNodes
+            self.topology = topology
+            self.nominated = nominated
         }
     }
 
@@ -39,10 +73,13 @@ public struct SchedulingSnapshot: Sendable {
     public let nodes: [NodeView]
     /// Queued jobs in submission order.
     public let pending: [PendingJob]
+    /// Jobs holding GPUs.
+    public let running: [RunningJob]
 
-    public init(nodes: [NodeView], pending: [PendingJob]) {
+    public init(nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = []) {
         self.nodes = nodes
         self.pending = pending
+        self.running = running
     }
 }
 
@@ -71,24 +108,51 @@ public struct Placement: Codable, Equatable, Sendable {
     }
 }
 
-public struct Wait: Codable, Equatable, Sendable {
+/// Stop lower-tier work so that `job` can run: the victims get a notice and are killed
+/// at its deadline; `target` GPUs are held for `job` meanwhile.
+public struct Preemption: Codable, Equatable, Sendable {
     public let job: JobID
+    public let victims: [JobID]
+    public let target: [NodeAssignment]
+    public let noticeSeconds: Int64
     public let reason: String
 
-    public init(job: JobID, reason: String) {
+    public init(job: JobID, victims: [JobID], target: [NodeAssignment], noticeSeconds: Int64, reason: String) {
         self.job = job
+        self.victims = victims
+        self.target = target
+        self.noticeSeconds = noticeSeconds
         self.reason = reason
     }
 }
 
+/// Why a queued job was not placed this round, one line per constraint that stopped it.
+public struct Wait: Codable, Equatable, Sendable {
+    public let job: JobID
+    public let reasons: [String]
+
+    public init(job: JobID, reasons: [String]) {
+        self.job = job
+        self.reasons = reasons
+    }
+
+    public var reason: String { reasons.joined(separator: "; ") }
+}
+
 public struct Plan: Codable, Equatable, Sendable {
     public var placements: [Placement]
+    public var preemptions: [Preemption]
     public var waits: [Wait]
 
-    public init(placements: [Placement] = [], waits: [Wait] = []) {
+    public init(placements: [Placement] = [], preemptions: [Preemption] = [], waits: [Wait] = []) {
         self.placements = placements
+        self.preemptions = preemptions
         self.waits = waits
     }
 
-    public var isEmpty: Bool { placements.isEmpty }
+    /// Whether the plan changes anything (waits do not).
+    public var isEmpty: Bool { placements.isEmpty && preemptions.isEmpty }
+
+    /// The part of the plan the state machine applies and the log records.
+    public var decisions: Plan { Plan(placements: placements, preemptions: preemptions) }
 }

@@ -6,67 +6,298 @@ public protocol Scheduler: Sendable {
     func plan(_ snapshot: SchedulingSnapshot, now: Timestamp) -> Plan
 }
 
-/// First fit on whole GPUs: jobs in tier order, then submission order; each job takes
-/// the first `numNodes` schedulable nodes of its GPU model with enough free GPUs, lowest
-/// GPU indices first, all or nothing. A job that does not fit waits and does not block
-/// smaller jobs behind it (no reservations or backfill guarantees yet).
-public struct FirstFitScheduler: Scheduler {
-    public init() {}
+/// Tiers, gangs, topology and preemption.
+///
+/// - Jobs are considered by tier (internal > reserved > on-demand > spot), then in
+///   submission order. A job that does not fit waits; it does not block smaller jobs
+///   behind it.
+/// - Best fit: a single-node job takes the node with the fewest free GPUs that still fit
+///   it, in the most used rack, so that whole nodes and racks stay free for gangs.
+/// - A gang (`num_nodes > 1`) is all or nothing, inside one site, in the smallest rack
+///   that fits it if there is one; `topology: rack` requires that, `topology: site`
+///   allows spanning racks (using as few as it can).
+/// - A job of a tier above spot that does not fit may preempt spot work: the fewest,
+///   most recently started spot jobs that free a feasible placement, never more. The
+///   victims get a notice; the freed GPUs are held (nominated) for the job until it runs.
+public struct TieredScheduler: Scheduler {
+    public var preemptionNoticeSeconds: Int64
+
+    public init(preemptionNoticeSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds) {
+        self.preemptionNoticeSeconds = preemptionNoticeSeconds
+    }
 
     public func plan(_ snapshot: SchedulingSnapshot, now: Timestamp) -> Plan {
-        var free: [[Int]] = snapshot.nodes.map(\.freeGPUs)
+        var round = Round(snapshot)
         var plan = Plan()
         let ordered = snapshot.pending.enumerated()
             .sorted { a, b in
-                a.element.tier.rank != b.element.tier.rank
-                    ? a.element.tier.rank < b.element.tier.rank : a.offset < b.offset
+                a.element.tier.rank != b.element.tier.rank ? a.element.tier.rank < b.element.tier.rank : a.offset < b.offset
             }
             .prefix(Limits.maxJobsPerPlan)
             .map(\.element)
 
         for job in ordered {
-            var chosen: [(index: Int, gpus: [Int])] = []
-            var scanned = 0
-            for (i, node) in snapshot.nodes.enumerated() {
-                if chosen.count == job.numNodes || scanned == Limits.maxNodesScannedPerJob { break }
-                scanned += 1
-                guard node.schedulable, node.gpuModel == job.gpuModel, free[i].count >= job.gpusPerNode else {
-                    continue
+            if let nominated = job.nominated {
+                if round.allFree(nominated) {
+                    round.take(nominated.map { (round.index[$0.node]!, $0.gpus) })
+                    plan.placements.append(Placement(job: job.id, nodes: nominated, reason: "on the GPUs its preemption freed"))
+                } else {
+                    let nodes = nominated.map(\.node.rawValue).joined(separator: ", ")
+                    plan.waits.append(Wait(job: job.id, reasons: ["preemption: waiting for preempted work to stop on \(nodes)"]))
                 }
-                chosen.append((i, Array(free[i].prefix(job.gpusPerNode))))
+                continue
             }
-            if chosen.count == job.numNodes {
-                for c in chosen { free[c.index].removeFirst(job.gpusPerNode) }
-                let nodes = chosen.map { NodeAssignment(node: snapshot.nodes[$0.index].id, gpus: $0.gpus) }
+            switch round.fit(job) {
+            case .success(let choice):
+                round.take(choice.nodes)
                 plan.placements.append(
                     Placement(
-                        job: job.id, nodes: nodes,
-                        reason: "first fit: \(job.numNodes) node(s) with \(job.gpusPerNode) free \(job.gpuModel)"))
-            } else {
-                plan.waits.append(Wait(job: job.id, reason: waitReason(job, snapshot: snapshot, free: free)))
+                        job: job.id, nodes: choice.nodes.map { NodeAssignment(node: snapshot.nodes[$0.0].id, gpus: $0.1) },
+                        reason: choice.reason))
+            case .failure(let why):
+                if job.tier.rank < Tier.spot.rank, let p = round.preempt(for: job, noticeSeconds: preemptionNoticeSeconds) {
+                    plan.preemptions.append(p)
+                    plan.waits.append(
+                        Wait(
+                            job: job.id,
+                            reasons: ["preemption: stopping \(p.victims.count) spot job(s) with \(p.noticeSeconds) s notice"]))
+                } else {
+                    var reasons = why.reasons
+                    if job.tier == .spot { reasons.append("tier: spot work never preempts") }
+                    plan.waits.append(Wait(job: job.id, reasons: reasons))
+                }
             }
         }
         return plan
     }
+}
 
-    private func waitReason(_ job: SchedulingSnapshot.PendingJob, snapshot: SchedulingSnapshot, free: [[Int]]) -> String {
+/// The scheduler's working view during one round: free GPUs change as it places work.
+struct Round {
+    let snapshot: SchedulingSnapshot
+    let index: [NodeID: Int]
+    /// Free GPU indices per node (ascending).
+    var free: [[Int]]
+    /// GPUs held for a job whose preemption is under way: node -> gpu -> job.
+    var nominated: [[Int: JobID]]
+    /// Free GPUs per rack, for packing.
+    var rackFree: [Int: Int]
+    /// Spot work that may still be preempted: node -> [(job, GPUs on that node)].
+    var preemptible: [[(job: Int, gpus: [Int])]]
+    var victimTaken: Set<Int> = []
+
+    struct Failure: Error {
+        let reasons: [String]
+    }
+    struct Choice {
+        let nodes: [(Int, [Int])]
+        let reason: String
+    }
+
+    init(_ s: SchedulingSnapshot) {
+        snapshot = s
+        var index: [NodeID: Int] = [:]
+        index.reserveCapacity(s.nodes.count)
+        for (i, n) in s.nodes.enumerated() { index[n.id] = i }
+        self.index = index
+        free = s.nodes.map(\.freeGPUs)
+        nominated = Array(repeating: [:], count: s.nodes.count)
+        for job in s.pending {
+            for a in job.nominated ?? [] {
+                guard let i = index[a.node] else { continue }
+                for g in a.gpus { nominated[i][g] = job.id }
+            }
+        }
+        var rackFree: [Int: Int] = [:]
+        for (i, n) in s.nodes.enumerated() where n.schedulable { rackFree[n.rack, default: 0] += free[i].count }
+        self.rackFree = rackFree
+        preemptible = Array(repeating: [], count: s.nodes.count)
+        for (j, r) in s.running.enumerated() where r.tier == .spot && !r.stopping {
+            for a in r.allocations {
+                if let i = index[a.node] { preemptible[i].append((j, a.gpus)) }
+            }
+        }
+    }
+
+    /// GPUs of node `i` that `job` may take now: free and not held for another job.
+    func available(_ i: Int, for job: JobID) -> [Int] {
+        let held = nominated[i]
+        if held.isEmpty { return free[i] }
+        return free[i].filter { held[$0] == nil || held[$0] == job }
+    }
+
+    func allFree(_ assignments: [NodeAssignment]) -> Bool {
+        assignments.allSatisfy { a in
+            guard let i = index[a.node], snapshot.nodes[i].schedulable else { return false }
+            return a.gpus.allSatisfy { free[i].contains($0) }
+        }
+    }
+
+    mutating func take(_ nodes: [(Int, [Int])]) {
+        for (i, gpus) in nodes {
+            free[i].removeAll { gpus.contains($0) }
+            for g in gpus { nominated[i][g] = nil }
+            rackFree[snapshot.nodes[i].rack, default: 0] -= gpus.count
+        }
+    }
+
+    /// Where the job fits now, or why not.
+    func fit(_ job: SchedulingSnapshot.PendingJob) -> Result<Choice, Failure> {
+        let g = job.gpusPerNode
+        var candidates: [(i: Int, avail: [Int])] = []
         var ofModel = 0
-        var bigEnough = 0
-        var fitNow = 0
-        var freeGPUs = 0
+        var unschedulable = 0
+        var freeOfModel = 0
+        var scanned = 0
         for (i, node) in snapshot.nodes.enumerated() where node.gpuModel == job.gpuModel {
+            scanned += 1
+            if scanned > Limits.maxNodesScannedPerJob { break }
             ofModel += 1
-            guard node.schedulable else { continue }
-            freeGPUs += free[i].count
-            if node.gpuCount >= job.gpusPerNode { bigEnough += 1 }
-            if free[i].count >= job.gpusPerNode { fitNow += 1 }
+            guard node.schedulable else {
+                unschedulable += 1
+                continue
+            }
+            let avail = available(i, for: job.id)
+            freeOfModel += avail.count
+            if avail.count >= g { candidates.append((i, avail)) }
         }
-        if ofModel == 0 { return "capacity: no \(job.gpuModel) nodes in the fleet" }
-        if bigEnough < job.numNodes {
-            return
-                "capacity: needs \(job.numNodes) node(s) with \(job.gpusPerNode) \(job.gpuModel); the fleet has \(bigEnough) schedulable"
+        func byPacking(_ a: (i: Int, avail: [Int]), _ b: (i: Int, avail: [Int])) -> Bool {
+            if a.avail.count != b.avail.count { return a.avail.count < b.avail.count }
+            let ra = rackFree[snapshot.nodes[a.i].rack] ?? 0
+            let rb = rackFree[snapshot.nodes[b.i].rack] ?? 0
+            return ra != rb ? ra < rb : a.i < b.i
         }
-        return
-            "capacity: needs \(job.numNodes) node(s) with \(job.gpusPerNode) free \(job.gpuModel); \(fitNow) have that now (\(freeGPUs) \(job.gpuModel) free in all)"
+        func chosen(_ list: [(i: Int, avail: [Int])], _ reason: String) -> Choice {
+            Choice(nodes: list.map { ($0.i, Array($0.avail.prefix(g))) }, reason: reason)
+        }
+        var reasons: [String] = []
+        if ofModel == 0 { return .failure(Failure(reasons: ["capacity: no \(job.gpuModel) nodes in the fleet"])) }
+        if unschedulable > 0 {
+            reasons.append("nodes: \(unschedulable) of \(ofModel) \(job.gpuModel) nodes are cordoned or down")
+        }
+        guard candidates.count >= job.numNodes else {
+            reasons.insert(
+                "capacity: needs \(job.numNodes) node(s) with \(g) free \(job.gpuModel); \(candidates.count) have that now (\(freeOfModel) \(job.gpuModel) free in all)",
+                at: 0)
+            return .failure(Failure(reasons: reasons))
+        }
+        if job.numNodes == 1 {
+            let best = candidates.min(by: byPacking)!
+            return .success(chosen([best], "best fit: \(snapshot.nodes[best.i].id) has \(best.avail.count) free \(job.gpuModel)"))
+        }
+        // Gangs: the smallest rack that fits, unless the job allows spanning racks.
+        if job.topology != .site {
+            var byRack: [Int: [(i: Int, avail: [Int])]] = [:]
+            for c in candidates { byRack[snapshot.nodes[c.i].rack, default: []].append(c) }
+            let fitting = byRack.filter { $0.value.count >= job.numNodes }
+            if let (rack, nodes) = fitting.min(by: { a, b in
+                a.value.count != b.value.count ? a.value.count < b.value.count : a.key < b.key
+            }) {
+                let picked = Array(nodes.sorted(by: byPacking).prefix(job.numNodes))
+                return .success(chosen(picked, "gang in one rack (rack #\(rack), \(nodes.count) nodes fit)"))
+            }
+            if job.topology == .rack {
+                let most = byRack.values.map(\.count).max() ?? 0
+                reasons.insert(
+                    "topology: no rack with \(job.numNodes) nodes with \(g) free \(job.gpuModel) (at most \(most) in one rack)",
+                    at: 0)
+                return .failure(Failure(reasons: reasons))
+            }
+        }
+        // Within one site, spanning as few racks as possible.
+        var bySite: [Int: [(i: Int, avail: [Int])]] = [:]
+        for c in candidates { bySite[snapshot.nodes[c.i].site, default: []].append(c) }
+        guard
+            let (_, nodes) = bySite.filter({ $0.value.count >= job.numNodes }).min(by: { a, b in
+                a.value.count != b.value.count ? a.value.count < b.value.count : a.key < b.key
+            })
+        else {
+            let most = bySite.values.map(\.count).max() ?? 0
+            reasons.insert(
+                "topology: no site with \(job.numNodes) nodes with \(g) free \(job.gpuModel) (at most \(most) in one site)", at: 0
+            )
+            return .failure(Failure(reasons: reasons))
+        }
+        var byRack: [Int: [(i: Int, avail: [Int])]] = [:]
+        for c in nodes { byRack[snapshot.nodes[c.i].rack, default: []].append(c) }
+        var picked: [(i: Int, avail: [Int])] = []
+        for (_, rackNodes) in byRack.sorted(by: { a, b in
+            a.value.count != b.value.count ? a.value.count > b.value.count : a.key < b.key
+        }) {
+            for c in rackNodes.sorted(by: byPacking) where picked.count < job.numNodes { picked.append(c) }
+        }
+        return .success(chosen(picked, "gang across \(Set(picked.map { snapshot.nodes[$0.i].rack }).count) racks of one site"))
+    }
+
+    /// The fewest, most recently started spot jobs whose GPUs make the job fit, or nil.
+    mutating func preempt(for job: SchedulingSnapshot.PendingJob, noticeSeconds: Int64) -> Preemption? {
+        let g = job.gpusPerNode
+        struct Option {
+            let i: Int
+            let victims: [Int]
+            let target: [Int]
+        }
+        var options: [Option] = []
+        for (i, node) in snapshot.nodes.enumerated() where node.gpuModel == job.gpuModel && node.schedulable {
+            let avail = available(i, for: job.id)
+            var pool = avail
+            var victims: [Int] = []
+            if pool.count < g {
+                let candidates = preemptible[i].filter { !victimTaken.contains($0.job) }
+                    .sorted { a, b in
+                        let ra = snapshot.running[a.job]
+                        let rb = snapshot.running[b.job]
+                        return ra.startedAt != rb.startedAt ? ra.startedAt > rb.startedAt : ra.id > rb.id
+                    }
+                for c in candidates where pool.count < g {
+                    victims.append(c.job)
+                    // GPUs that were nominated to someone else stay theirs.
+                    pool += c.gpus.filter { nominated[i][$0] == nil || nominated[i][$0] == job.id }
+                }
+            }
+            if pool.count >= g { options.append(Option(i: i, victims: victims, target: Array(pool.sorted().prefix(g)))) }
+        }
+        func cheaper(_ a: Option, _ b: Option) -> Bool {
+            if a.victims.count != b.victims.count { return a.victims.count < b.victims.count }
+            let la = a.victims.map { snapshot.running[$0].startedAt }.max() ?? .zero
+            let lb = b.victims.map { snapshot.running[$0].startedAt }.max() ?? .zero
+            return la != lb ? la > lb : a.i < b.i
+        }
+        var chosen: [Option] = []
+        if job.numNodes == 1 {
+            guard let best = options.filter({ !$0.victims.isEmpty }).min(by: cheaper) else { return nil }
+            chosen = [best]
+        } else {
+            // Group by the domain the gang must live in; pick the group with the fewest victims.
+            var groups: [Int: [Option]] = [:]
+            for o in options {
+                let key = job.topology == .rack ? snapshot.nodes[o.i].rack : snapshot.nodes[o.i].site
+                groups[key, default: []].append(o)
+            }
+            var best: (victims: Set<Int>, nodes: [Option], key: Int)?
+            for (key, group) in groups where group.count >= job.numNodes {
+                let nodes = Array(group.sorted(by: cheaper).prefix(job.numNodes))
+                let victims = Set(nodes.flatMap(\.victims))
+                if victims.isEmpty { continue }
+                if best == nil || victims.count < best!.victims.count || (victims.count == best!.victims.count && key < best!.key)
+                {
+                    best = (victims, nodes, key)
+                }
+            }
+            guard let best else { return nil }
+            chosen = best.nodes
+        }
+        var victimIDs: [Int] = []
+        for o in chosen { for v in o.victims where !victimIDs.contains(v) { victimIDs.append(v) } }
+        for v in victimIDs { victimTaken.insert(v) }
+        for o in chosen { for t in o.target { nominated[o.i][t] = job.id } }
+        let ids = victimIDs.map { snapshot.running[$0].id }
+        return Preemption(
+            job: job.id, victims: ids,
+            target: chosen.map { NodeAssignment(node: snapshot.nodes[$0.i].id, gpus: $0.target) },
+            noticeSeconds: noticeSeconds,
+            reason:
+                "\(job.tier.rawValue) job needs \(job.numNodes)x\(g) \(job.gpuModel): preempting spot \(ids.map(\.rawValue).joined(separator: ", "))"
+        )
     }
 }

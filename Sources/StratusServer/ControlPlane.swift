@@ -11,9 +11,9 @@ public actor ControlPlane {
     private let clock: @Sendable () -> Timestamp
     /// Why each queued job waits, from the latest scheduling round (not logged: it is
     /// derived, and replaced every round).
-    private var waits: [JobID: String] = [:]
+    private var waits: [JobID: [String]] = [:]
 
-    public init(store: any Store, scheduler: any Scheduler = FirstFitScheduler(), clock: @escaping @Sendable () -> Timestamp)
+    public init(store: any Store, scheduler: any Scheduler = TieredScheduler(), clock: @escaping @Sendable () -> Timestamp)
         throws
     {
         self.engine = try Engine(store: store, scheduler: scheduler)
@@ -31,7 +31,7 @@ public actor ControlPlane {
     @discardableResult
     public func schedule() throws -> Plan {
         let plan = try engine.schedule(at: clock())
-        waits = Dictionary(plan.waits.map { ($0.job, $0.reason) }, uniquingKeysWith: { a, _ in a })
+        waits = Dictionary(plan.waits.map { ($0.job, $0.reasons) }, uniquingKeysWith: { a, _ in a })
         return plan
     }
 
@@ -41,7 +41,8 @@ public actor ControlPlane {
 
     public var state: State { engine.state }
 
-    public func waitReason(_ job: JobID) -> String? { waits[job] }
+    /// Why a queued job waited in the latest round, one line per constraint.
+    public func waitReasons(_ job: JobID) -> [String]? { waits[job] }
 
     public func authenticate(secretHash: String) -> Principal? {
         guard let key = engine.state.activeKey(hash: secretHash) else { return nil }

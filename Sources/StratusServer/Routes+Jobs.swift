@@ -18,7 +18,7 @@ extension API {
 
     func jobView(_ job: Job) async -> JobView {
         let position = await plane.read { $0.queuePosition(job.id) }
-        let wait = job.state == .queued ? await plane.waitReason(job.id) : nil
+        let wait = job.state == .queued ? await plane.waitReasons(job.id)?.joined(separator: "; ") : nil
         return JobView(job, waitReason: wait, queuePosition: position)
     }
 
@@ -74,11 +74,52 @@ extension API {
             try await plane.execute(.cancelJob(CancelJob(job: id, by: p.key)))
             return JSON.response(await jobView(try await visibleJob(id, p)))
         }
+        v1.get("jobs/:id/explain") { _, ctx in
+            let p = try ctx.caller()
+            let job = try await visibleJob(JobID(try ctx.parameters.require("id")), p)
+            return JSON.response(await explain(job))
+        }
         v1.get("jobs/:id/logs") { req, ctx in
             let p = try ctx.caller()
             let job = try await visibleJob(JobID(try ctx.parameters.require("id")), p)
             return JSON.response(try logs(job, req))
         }
+    }
+
+    struct Explanation: Encodable {
+        let job: String
+        let state: String
+        let tier: String
+        let summary: String
+        /// One line per constraint that keeps the job from running, with counts.
+        let reasons: [String]
+        let queuePosition: Int?
+        let queuedAhead: Int?
+        let preempting: [String]?
+    }
+
+    /// "Why is my job not running?", from the latest scheduling round's decisions.
+    func explain(_ job: Job) async -> Explanation {
+        let position = await plane.read { $0.queuePosition(job.id) }
+        let reasons = await plane.waitReasons(job.id) ?? []
+        let preempting = await plane.read { s -> [String]? in
+            guard s.nominations[job.id] != nil else { return nil }
+            return s.jobs.values.filter { $0.preemptedBy == job.id && !$0.state.isTerminal }.map(\.id.rawValue).sorted()
+        }
+        let summary: String
+        switch job.state {
+        case .queued:
+            summary =
+                reasons.isEmpty
+                ? "queued; not yet considered by the scheduler" : "waiting: \(reasons.first!)"
+        case .starting: summary = "placed; the agents are starting its processes"
+        case .running: summary = "running"
+        default: summary = "ended: \(job.state.rawValue)\(job.reason.map { " (\($0))" } ?? "")"
+        }
+        return Explanation(
+            job: job.id.rawValue, state: job.state.rawValue, tier: job.spec.tier.rawValue, summary: summary,
+            reasons: job.state == .queued ? reasons : [], queuePosition: position, queuedAhead: position.map { $0 - 1 },
+            preempting: preempting)
     }
 
     static func jobNumber(_ id: JobID) -> Int { Int(id.rawValue.dropFirst(4)) ?? 0 }

@@ -5,6 +5,7 @@ import ServiceLifecycle
 import StratusAgent
 import StratusControl
 import StratusCore
+import StratusScheduler
 import StratusStoreSQLite
 import UnixSignals
 
@@ -19,6 +20,8 @@ public struct Server {
         public var host: String
         public var port: Int
         public var scheduleInterval: Duration = .milliseconds(250)
+        /// Notice preempted spot work gets before it is killed.
+        public var preemptionNoticeSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds
 
         public init(dataDirectory: String, host: String, port: Int) {
             self.dataDirectory = dataDirectory
@@ -27,11 +30,7 @@ public struct Server {
         }
     }
 
-    public static func wallClock() -> Timestamp {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Timestamp(milliseconds: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
-    }
+    public static func wallClock() -> Timestamp { WallClock.now() }
 
     public static func run(_ options: Options, logger: Logger) async throws {
         let data = (options.dataDirectory as NSString).standardizingPath
@@ -41,7 +40,9 @@ public struct Server {
         defer { lock.release() }
 
         let store = try SQLiteStore(path: "\(data)/stratus.db")
-        let plane = try ControlPlane(store: store, clock: { wallClock() })
+        let plane = try ControlPlane(
+            store: store, scheduler: TieredScheduler(preemptionNoticeSeconds: options.preemptionNoticeSeconds),
+            clock: { wallClock() })
         let state = await plane.state
         if !state.isBootstrapped {
             try await bootstrap(plane, data: data)

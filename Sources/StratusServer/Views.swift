@@ -120,8 +120,28 @@ struct JobView: Encodable {
     let waitReason: String?
     let queuePosition: Int?
     let allocations: [AllocationView]
+    let attempt: Int
+    let preemptedBy: String?
+    let retry: RetryView
+    let topology: String?
+    let events: [EventView]
+
+    struct RetryView: Encodable {
+        let onEvents: [String]
+        let limit: Int
+    }
+    struct EventView: Encodable {
+        let at: String
+        let kind: String
+        let message: String
+    }
 
     init(_ j: Job, waitReason: String? = nil, queuePosition: Int? = nil) {
+        attempt = j.attempt
+        preemptedBy = j.preemptedBy?.rawValue
+        retry = RetryView(onEvents: j.spec.retry.onEvents.map(\.rawValue), limit: j.spec.retry.limit)
+        topology = j.spec.topology?.rawValue
+        events = j.events.map { EventView(at: $0.at.description, kind: $0.kind, message: $0.message) }
         id = j.id.rawValue
         name = j.spec.name
         org = j.org.rawValue

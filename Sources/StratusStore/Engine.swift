@@ -12,7 +12,7 @@ public struct Engine: Sendable {
     private var commandsSinceSnapshot = 0
 
     /// Opens the store and rebuilds state from it.
-    public init(store: any Store, scheduler: any Scheduler = FirstFitScheduler()) throws {
+    public init(store: any Store, scheduler: any Scheduler = TieredScheduler()) throws {
         self.store = store
         self.scheduler = scheduler
         self.state = try Recovery.recover(from: store)
@@ -43,8 +43,8 @@ public struct Engine: Sendable {
     @discardableResult
     public mutating func schedule(at now: Timestamp) throws -> Plan {
         let plan = scheduler.plan(state.schedulingSnapshot(), now: now)
-        if !plan.placements.isEmpty {
-            try execute(.applyPlan(Plan(placements: plan.placements)), at: now)
+        if !plan.isEmpty {
+            try execute(.applyPlan(plan.decisions), at: now)
         }
         return plan
     }

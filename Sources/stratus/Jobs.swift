@@ -66,7 +66,13 @@ struct Status: AsyncParsableCommand {
                     if let why = a["end_reason"] as? String { text += " (\(why))" }
                     lines.append(("rank \(Output.str(a["rank"]))", text))
                 }
+                if let attempt = j["attempt"] as? Int, attempt > 0 { lines.append(("attempt", String(attempt + 1))) }
                 for (k, v) in lines { print("\(k.padding(toLength: 15, withPad: " ", startingAt: 0)) \(v)") }
+                let events = j["events"] as? [[String: Any]] ?? []
+                if !events.isEmpty { print("events:") }
+                for e in events.suffix(10) {
+                    print("  \(Output.shortTime(e["at"]))  \(Output.str(e["kind"])): \(Output.str(e["message"]))")
+                }
                 return
             }
             var query = "?limit=\(limit)"
@@ -84,6 +90,28 @@ struct Status: AsyncParsableCommand {
             }
             if rows.isEmpty { return print("No jobs.") }
             Output.table(["ID", "NAME", "STATE", "TIER", "GPUS", "PROJECT", "SUBMITTED", "REASON"], rows)
+        }
+    }
+}
+
+struct Why: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Why a job is not running, per constraint.")
+
+    @Argument var job: String
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await cli {
+            let data = try await global.client().call(.GET, "/v1/jobs/\(percentEncode(job))/explain")
+            if global.json { return Output.json(data) }
+            let e = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+            print("\(Output.str(e["job"])) (\(Output.str(e["tier"]))): \(Output.str(e["summary"]))")
+            if let position = e["queue_position"] as? Int { print("queue position: \(position)") }
+            for reason in e["reasons"] as? [String] ?? [] { print("  - \(reason)") }
+            if let victims = e["preempting"] as? [String], !victims.isEmpty {
+                print("  preempting: \(victims.joined(separator: ", "))")
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ struct Stratus: AsyncParsableCommand {
         commandName: "stratus",
         abstract: "Run an AI cloud: GPU fleet, tenants, jobs and usage.",
         subcommands: [
-            Up.self, Login.self, Launch.self, Status.self, Logs.self, Cancel.self, Usage.self, Fleet.self, Orgs.self,
+            Up.self, Login.self, Launch.self, Status.self, Why.self, Logs.self, Cancel.self, Usage.self, Fleet.self, Orgs.self,
             Projects.self, Members.self, Keys.self,
         ])
 }
@@ -64,11 +64,16 @@ struct Up: AsyncParsableCommand {
     @Option(name: .long, help: "Address to listen on.")
     var host = "127.0.0.1"
 
+    @Option(name: .long, help: "Notice preempted spot jobs get before they are killed (e.g. 120s, 2m).")
+    var preemptionNotice = "120s"
+
     func run() async throws {
         var logger = Logger(label: "stratus")
         logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         do {
-            try await Server.run(.init(dataDirectory: data, host: host, port: port), logger: logger)
+            var options = Server.Options(dataDirectory: data, host: host, port: port)
+            options.preemptionNoticeSeconds = try DurationText.parseSeconds(preemptionNotice, field: "--preemption-notice")
+            try await Server.run(options, logger: logger)
         } catch let e as StratusError {
             FileHandle.standardError.write(Data("error: \(e.message)\n".utf8))
             throw ExitCode(1)

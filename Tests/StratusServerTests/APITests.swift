@@ -145,4 +145,47 @@ import Testing
             #expect(sites.first { $0["name"] as? String == "ams" }?["power_mw"] as? String == "30")
         }
     }
+
+    @Test(arguments: Mode.allCases)
+    func explainSaysWhyAJobWaits(mode: Mode) async throws {
+        let cloud = try await TestCloud.make()
+        let acme = try await cloud.tenant("acme")
+        try await cloud.app().test(mode.setup) { client in
+            // 6 nodes busy with spot work, then a gang that needs a whole rack of 4.
+            let spot = try await client.call(
+                .post, "/v1/jobs", key: acme, body: jobBody("H100:8", extra: #""num_nodes":6,"tier":"spot""#))
+            let retry = try #require(spot["retry"] as? [String: Any])
+            #expect(retry["on_events"] as? [String] == ["preemption"])
+            #expect(retry["limit"] as? Int == 100)
+            try await cloud.plane.schedule()
+            let gang = try await client.call(
+                .post, "/v1/jobs", key: acme, body: jobBody("H100:8", extra: #""num_nodes":4,"tier":"spot","topology":"rack""#))
+            let id = try #require(gang["id"] as? String)
+            #expect(gang["topology"] as? String == "rack")
+            let before = try await client.call(.get, "/v1/jobs/\(id)/explain", key: acme)
+            #expect(before["summary"] as? String == "queued; not yet considered by the scheduler")
+            try await cloud.plane.schedule()
+            let why = try await client.call(.get, "/v1/jobs/\(id)/explain", key: acme)
+            #expect(why.status == 200)
+            #expect(why["queue_position"] as? Int == 1)
+            let reasons = try #require(why["reasons"] as? [String])
+            #expect(reasons.first == "capacity: needs 4 node(s) with 8 free H100; 2 have that now (16 H100 free in all)")
+            #expect(reasons.last == "tier: spot work never preempts")
+            #expect((why["summary"] as? String)?.hasPrefix("waiting: capacity") == true)
+
+            // An on-demand job preempts the spot gang to run; explain shows the preemption.
+            let od = try await client.call(
+                .post, "/v1/jobs", key: acme, body: jobBody("H100:8", extra: #""num_nodes":4,"topology":"rack""#))
+            let odID = try #require(od["id"] as? String)
+            try await cloud.plane.schedule()
+            let preempting = try await client.call(.get, "/v1/jobs/\(odID)/explain", key: acme)
+            #expect(preempting["preempting"] as? [String] == [spot["id"] as! String])
+            #expect(
+                (preempting["reasons"] as? [String])?.first?.hasPrefix("preemption: stopping 1 spot job(s) with 120 s notice")
+                    == true)
+            let victim = try await client.call(.get, "/v1/jobs/\(spot["id"] as! String)", key: acme)
+            #expect(victim["preempted_by"] as? String == odID)
+            #expect((victim["events"] as? [[String: Any]])?.last?["kind"] as? String == "preemption_notice")
+        }
+    }
 }

@@ -105,6 +105,50 @@ import Testing
         }
     }
 
+    @Test func preemptionNoticeReachesTheJobThenTheDeadlineKillsIt() async throws {
+        let cloud = try await TestCloud.make(noticeSeconds: 2)
+        // A spot job that notices SIGTERM and the notice file, then ignores the signal.
+        let spotSpec = JobSpec(
+            name: "spot", gpuModel: "H100", gpusPerNode: 8, tier: .spot,
+            run: "trap 'echo got-term; cat \"$STRATUS_PREEMPTION_NOTICE_FILE\"; echo' TERM; while true; do sleep 0.1; done")
+        var spots: [JobID] = []
+        for _ in 0..<8 {
+            let o = try await cloud.plane.execute(
+                .submitJob(SubmitJob(org: "internal", spec: spotSpec, idempotencyKey: nil, by: "key-1")))
+            spots.append(JobID(o.id))
+        }
+        try await cloud.plane.schedule()
+        let submitted = spots
+        let onNode1 = try #require(
+            await cloud.plane.read { s in submitted.first { s.jobs[$0]?.allocations.first?.node == "node-1" } })
+        // Only node-1 has an agent; mark the others started by hand, oldest first.
+        for id in spots where id != onNode1 {
+            let node = await cloud.plane.read { $0.jobs[id]!.allocations[0].node }
+            try await cloud.plane.execute(.allocationStarted(AllocationStarted(job: id, node: node)))
+        }
+        try await withAgent(cloud) {
+            _ = try await waitFor(cloud, onNode1) { $0.state == .running }
+            try await Task.sleep(for: .milliseconds(300))
+            let od = try await submit(cloud, run: "echo on-demand", gpus: 8)
+            let victim = await cloud.plane.read { s in s.jobs.values.first { $0.preemptedBy == od }?.id }
+            #expect(victim == onNode1, "the most recently started spot job is on node-1")
+            let noticeAt = ContinuousClock.now
+            let requeued = try await waitFor(cloud, onNode1, seconds: 20) { $0.state == .queued }
+            let took = ContinuousClock.now - noticeAt
+            #expect(requeued.attempt == 1)
+            #expect(took >= .milliseconds(1500) && took < .seconds(10), "killed at the 2 s deadline, not before: \(took)")
+            let text = log(cloud, onNode1)
+            #expect(text.contains("got-term"))
+            #expect(text.contains(#""reason":"preempted by \#(od)""#), "\(text)")
+            #expect(text.contains("deadline_unix_ms"))
+            try await cloud.plane.schedule()  // no scheduler loop here: one round by hand
+            let ran = try await waitFor(cloud, od) { $0.state.isTerminal }
+            #expect(ran.state == .succeeded)
+            #expect(ran.allocations.first?.node == "node-1")
+            #expect(requeued.events.map(\.kind).contains("preemption_notice"))
+        }
+    }
+
     /// Whether a process exists and is not a zombie (an orphan's zombie may linger when
     /// PID 1 does not reap).
     func alive(_ pid: Int32) -> Bool {

@@ -21,7 +21,7 @@ import Testing
 
             // Reads of A's objects by B: 404 with a JSON error.
             for path in [
-                "/v1/jobs/\(job)", "/v1/jobs/\(job)/logs", "/v1/orgs/org-a", "/v1/projects?org=org-a",
+                "/v1/jobs/\(job)", "/v1/jobs/\(job)/logs", "/v1/jobs/\(job)/explain", "/v1/orgs/org-a", "/v1/projects?org=org-a",
                 "/v1/members?org=org-a", "/v1/keys?org=org-a", "/v1/usage?org=org-a", "/v1/usage?job=\(job)",
                 "/v1/jobs?org=org-a",
             ] {

@@ -51,7 +51,7 @@ import Testing
         #expect(reopened.state == expected)
         #expect(reopened.state.usage.records.count >= 1)
         let next = reopened.scheduler.plan(reopened.state.schedulingSnapshot(), now: Self.t0.adding(seconds: 100))
-        let fresh = FirstFitScheduler().plan(expected.schedulingSnapshot(), now: Self.t0.adding(seconds: 100))
+        let fresh = TieredScheduler().plan(expected.schedulingSnapshot(), now: Self.t0.adding(seconds: 100))
         #expect(next == fresh)
         #expect(!next.placements.isEmpty)
         // The reopened engine keeps appending where the log left off.

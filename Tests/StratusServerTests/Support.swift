@@ -5,6 +5,7 @@ import HummingbirdTesting
 import StratusAgent
 import StratusControl
 import StratusCore
+import StratusScheduler
 import StratusServer
 import StratusStore
 import Testing
@@ -16,10 +17,11 @@ struct TestCloud {
     let admin: String
     let files: JobFiles
 
-    static func make(store: any Store = MemoryStore()) async throws -> TestCloud {
+    static func make(store: any Store = MemoryStore(), noticeSeconds: Int64 = 120) async throws -> TestCloud {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stratus-test-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let plane = try ControlPlane(store: store, clock: { Server.wallClock() })
+        let plane = try ControlPlane(
+            store: store, scheduler: TieredScheduler(preemptionNoticeSeconds: noticeSeconds), clock: { Server.wallClock() })
         let admin = APIKeySecret.generate()
         try await plane.execute(
             .bootstrap(

@@ -1,0 +1,167 @@
+import StratusControl
+import StratusCore
+import StratusScheduler
+import StratusStore
+import Testing
+
+/// A small seeded generator, so a failing seed reproduces exactly.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Random fleets and job streams through the real state machine, checking the
+/// scheduler's invariants after every step.
+@Suite struct SchedulerPropertyTests {
+    static func randomFleet(_ rng: inout SplitMix64) -> FleetSpec {
+        var f = FleetSpec()
+        f.regions = ["r"]
+        let sites = Int.random(in: 1...2, using: &rng)
+        for s in 0..<sites {
+            f.sites.append(.init(id: SiteID("s\(s)"), region: "r", powerBudgetKW: 10_000, pueMilli: 1200))
+            for k in 0..<Int.random(in: 1...3, using: &rng) {
+                let rack = RackID("s\(s)-k\(k)")
+                f.racks.append(.init(id: rack, site: SiteID("s\(s)")))
+                for n in 0..<Int.random(in: 1...4, using: &rng) {
+                    f.nodes.append(
+                        .init(
+                            id: NodeID("\(rack)-n\(n)"), rack: rack, gpuModel: Bool.random(using: &rng) ? "H100" : "B200",
+                            gpuCount: [4, 8][Int.random(in: 0...1, using: &rng)], labels: [:]))
+                }
+            }
+        }
+        return f
+    }
+
+    func checkInvariants(_ s: State, seed: UInt64) {
+        // No GPU allocated twice: every holder entry matches exactly one live allocation.
+        var fromAllocations: [String: JobID] = [:]
+        for (id, job) in s.jobs {
+            let live = job.allocations.filter { !$0.isEnded }
+            // Gangs are never partial: a placed job has exactly num_nodes allocations.
+            if !job.allocations.isEmpty {
+                #expect(job.allocations.count == job.spec.numNodes, "seed \(seed): \(id) partial gang")
+                #expect(Set(job.allocations.map(\.node)).count == job.allocations.count, "seed \(seed): \(id) node twice")
+            }
+            for a in live {
+                #expect(a.gpus.count == job.spec.gpusPerNode, "seed \(seed)")
+                #expect(s.nodes[a.node]?.gpuModel == job.spec.gpuModel, "seed \(seed): wrong model")
+                for g in a.gpus {
+                    let key = "\(a.node)#\(g)"
+                    #expect(fromAllocations[key] == nil, "seed \(seed): GPU \(key) allocated twice")
+                    fromAllocations[key] = id
+                }
+            }
+            // No job is preempted by an equal or lower tier.
+            if let by = job.preemptedBy {
+                #expect(job.spec.tier == .spot, "seed \(seed): non-spot \(id) preempted")
+                #expect((s.jobs[by]?.spec.tier.rank ?? 9) < job.spec.tier.rank, "seed \(seed): \(id) preempted by \(by)")
+            }
+        }
+        for (node, holders) in s.gpuHolders {
+            for (g, holder) in holders.enumerated() {
+                #expect(holder == fromAllocations["\(node)#\(g)"], "seed \(seed): holder table disagrees on \(node)#\(g)")
+            }
+        }
+        // Nominated GPUs belong to one queued job each.
+        var nominated = Set<String>()
+        for (job, target) in s.nominations {
+            #expect(s.jobs[job]?.state == .queued, "seed \(seed)")
+            for a in target { for g in a.gpus { #expect(nominated.insert("\(a.node)#\(g)").inserted, "seed \(seed)") } }
+        }
+    }
+
+    struct Exercised {
+        var placements = 0
+        var preemptions = 0
+        var requeues = 0
+        var gangs = 0
+    }
+
+    @Test(arguments: 0..<40)
+    func invariantsHoldOverRandomStreams(seed: Int) throws {
+        _ = try stream(seed: seed)
+    }
+
+    /// The streams above must reach the interesting cases, or they prove little.
+    @Test func streamsExercisePreemptionRequeueAndGangs() throws {
+        var total = Exercised()
+        for seed in 0..<40 {
+            let e = try stream(seed: seed)
+            total.placements += e.placements
+            total.preemptions += e.preemptions
+            total.requeues += e.requeues
+            total.gangs += e.gangs
+        }
+        #expect(total.placements > 200)
+        #expect(total.preemptions > 10)
+        #expect(total.requeues > 10)
+        #expect(total.gangs > 20)
+    }
+
+    func stream(seed: Int) throws -> Exercised {
+        var exercised = Exercised()
+        var rng = SplitMix64(state: UInt64(seed))
+        var e = try Engine(store: MemoryStore())
+        let t0 = Timestamp(seconds: 1_800_000_000)
+        try e.execute(
+            .bootstrap(CreateKey(org: nil, role: .operatorAdmin, name: "op", secretHash: Fixture.hash(1), hint: "")), at: t0)
+        try e.execute(.applyFleet(Self.randomFleet(&rng)), at: t0)
+        var t = t0
+        for step in 0..<120 {
+            t = t.adding(seconds: 1)
+            switch Int.random(in: 0..<10, using: &rng) {
+            case 0...3:
+                let tier: Tier = [.internal, .onDemand, .spot, .spot][Int.random(in: 0...3, using: &rng)]
+                let spec = JobSpec(
+                    name: "p", gpuModel: Bool.random(using: &rng) ? "H100" : "B200",
+                    gpusPerNode: [1, 2, 4, 8][Int.random(in: 0...3, using: &rng)],
+                    numNodes: Int.random(in: 1...3, using: &rng), tier: tier, run: "x",
+                    topology: Int.random(in: 0...3, using: &rng) == 0 ? .rack : nil)
+                _ = try? e.execute(
+                    .submitJob(SubmitJob(org: InternalOrg.id, spec: spec, idempotencyKey: nil, by: "key-1")), at: t)
+            case 4...6:
+                // Agents: start what is starting, end what is stopping or random running work.
+                for (id, job) in e.state.jobs.sorted(by: { $0.key < $1.key }) where !job.state.isTerminal {
+                    for a in job.allocations where !a.isEnded {
+                        if a.startedAt == nil, !a.stopRequested {
+                            try e.execute(.allocationStarted(AllocationStarted(job: id, node: a.node)), at: t)
+                        } else if a.stopRequested || Int.random(in: 0..<4, using: &rng) == 0 {
+                            let code: Int32? = a.stopRequested ? nil : Int32(Int.random(in: 0...1, using: &rng))
+                            try e.execute(
+                                .allocationExited(
+                                    AllocationExited(
+                                        job: id, node: a.node, exitCode: code, reason: a.stopRequested ? "stopped" : nil)), at: t)
+                        }
+                    }
+                }
+            case 7:
+                if let victim = e.state.jobs.keys.sorted().filter({ !e.state.jobs[$0]!.state.isTerminal }).randomElement(
+                    using: &rng)
+                {
+                    try e.execute(.cancelJob(CancelJob(job: victim, by: "key-1")), at: t)
+                }
+            default:
+                // Identical inputs give identical plans, then the plan is applied.
+                let a = e.scheduler.plan(e.state.schedulingSnapshot(), now: t)
+                let b = e.scheduler.plan(e.state.schedulingSnapshot(), now: t)
+                #expect(a == b, "seed \(seed) step \(step)")
+                try e.schedule(at: t)
+                exercised.placements += a.placements.count
+                exercised.preemptions += a.preemptions.count
+                exercised.gangs += a.placements.filter { $0.nodes.count > 1 }.count
+            }
+            checkInvariants(e.state, seed: UInt64(seed))
+        }
+        // Replaying the log gives the same state.
+        #expect(try Recovery.recover(from: e.store) == e.state, "seed \(seed)")
+        exercised.requeues = e.state.jobs.values.reduce(0) { $0 + $1.attempt }
+        return exercised
+    }
+}
