@@ -114,11 +114,13 @@ public struct NodeAgent: Sendable {
         do {
             try fm.createDirectory(atPath: (logPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try fm.createDirectory(atPath: workDir, withIntermediateDirectories: true)
-            guard fm.createFile(atPath: logPath, contents: nil) else {
+            // Append: a requeued job's earlier attempts stay in its log.
+            if !fm.fileExists(atPath: logPath), !fm.createFile(atPath: logPath, contents: nil) {
                 throw StratusError(.internal, "cannot create \(logPath)")
             }
             let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
             defer { try? log.close() }
+            try log.seekToEnd()
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/bin/sh")
             p.arguments = ["-c", a.run]

@@ -378,7 +378,7 @@ extension State {
                     victim.allocations[i].stopRequested = true
                     victim.allocations[i].stopDeadline = deadline
                 }
-                victim.reason = "preempted by \(p.job) (\(p.job.rawValue) is \(jobs[p.job]!.spec.tier.rawValue))"
+                victim.reason = "preempted by \(p.job) (\(jobs[p.job]!.spec.tier.rawValue) tier)"
                 victim.record("preemption_notice", "preempted by \(p.job); killed at \(deadline) if still running", at: at)
                 jobs[v] = victim
             }

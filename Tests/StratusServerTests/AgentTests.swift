@@ -146,6 +146,8 @@ import Testing
             #expect(ran.state == .succeeded)
             #expect(ran.allocations.first?.node == "node-1")
             #expect(requeued.events.map(\.kind).contains("preemption_notice"))
+            // The job runs again on node-1 later; its log keeps the first attempt's lines.
+            #expect(log(cloud, onNode1).hasPrefix(text))
         }
     }
 
