@@ -82,7 +82,7 @@ extension API {
         v1.get("jobs/:id/logs") { req, ctx in
             let p = try ctx.caller()
             let job = try await visibleJob(JobID(try ctx.parameters.require("id")), p)
-            return JSON.response(try logs(job, req))
+            return JSON.response(try await logs(job, req))
         }
     }
 
@@ -135,7 +135,7 @@ extension API {
     }
 
     /// Job output is kept in files beside the database, not in the command log.
-    func logs(_ job: Job, _ req: Request) throws -> LogChunk {
+    func logs(_ job: Job, _ req: Request) async throws -> LogChunk {
         let offset = try req.queryInt("offset") ?? 0
         guard offset >= 0 else { throw StratusError(.invalidArgument, "offset: must not be negative") }
         let limit = try req.queryInt("limit") ?? Limits.maxLogBytesPerRequest
@@ -144,8 +144,10 @@ extension API {
         }
         let node: NodeID?
         if let name = req.query("node") {
-            guard job.allocations.contains(where: { $0.node.rawValue == name }) else {
-                throw StratusError(.invalidArgument, "node: job \(job.id) did not run on '\(name)'")
+            // Any fleet node (earlier attempts may have run elsewhere); the name is checked
+            // against the inventory, so it cannot point outside the logs directory.
+            guard await plane.read({ $0.nodes[NodeID(name)] != nil }) else {
+                throw StratusError(.invalidArgument, "node: '\(name)' is not a node of the fleet")
             }
             node = NodeID(name)
         } else {

@@ -53,6 +53,11 @@ import Testing
             let tail = try await client.call(.get, "/v1/jobs/\(id)/logs?offset=6", key: acme)
             #expect(tail["data"] as? String == "world\n")
             #expect(tail["next_offset"] as? Int == 12)
+            let escape = try await client.call(.get, "/v1/jobs/\(id)/logs?node=..%2F..%2Fadmin.key", key: acme)
+            #expect(escape.status == 400)
+            #expect(escape.errorMessage.contains("is not a node of the fleet"))
+            let elsewhere = try await client.call(.get, "/v1/jobs/\(id)/logs?node=node-2", key: acme)
+            #expect(elsewhere["data"] as? String == "")
 
             try await cloud.finish(id, seconds: 1)
             let done = try await client.call(.get, "/v1/jobs/\(id)", key: acme)
