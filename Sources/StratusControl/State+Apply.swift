@@ -229,6 +229,12 @@ extension State {
             throw StratusError(
                 .invalidArgument, "tier: reserved needs a capacity reservation, which this version does not offer yet")
         }
+        for region in c.spec.placement.regions where regions[RegionID(region)] == nil {
+            throw StratusError(.invalidArgument, "regions: unknown region '\(region)'")
+        }
+        for site in c.spec.placement.sites where sites[SiteID(site)] == nil {
+            throw StratusError(.invalidArgument, "sites: unknown site '\(site)'")
+        }
         guard let largest = largestNode(of: c.spec.gpuModel) else {
             throw StratusError(.invalidArgument, "resources.accelerators: the fleet has no \(c.spec.gpuModel) nodes")
         }
@@ -238,11 +244,13 @@ extension State {
                 "resources.accelerators: \(c.spec.gpusPerNode) \(c.spec.gpuModel) per node, but the largest \(c.spec.gpuModel) node has \(largest)"
             )
         }
-        let fitting = nodeCount(of: c.spec.gpuModel, withAtLeast: c.spec.gpusPerNode)
+        let fitting = nodeCount(of: c.spec.gpuModel, withAtLeast: c.spec.gpusPerNode, within: c.spec.placement)
         guard c.spec.numNodes <= fitting else {
+            let within = c.spec.placement.isAnywhere ? "" : " where its placement constraints allow"
             throw StratusError(
                 .invalidArgument,
-                "num_nodes: \(c.spec.numNodes) nodes with \(c.spec.gpusPerNode) \(c.spec.gpuModel), but the fleet has \(fitting)")
+                "num_nodes: \(c.spec.numNodes) nodes with \(c.spec.gpusPerNode) \(c.spec.gpuModel), but the fleet has \(fitting)\(within)"
+            )
         }
         guard queue.count < Limits.maxQueuedJobs else {
             throw StratusError(.limitExceeded, "queue: \(Limits.maxQueuedJobs) jobs already waiting")
@@ -317,6 +325,20 @@ extension State {
                         throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is not free")
                     }
                     try claim(a.node, g, for: p.job)
+                }
+            }
+        }
+        // Site power caps: placements may not take a site above its budget.
+        if !plan.placements.isEmpty {
+            var used = usedWattsBySite()
+            for p in plan.placements {
+                for a in p.nodes {
+                    let node = nodes[a.node]!
+                    guard let site = racks[node.rack].flatMap({ sites[$0.site] }) else { continue }
+                    used[site.id, default: 0] += Self.wallWatts(model: node.gpuModel, gpus: a.gpus.count, pueMilli: site.pueMilli)
+                    guard used[site.id]! <= site.powerBudgetKW * 1000 else {
+                        throw StratusError(.failedPrecondition, "plan: site \(site.id) would exceed its power budget")
+                    }
                 }
             }
         }

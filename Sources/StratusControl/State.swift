@@ -58,7 +58,15 @@ public struct State: Codable, Equatable, Sendable {
     /// The facts the scheduler needs, in deterministic order.
     public func schedulingSnapshot() -> SchedulingSnapshot {
         let rackIndex = Dictionary(uniqueKeysWithValues: racks.keys.sorted().enumerated().map { ($1, $0) })
-        let siteIndex = Dictionary(uniqueKeysWithValues: sites.keys.sorted().enumerated().map { ($1, $0) })
+        let siteIDs = sites.keys.sorted()
+        let siteIndex = Dictionary(uniqueKeysWithValues: siteIDs.enumerated().map { ($1, $0) })
+        let used = usedWattsBySite()
+        let siteViews = siteIDs.map { id -> SchedulingSnapshot.SiteView in
+            let site = sites[id]!
+            return .init(
+                name: id.rawValue, region: site.region.rawValue, budgetWatts: site.powerBudgetKW * 1000,
+                usedWatts: used[id] ?? 0, pueMilli: site.pueMilli)
+        }
         let nodeViews = nodeOrder.map { id -> SchedulingSnapshot.NodeView in
             let node = nodes[id]!
             let holders = gpuHolders[id] ?? []
@@ -66,13 +74,14 @@ public struct State: Codable, Equatable, Sendable {
             let site = racks[node.rack].map { siteIndex[$0.site] ?? 0 } ?? 0
             return .init(
                 id: id, gpuModel: node.gpuModel, schedulable: node.state == .ready, freeGPUs: free, gpuCount: node.gpuCount,
-                rack: rackIndex[node.rack] ?? 0, site: site)
+                rack: rackIndex[node.rack] ?? 0, site: site, labels: node.labels)
         }
         let pending = queue.compactMap { id -> SchedulingSnapshot.PendingJob? in
             guard let job = jobs[id] else { return nil }
             return .init(
                 id: id, tier: job.spec.tier, gpuModel: job.spec.gpuModel, gpusPerNode: job.spec.gpusPerNode,
-                numNodes: job.spec.numNodes, topology: job.spec.topology, nominated: nominations[id])
+                numNodes: job.spec.numNodes, topology: job.spec.topology, nominated: nominations[id],
+                placement: job.spec.placement)
         }
         var holding: [JobID] = []
         var seen = Set<JobID>()
@@ -87,7 +96,24 @@ public struct State: Codable, Equatable, Sendable {
                 allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
                 stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested))
         }
-        return SchedulingSnapshot(nodes: nodeViews, pending: pending, running: running)
+        return SchedulingSnapshot(nodes: nodeViews, pending: pending, running: running, sites: siteViews)
+    }
+
+    /// Watts a GPU of `model` draws at the wall in a site with PUE `pueMilli`.
+    static func wallWatts(model: String, gpus: Int, pueMilli: Int64) -> Int64 {
+        Int64(gpus) * Int64(GPUCatalog.model(named: model)?.powerWatts ?? 0) * pueMilli / 1000
+    }
+
+    /// Power drawn by allocated GPUs per site (GPU power x PUE), in watts.
+    public func usedWattsBySite() -> [SiteID: Int64] {
+        var used: [SiteID: Int64] = [:]
+        for id in nodeOrder {
+            let node = nodes[id]!
+            let busy = gpuHolders[id]?.reduce(0) { $0 + ($1 == nil ? 0 : 1) } ?? 0
+            guard busy > 0, let site = racks[node.rack].flatMap({ sites[$0.site] }) else { continue }
+            used[site.id, default: 0] += Self.wallWatts(model: node.gpuModel, gpus: busy, pueMilli: site.pueMilli)
+        }
+        return used
     }
 
     /// Largest GPU count of any node of `model`, or nil when the fleet has none.
@@ -100,10 +126,16 @@ public struct State: Codable, Equatable, Sendable {
         return best
     }
 
-    func nodeCount(of model: String, withAtLeast gpus: Int) -> Int {
+    func nodeCount(of model: String, withAtLeast gpus: Int, within placement: PlacementConstraints = .anywhere) -> Int {
         nodeOrder.reduce(0) { n, id in
             let node = nodes[id]!
-            return n + (node.gpuModel == model && node.gpuCount >= gpus ? 1 : 0)
+            guard node.gpuModel == model, node.gpuCount >= gpus else { return n }
+            if !placement.isAnywhere {
+                guard let site = racks[node.rack].flatMap({ sites[$0.site] }),
+                    placement.allows(region: site.region.rawValue, site: site.id.rawValue), placement.matches(node.labels)
+                else { return n }
+            }
+            return n + 1
         }
     }
 }

@@ -24,11 +24,13 @@ public struct JobSpec: Codable, Equatable, Sendable {
     public var retry: RetryPolicy
     /// The topology domain a gang must fit in (nil: the smallest that fits, within a site).
     public var topology: TopologyLevel?
+    /// Where the job may run (data residency); empty means anywhere.
+    public var placement: PlacementConstraints
 
     public init(
         name: String, project: String? = nil, gpuModel: String, gpusPerNode: Int, numNodes: Int = 1,
         tier: Tier = .onDemand, run: String, envs: [String: String] = [:], maxDurationSeconds: Int64? = nil,
-        retry: RetryPolicy? = nil, topology: TopologyLevel? = nil
+        retry: RetryPolicy? = nil, topology: TopologyLevel? = nil, placement: PlacementConstraints = .anywhere
     ) {
         self.name = name
         self.project = project
@@ -41,6 +43,7 @@ public struct JobSpec: Codable, Equatable, Sendable {
         self.maxDurationSeconds = maxDurationSeconds
         self.retry = retry ?? RetryPolicy.default(for: tier)
         self.topology = topology
+        self.placement = placement
     }
 
     public var totalGPUs: Int { gpusPerNode * numNodes }
@@ -122,10 +125,15 @@ public struct JobSpec: Codable, Equatable, Sendable {
             }
             topology = level
         }
+        var placement = PlacementConstraints.anywhere
+        placement.regions = try o.nameList("regions")
+        placement.sites = try o.nameList("sites")
+        placement.nodeSelector = try o.stringMap("node_selector") ?? [:]
         try o.finish()
         return JobSpec(
             name: name, project: project, gpuModel: model.name, gpusPerNode: count, numNodes: Int(numNodes),
-            tier: tier, run: run, envs: envs, maxDurationSeconds: maxDuration, retry: retry, topology: topology)
+            tier: tier, run: run, envs: envs, maxDurationSeconds: maxDuration, retry: retry, topology: topology,
+            placement: placement)
     }
 
     /// `H100:8`, `h100:8` or `H100` (one GPU).
@@ -334,5 +342,31 @@ public struct RetryPolicy: Codable, Equatable, Sendable {
         }
         try o.finish()
         return RetryPolicy(onEvents: events, limit: Int(limit))
+    }
+}
+
+/// Where a job may run: allowed regions and sites (data residency) and node labels that
+/// must match. Empty lists allow everything.
+public struct PlacementConstraints: Codable, Equatable, Sendable {
+    public var regions: [String]
+    public var sites: [String]
+    public var nodeSelector: [String: String]
+
+    public init(regions: [String] = [], sites: [String] = [], nodeSelector: [String: String] = [:]) {
+        self.regions = regions
+        self.sites = sites
+        self.nodeSelector = nodeSelector
+    }
+
+    public static let anywhere = PlacementConstraints()
+
+    public var isAnywhere: Bool { regions.isEmpty && sites.isEmpty && nodeSelector.isEmpty }
+
+    public func allows(region: String, site: String) -> Bool {
+        (regions.isEmpty || regions.contains(region)) && (sites.isEmpty || sites.contains(site))
+    }
+
+    public func matches(_ labels: [String: String]) -> Bool {
+        nodeSelector.allSatisfy { labels[$0.key] == $0.value }
     }
 }

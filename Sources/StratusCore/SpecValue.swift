@@ -202,6 +202,22 @@ public struct SpecObject {
         return out
     }
 
+    /// A list of names (`[us-east, eu-west]`) or one name.
+    public mutating func nameList(_ key: String) throws(StratusError) -> [String] {
+        guard let v = value(key) else { return [] }
+        let items: [SpecValue]
+        if case .array(let list) = v { items = list } else { items = [v] }
+        var names: [String] = []
+        for (i, item) in items.enumerated() {
+            guard case .string(let name) = item else {
+                throw StratusError(.invalidArgument, "\(field(key))[\(i)]: expected a name, got \(item.kindName)")
+            }
+            try Name.validate(name, field: "\(field(key))[\(i)]")
+            names.append(name)
+        }
+        return names
+    }
+
     /// Fails on any key that no reader asked for.
     public func finish() throws(StratusError) {
         for pair in pairs where !used.contains(pair.key) {

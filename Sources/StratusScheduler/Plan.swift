@@ -12,9 +12,11 @@ public struct SchedulingSnapshot: Sendable {
         /// Index of the node's rack (its NVLink / topology domain) and site.
         public let rack: Int
         public let site: Int
+        public let labels: [String: String]
 
         public init(
-            id: NodeID, gpuModel: String, schedulable: Bool, freeGPUs: [Int], gpuCount: Int, rack: Int = 0, site: Int = 0
+            id: NodeID, gpuModel: String, schedulable: Bool, freeGPUs: [Int], gpuCount: Int, rack: Int = 0, site: Int = 0,
+            labels: [String: String] = [:]
         ) {
             self.id = id
             self.gpuModel = gpuModel
@@ -23,6 +25,26 @@ public struct SchedulingSnapshot: Sendable {
             self.gpuCount = gpuCount
             self.rack = rack
             self.site = site
+            self.labels = labels
+        }
+    }
+
+    /// A site's name, region and power: what data residency and power caps need.
+    public struct SiteView: Sendable {
+        public let name: String
+        public let region: String
+        /// Power budget and power drawn now by allocated GPUs (GPU power x PUE), in watts.
+        public let budgetWatts: Int64
+        public let usedWatts: Int64
+        /// PUE in thousandths.
+        public let pueMilli: Int64
+
+        public init(name: String, region: String, budgetWatts: Int64, usedWatts: Int64, pueMilli: Int64) {
+            self.name = name
+            self.region = region
+            self.budgetWatts = budgetWatts
+            self.usedWatts = usedWatts
+            self.pueMilli = pueMilli
         }
     }
 
@@ -54,10 +76,11 @@ public struct SchedulingSnapshot: Sendable {
         public let topology: TopologyLevel?
         /// GPUs held for this job while the work it preempted stops.
         public let nominated: [NodeAssignment]?
+        public let placement: PlacementConstraints
 
         public init(
             id: JobID, tier: Tier, gpuModel: String, gpusPerNode: Int, numNodes: Int, topology: TopologyLevel? = nil,
-            nominated: [NodeAssignment]? = nil
+            nominated: [NodeAssignment]? = nil, placement: PlacementConstraints = .anywhere
         ) {
             self.id = id
             self.tier = tier
@@ -66,6 +89,7 @@ public struct SchedulingSnapshot: Sendable {
             self.numNodes = numNodes
             self.topology = topology
             self.nominated = nominated
+            self.placement = placement
         }
     }
 
@@ -75,11 +99,14 @@ public struct SchedulingSnapshot: Sendable {
     public let pending: [PendingJob]
     /// Jobs holding GPUs.
     public let running: [RunningJob]
+    /// Sites by the index in `NodeView.site`; empty means no location or power limits.
+    public let sites: [SiteView]
 
-    public init(nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = []) {
+    public init(nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = [], sites: [SiteView] = []) {
         self.nodes = nodes
         self.pending = pending
         self.running = running
+        self.sites = sites
     }
 }
 

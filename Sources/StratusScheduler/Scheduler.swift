@@ -38,7 +38,7 @@ public struct TieredScheduler: Scheduler {
 
         for job in ordered {
             if let nominated = job.nominated {
-                if round.allFree(nominated) {
+                if round.allFree(nominated), round.powerAllows(nominated) {
                     round.take(nominated.map { (round.index[$0.node]!, $0.gpus) })
                     plan.placements.append(Placement(job: job.id, nodes: nominated, reason: "on the GPUs its preemption freed"))
                 } else {
@@ -85,6 +85,8 @@ struct Round {
     /// Spot work that may still be preempted: node -> [(job, GPUs on that node)].
     var preemptible: [[(job: Int, gpus: [Int])]]
     var victimTaken: Set<Int> = []
+    /// Watts each site may still draw.
+    var powerLeft: [Int64]
 
     struct Failure: Error {
         let reasons: [String]
@@ -111,6 +113,7 @@ struct Round {
         var rackFree: [Int: Int] = [:]
         for (i, n) in s.nodes.enumerated() where n.schedulable { rackFree[n.rack, default: 0] += free[i].count }
         self.rackFree = rackFree
+        powerLeft = s.sites.map { $0.budgetWatts - $0.usedWatts }
         preemptible = Array(repeating: [], count: s.nodes.count)
         for (j, r) in s.running.enumerated() where r.tier == .spot && !r.stopping {
             for a in r.allocations {
@@ -126,6 +129,15 @@ struct Round {
         return free[i].filter { held[$0] == nil || held[$0] == job }
     }
 
+    func powerAllows(_ assignments: [NodeAssignment]) -> Bool {
+        var need: [Int: Int64] = [:]
+        for a in assignments {
+            guard let i = index[a.node] else { return false }
+            need[snapshot.nodes[i].site, default: 0] += watts(i, gpus: a.gpus.count)
+        }
+        return need.allSatisfy { $0.key >= powerLeft.count || $0.value <= powerLeft[$0.key] }
+    }
+
     func allFree(_ assignments: [NodeAssignment]) -> Bool {
         assignments.allSatisfy { a in
             guard let i = index[a.node], snapshot.nodes[i].schedulable else { return false }
@@ -133,8 +145,34 @@ struct Round {
         }
     }
 
+    /// Watts `gpus` GPUs of node `i` draw at the wall (GPU power x PUE).
+    func watts(_ i: Int, gpus: Int) -> Int64 {
+        let node = snapshot.nodes[i]
+        guard node.site < snapshot.sites.count else { return 0 }
+        let perGPU = Int64(GPUCatalog.model(named: node.gpuModel)?.powerWatts ?? 0)
+        return Int64(gpus) * perGPU * snapshot.sites[node.site].pueMilli / 1000
+    }
+
+    func powerLeft(_ i: Int) -> Int64 {
+        let site = snapshot.nodes[i].site
+        return site < powerLeft.count ? powerLeft[site] : .max
+    }
+
+    /// Whether the job's location and label constraints allow node `i`.
+    func allowed(_ i: Int, _ job: SchedulingSnapshot.PendingJob) -> (location: Bool, labels: Bool) {
+        let node = snapshot.nodes[i]
+        var location = true
+        if node.site < snapshot.sites.count {
+            let site = snapshot.sites[node.site]
+            location = job.placement.allows(region: site.region, site: site.name)
+        }
+        return (location, job.placement.matches(node.labels))
+    }
+
     mutating func take(_ nodes: [(Int, [Int])]) {
         for (i, gpus) in nodes {
+            let site = snapshot.nodes[i].site
+            if site < powerLeft.count { powerLeft[site] -= watts(i, gpus: gpus.count) }
             free[i].removeAll { gpus.contains($0) }
             for g in gpus { nominated[i][g] = nil }
             rackFree[snapshot.nodes[i].rack, default: 0] -= gpus.count
@@ -149,17 +187,41 @@ struct Round {
         var unschedulable = 0
         var freeOfModel = 0
         var scanned = 0
+        var outside = 0
+        var unlabeled = 0
+        var powerCapped = 0
+        var cappedSites = Set<Int>()
         for (i, node) in snapshot.nodes.enumerated() where node.gpuModel == job.gpuModel {
             scanned += 1
             if scanned > Limits.maxNodesScannedPerJob { break }
             ofModel += 1
+            if !job.placement.isAnywhere {
+                let ok = allowed(i, job)
+                guard ok.location else {
+                    outside += 1
+                    continue
+                }
+                guard ok.labels else {
+                    unlabeled += 1
+                    continue
+                }
+            }
             guard node.schedulable else {
                 unschedulable += 1
                 continue
             }
             let avail = available(i, for: job.id)
+            guard avail.count >= g else {
+                freeOfModel += avail.count
+                continue
+            }
+            guard watts(i, gpus: g) <= powerLeft(i) else {
+                powerCapped += 1
+                cappedSites.insert(node.site)
+                continue
+            }
             freeOfModel += avail.count
-            if avail.count >= g { candidates.append((i, avail)) }
+            candidates.append((i, avail))
         }
         func byPacking(_ a: (i: Int, avail: [Int]), _ b: (i: Int, avail: [Int])) -> Bool {
             if a.avail.count != b.avail.count { return a.avail.count < b.avail.count }
@@ -175,6 +237,26 @@ struct Round {
         if unschedulable > 0 {
             reasons.append("nodes: \(unschedulable) of \(ofModel) \(job.gpuModel) nodes are cordoned or down")
         }
+        if outside > 0 {
+            let allowed = (job.placement.regions.map { "region \($0)" } + job.placement.sites.map { "site \($0)" })
+                .joined(separator: ", ")
+            reasons.append("placement: \(outside) of \(ofModel) \(job.gpuModel) nodes are outside \(allowed)")
+        }
+        if unlabeled > 0 {
+            let selector = job.placement.nodeSelector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                .joined(separator: ",")
+            reasons.append("labels: \(unlabeled) of \(ofModel) \(job.gpuModel) nodes lack \(selector)")
+        }
+        if powerCapped > 0 {
+            let names = cappedSites.sorted().map { site -> String in
+                let s = snapshot.sites[site]
+                return
+                    "\(s.name) at \(DecimalText.format((s.budgetWatts - powerLeft[site]) / 1000, scale: 1000))/\(DecimalText.format(s.budgetWatts / 1000, scale: 1000)) MW"
+            }
+            reasons.append(
+                "power: \(powerCapped) \(job.gpuModel) nodes with free GPUs are in sites at their power cap (\(names.joined(separator: ", ")))"
+            )
+        }
         guard candidates.count >= job.numNodes else {
             reasons.insert(
                 "capacity: needs \(job.numNodes) node(s) with \(g) free \(job.gpuModel); \(candidates.count) have that now (\(freeOfModel) \(job.gpuModel) free in all)",
@@ -189,7 +271,11 @@ struct Round {
         if job.topology != .site {
             var byRack: [Int: [(i: Int, avail: [Int])]] = [:]
             for c in candidates { byRack[snapshot.nodes[c.i].rack, default: []].append(c) }
-            let fitting = byRack.filter { $0.value.count >= job.numNodes }
+            let fitting = byRack.filter { rack in
+                let site = snapshot.nodes[rack.value[0].i].site
+                return rack.value.count >= job.numNodes
+                    && (site >= powerLeft.count || Int64(job.numNodes) * watts(rack.value[0].i, gpus: g) <= powerLeft[site])
+            }
             if let (rack, nodes) = fitting.min(by: { a, b in
                 a.value.count != b.value.count ? a.value.count < b.value.count : a.key < b.key
             }) {
@@ -208,7 +294,11 @@ struct Round {
         var bySite: [Int: [(i: Int, avail: [Int])]] = [:]
         for c in candidates { bySite[snapshot.nodes[c.i].site, default: []].append(c) }
         guard
-            let (_, nodes) = bySite.filter({ $0.value.count >= job.numNodes }).min(by: { a, b in
+            let (_, nodes) = bySite.filter({ site in
+                site.value.count >= job.numNodes
+                    && (site.key >= powerLeft.count
+                        || Int64(job.numNodes) * watts(site.value[0].i, gpus: g) <= powerLeft[site.key])
+            }).min(by: { a, b in
                 a.value.count != b.value.count ? a.value.count < b.value.count : a.key < b.key
             })
         else {
@@ -239,6 +329,10 @@ struct Round {
         }
         var options: [Option] = []
         for (i, node) in snapshot.nodes.enumerated() where node.gpuModel == job.gpuModel && node.schedulable {
+            if !job.placement.isAnywhere {
+                let ok = allowed(i, job)
+                guard ok.location, ok.labels else { continue }
+            }
             let avail = available(i, for: job.id)
             var pool = avail
             var victims: [Int] = []
