@@ -8,6 +8,7 @@ public enum Command: Codable, Equatable, Sendable {
     /// First start: the internal org with its default project and the operator key.
     case bootstrap(CreateKey)
     case createOrg(CreateOrg)
+    case updateOrg(UpdateOrg)
     case createProject(CreateProject)
     case addMember(AddMember)
     case createKey(CreateKey)
@@ -24,6 +25,7 @@ public enum Command: Codable, Equatable, Sendable {
         switch self {
         case .bootstrap: "bootstrap"
         case .createOrg: "create_org"
+        case .updateOrg: "update_org"
         case .createProject: "create_project"
         case .addMember: "add_member"
         case .createKey: "create_key"
@@ -41,9 +43,22 @@ public enum Command: Codable, Equatable, Sendable {
 public struct CreateOrg: Codable, Equatable, Sendable {
     public var id: OrgID
     public var displayName: String
-    public init(id: OrgID, displayName: String) {
+    public var weight: Int?
+    public init(id: OrgID, displayName: String, weight: Int? = nil) {
         self.id = id
         self.displayName = displayName
+        self.weight = weight
+    }
+}
+
+public struct UpdateOrg: Codable, Equatable, Sendable {
+    public var id: OrgID
+    public var displayName: String?
+    public var weight: Int?
+    public init(id: OrgID, displayName: String? = nil, weight: Int? = nil) {
+        self.id = id
+        self.displayName = displayName
+        self.weight = weight
     }
 }
 

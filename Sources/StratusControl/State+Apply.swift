@@ -16,6 +16,7 @@ extension State {
         switch entry.command {
         case .bootstrap(let c): outcome = try bootstrap(c, at: entry.at, commit: commit)
         case .createOrg(let c): outcome = try createOrg(c, at: entry.at, commit: commit)
+        case .updateOrg(let c): outcome = try updateOrg(c, commit: commit)
         case .createProject(let c): outcome = try createProject(c, at: entry.at, commit: commit)
         case .addMember(let c): outcome = try addMember(c, at: entry.at, commit: commit)
         case .createKey(let c): outcome = try createKey(c, at: entry.at, commit: commit)
@@ -50,13 +51,36 @@ extension State {
         guard c.displayName.utf8.count <= 200 else {
             throw StratusError(.invalidArgument, "display_name: longer than 200 bytes")
         }
+        try Self.checkWeight(c.weight)
         guard commit else { return .applied(c.id.rawValue) }
         insertOrg(c, at: at)
         return .applied(c.id.rawValue)
     }
 
+    static func checkWeight(_ weight: Int?) throws(StratusError) {
+        if let weight, weight < 1 || weight > Limits.maxFairShareWeight {
+            throw StratusError(.invalidArgument, "weight: must be between 1 and \(Limits.maxFairShareWeight)")
+        }
+    }
+
+    mutating func updateOrg(_ c: UpdateOrg, commit: Bool) throws(StratusError) -> Outcome {
+        guard let org = orgs[c.id] else { throw StratusError.notFound("org", c.id.rawValue) }
+        try Self.checkWeight(c.weight)
+        if let name = c.displayName, name.utf8.count > 200 {
+            throw StratusError(.invalidArgument, "display_name: longer than 200 bytes")
+        }
+        if (c.weight ?? org.weight) == org.weight, (c.displayName ?? org.displayName) == org.displayName {
+            return .unchanged(c.id.rawValue)
+        }
+        guard commit else { return .applied(c.id.rawValue) }
+        if let w = c.weight { orgs[c.id]!.weight = w }
+        if let n = c.displayName { orgs[c.id]!.displayName = n }
+        return .applied(c.id.rawValue)
+    }
+
     private mutating func insertOrg(_ c: CreateOrg, at: Timestamp) {
-        orgs[c.id] = Org(id: c.id, displayName: c.displayName.isEmpty ? c.id.rawValue : c.displayName, createdAt: at)
+        orgs[c.id] = Org(
+            id: c.id, displayName: c.displayName.isEmpty ? c.id.rawValue : c.displayName, createdAt: at, weight: c.weight ?? 1)
         let pid = Self.projectID(c.id, InternalOrg.defaultProject)
         projects[pid] = Project(id: pid, org: c.id, name: InternalOrg.defaultProject, createdAt: at)
     }
@@ -448,7 +472,10 @@ extension State {
         }
         guard commit else { return .applied(c.job.rawValue) }
 
-        if let record { _ = try! usage.record(record) }
+        if let record {
+            _ = try! usage.record(record)
+            addToHistory(record)
+        }
         for g in alloc.gpus where gpuHolders[c.node]?[g] == c.job { gpuHolders[c.node]![g] = nil }
         var updated = job
         updated.allocations[i].endedAt = at
@@ -507,4 +534,14 @@ extension State {
     }
 
     static func jobNumber(_ id: JobID) -> UInt64 { UInt64(id.rawValue.dropFirst(4)) ?? 0 }
+
+    /// Adds a record's GPU time to its org's day (the day it ended) and drops days older
+    /// than `Limits.usageHistoryDays`.
+    private mutating func addToHistory(_ r: UsageRecord) {
+        let day = r.endedAt.milliseconds / 86_400_000
+        var days = usageByOrgDay[r.org] ?? [:]
+        days[day, default: 0] += r.gpuMilliseconds
+        days = days.filter { $0.key > day - Limits.usageHistoryDays }
+        usageByOrgDay[r.org] = days
+    }
 }

@@ -31,6 +31,9 @@ public struct State: Codable, Equatable, Sendable {
     public internal(set) var nominations: [JobID: [NodeAssignment]] = [:]
 
     public internal(set) var usage = UsageMeter()
+    /// GPU-milliseconds per org per day (days since the epoch), for fair share: exact
+    /// integers, so state does not depend on the scheduler's half-life.
+    public internal(set) var usageByOrgDay: [OrgID: [Int64: Int64]] = [:]
 
     var nextJob: UInt64 = 1
     var nextKey: UInt64 = 1
@@ -81,7 +84,7 @@ public struct State: Codable, Equatable, Sendable {
             return .init(
                 id: id, tier: job.spec.tier, gpuModel: job.spec.gpuModel, gpusPerNode: job.spec.gpusPerNode,
                 numNodes: job.spec.numNodes, topology: job.spec.topology, nominated: nominations[id],
-                placement: job.spec.placement)
+                placement: job.spec.placement, org: job.org)
         }
         var holding: [JobID] = []
         var seen = Set<JobID>()
@@ -92,11 +95,15 @@ public struct State: Codable, Equatable, Sendable {
             guard let job = jobs[id] else { return nil }
             let live = job.allocations.filter { !$0.isEnded }
             return .init(
-                id: id, tier: job.spec.tier, startedAt: job.startedAt ?? job.submittedAt,
+                id: id, tier: job.spec.tier, org: job.org, startedAt: job.startedAt ?? job.submittedAt,
                 allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
                 stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested))
         }
-        return SchedulingSnapshot(nodes: nodeViews, pending: pending, running: running, sites: siteViews)
+        let tenants = Dictionary(
+            uniqueKeysWithValues: orgs.values.map { org in
+                (org.id, SchedulingSnapshot.TenantUsage(weight: org.weight, dailyGPUMilliseconds: usageByOrgDay[org.id] ?? [:]))
+            })
+        return SchedulingSnapshot(nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants)
     }
 
     /// Watts a GPU of `model` draws at the wall in a site with PUE `pueMilli`.

@@ -41,4 +41,10 @@ public enum Limits {
     public static let maxRetries = 100
     /// Default notice a preempted spot job gets before it is killed.
     public static let defaultPreemptionNoticeSeconds: Int64 = 120
+    /// Days of per-org usage history kept for fair share.
+    public static let usageHistoryDays: Int64 = 90
+    /// Largest fair-share weight of an org.
+    public static let maxFairShareWeight = 1000
+    /// Default fair-share half-life (7 days).
+    public static let defaultFairShareHalfLifeSeconds: Int64 = 7 * 86400
 }

@@ -16,15 +16,18 @@ public enum Role: String, Codable, Sendable, CaseIterable {
 }
 
 public struct Org: Codable, Equatable, Sendable {
-    public init(id: OrgID, displayName: String, createdAt: Timestamp) {
+    public init(id: OrgID, displayName: String, createdAt: Timestamp, weight: Int = 1) {
         self.id = id
         self.displayName = displayName
         self.createdAt = createdAt
+        self.weight = weight
     }
 
     public let id: OrgID
     public var displayName: String
     public let createdAt: Timestamp
+    /// Fair-share weight: an org with weight 2 is entitled to twice the GPU time of weight 1.
+    public var weight: Int
 }
 
 public struct Project: Codable, Equatable, Sendable {

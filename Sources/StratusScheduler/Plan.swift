@@ -52,15 +52,19 @@ public struct SchedulingSnapshot: Sendable {
     public struct RunningJob: Sendable {
         public let id: JobID
         public let tier: Tier
+        public let org: OrgID
         /// When it was placed; preemption takes the most recently started first.
         public let startedAt: Timestamp
         public let allocations: [NodeAssignment]
         /// Already being stopped (cancelled, failed gang or preempted): not a victim again.
         public let stopping: Bool
 
-        public init(id: JobID, tier: Tier, startedAt: Timestamp, allocations: [NodeAssignment], stopping: Bool) {
+        public init(
+            id: JobID, tier: Tier, org: OrgID = "", startedAt: Timestamp, allocations: [NodeAssignment], stopping: Bool
+        ) {
             self.id = id
             self.tier = tier
+            self.org = org
             self.startedAt = startedAt
             self.allocations = allocations
             self.stopping = stopping
@@ -77,10 +81,11 @@ public struct SchedulingSnapshot: Sendable {
         /// GPUs held for this job while the work it preempted stops.
         public let nominated: [NodeAssignment]?
         public let placement: PlacementConstraints
+        public let org: OrgID
 
         public init(
             id: JobID, tier: Tier, gpuModel: String, gpusPerNode: Int, numNodes: Int, topology: TopologyLevel? = nil,
-            nominated: [NodeAssignment]? = nil, placement: PlacementConstraints = .anywhere
+            nominated: [NodeAssignment]? = nil, placement: PlacementConstraints = .anywhere, org: OrgID = ""
         ) {
             self.id = id
             self.tier = tier
@@ -90,6 +95,7 @@ public struct SchedulingSnapshot: Sendable {
             self.topology = topology
             self.nominated = nominated
             self.placement = placement
+            self.org = org
         }
     }
 
@@ -101,12 +107,29 @@ public struct SchedulingSnapshot: Sendable {
     public let running: [RunningJob]
     /// Sites by the index in `NodeView.site`; empty means no location or power limits.
     public let sites: [SiteView]
+    /// Each org's fair-share weight and recent GPU time.
+    public let tenants: [OrgID: TenantUsage]
 
-    public init(nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = [], sites: [SiteView] = []) {
+    /// What fair share needs of an org: its weight and GPU-milliseconds per day.
+    public struct TenantUsage: Sendable {
+        public let weight: Int
+        public let dailyGPUMilliseconds: [Int64: Int64]
+
+        public init(weight: Int, dailyGPUMilliseconds: [Int64: Int64]) {
+            self.weight = weight
+            self.dailyGPUMilliseconds = dailyGPUMilliseconds
+        }
+    }
+
+    public init(
+        nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = [], sites: [SiteView] = [],
+        tenants: [OrgID: TenantUsage] = [:]
+    ) {
         self.nodes = nodes
         self.pending = pending
         self.running = running
         self.sites = sites
+        self.tenants = tenants
     }
 }
 

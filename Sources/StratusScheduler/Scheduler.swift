@@ -8,9 +8,9 @@ public protocol Scheduler: Sendable {
 
 /// Tiers, gangs, topology and preemption.
 ///
-/// - Jobs are considered by tier (internal > reserved > on-demand > spot), then in
-///   submission order. A job that does not fit waits; it does not block smaller jobs
-///   behind it.
+/// - Jobs are considered by tier (internal > reserved > on-demand > spot), then by fair
+///   share (the org with the least weighted, decayed GPU time first), then in submission
+///   order. A job that does not fit waits; it does not block smaller jobs behind it.
 /// - Best fit: a single-node job takes the node with the fewest free GPUs that still fit
 ///   it, in the most used rack, so that whole nodes and racks stay free for gangs.
 /// - A gang (`num_nodes > 1`) is all or nothing, inside one site, in the smallest rack
@@ -21,17 +21,27 @@ public protocol Scheduler: Sendable {
 ///   victims get a notice; the freed GPUs are held (nominated) for the job until it runs.
 public struct TieredScheduler: Scheduler {
     public var preemptionNoticeSeconds: Int64
+    public var fairShare: FairShare
 
-    public init(preemptionNoticeSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds) {
+    public init(
+        preemptionNoticeSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds, fairShare: FairShare = FairShare()
+    ) {
         self.preemptionNoticeSeconds = preemptionNoticeSeconds
+        self.fairShare = fairShare
     }
 
     public func plan(_ snapshot: SchedulingSnapshot, now: Timestamp) -> Plan {
         var round = Round(snapshot)
         var plan = Plan()
+        // Tier first; within a tier the org with the lowest fair-share score; then FIFO.
+        let rank = Dictionary(
+            uniqueKeysWithValues: fairShare.standings(snapshot, now: now).enumerated().map { ($1.org, $0) })
         let ordered = snapshot.pending.enumerated()
             .sorted { a, b in
-                a.element.tier.rank != b.element.tier.rank ? a.element.tier.rank < b.element.tier.rank : a.offset < b.offset
+                if a.element.tier.rank != b.element.tier.rank { return a.element.tier.rank < b.element.tier.rank }
+                let ra = rank[a.element.org] ?? Int.max
+                let rb = rank[b.element.org] ?? Int.max
+                return ra != rb ? ra < rb : a.offset < b.offset
             }
             .prefix(Limits.maxJobsPerPlan)
             .map(\.element)

@@ -50,4 +50,10 @@ public actor ControlPlane {
     }
 
     public func snapshot() throws { try engine.snapshot() }
+
+    /// Fair-share standings now, with the scheduler's own half-life.
+    public func fairShareStandings() -> [FairShare.Standing] {
+        let fairShare = (engine.scheduler as? TieredScheduler)?.fairShare ?? FairShare()
+        return fairShare.standings(engine.state.schedulingSnapshot(), now: clock())
+    }
 }

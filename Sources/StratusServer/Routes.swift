@@ -46,10 +46,28 @@ public struct API: Sendable {
             var body = try SpecObject(try await JSON.body(req), path: "")
             let name = try body.requiredString("name")
             let display = try body.string("display_name") ?? name
+            let weight = try body.int("weight").map { Int(clamping: $0) }
             try body.finish()
-            try await plane.execute(.createOrg(CreateOrg(id: OrgID(name), displayName: display)))
+            try await plane.execute(.createOrg(CreateOrg(id: OrgID(name), displayName: display, weight: weight)))
             let org = await plane.read { $0.orgs[OrgID(name)]! }
             return JSON.response(OrgView(org), status: .created)
+        }
+        v1.patch("orgs/:org") { req, ctx in
+            let p = try ctx.caller()
+            let id = OrgID(try ctx.parameters.require("org"))
+            try p.requireRead(id, "org", id.rawValue)
+            try p.requireOperator("changing an org")
+            var body = try SpecObject(try await JSON.body(req), path: "")
+            let update = UpdateOrg(
+                id: id, displayName: try body.string("display_name"), weight: try body.int("weight").map { Int(clamping: $0) })
+            try body.finish()
+            try await plane.execute(.updateOrg(update))
+            return JSON.response(OrgView(await plane.read { $0.orgs[id]! }))
+        }
+        v1.get("fairshare") { _, ctx in
+            let p = try ctx.caller()
+            let rows = await plane.fairShareStandings().filter { p.canRead($0.org) }
+            return JSON.response(Page(items: rows.map(FairShareView.init), nextCursor: nil))
         }
         v1.get("orgs/:org") { _, ctx in
             let p = try ctx.caller()

@@ -2,6 +2,7 @@ import Hummingbird
 import StratusControl
 import StratusCore
 import StratusLedger
+import StratusScheduler
 
 /// The API's JSON shapes. Keys are snake_case, times are RFC 3339 strings.
 struct Page<T: Encodable>: Encodable {
@@ -34,11 +35,30 @@ enum Pagination {
 struct OrgView: Encodable {
     let name: String
     let displayName: String
+    let weight: Int
     let createdAt: String
     init(_ o: Org) {
         name = o.id.rawValue
         displayName = o.displayName
+        weight = o.weight
         createdAt = o.createdAt.description
+    }
+}
+
+struct FairShareView: Encodable {
+    let org: String
+    let weight: Int
+    let usageGpuHours: Double
+    let runningGpus: Int
+    let score: Double
+    let share: Double
+    init(_ s: FairShare.Standing) {
+        org = s.org.rawValue
+        weight = s.weight
+        usageGpuHours = s.usageGPUHours
+        runningGpus = s.runningGPUs
+        score = s.score
+        share = s.share
     }
 }
 

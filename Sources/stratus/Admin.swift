@@ -86,12 +86,14 @@ struct Orgs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an org with a default project (operator).")
         @Argument var name: String
         @Option(name: .long) var displayName: String?
+        @Option(name: .long, help: "Fair-share weight (default 1).") var weight: Int?
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
             try await cli {
                 var body: [String: Any] = ["name": name]
                 if let displayName { body["display_name"] = displayName }
+                if let weight { body["weight"] = weight }
                 let data = try await global.client().call(.POST, "/v1/orgs", body: try jsonData(body))
                 if global.json { return Output.json(data) }
                 print("Created org \(name) with project \(name)/default.")
@@ -110,9 +112,34 @@ struct Orgs: AsyncParsableCommand {
                 if global.json { return Output.json(data) }
                 let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
                 Output.table(
-                    ["ORG", "DISPLAY NAME", "CREATED"],
-                    Output.items(obj).map { item in ["name", "display_name", "created_at"].map { Output.str(item[$0]) } })
+                    ["ORG", "DISPLAY NAME", "WEIGHT", "CREATED"],
+                    Output.items(obj).map { item in ["name", "display_name", "weight", "created_at"].map { Output.str(item[$0]) }
+                    })
             }
+        }
+    }
+}
+
+struct Share: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fair share: each org's weight, decayed GPU time and place in line (lowest score first).")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await cli {
+            let data = try await global.client().call(.GET, "/v1/fairshare")
+            if global.json { return Output.json(data) }
+            let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+            func number(_ v: Any?) -> Double? { (v as? Double) ?? (v as? NSNumber)?.doubleValue ?? (v as? Int).map(Double.init) }
+            func fixed(_ d: Double?, _ digits: Int) -> String { d.map { String(format: "%.\(digits)f", $0) } ?? "-" }
+            Output.table(
+                ["ORG", "WEIGHT", "GPU-HOURS (DECAYED)", "RUNNING GPUS", "SHARE"],
+                Output.items(obj).map { r in
+                    [
+                        Output.str(r["org"]), Output.str(r["weight"]), fixed(number(r["usage_gpu_hours"]), 3),
+                        Output.str(r["running_gpus"]), fixed(number(r["share"]).map { $0 * 100 }, 1) + "%",
+                    ]
+                })
         }
     }
 }

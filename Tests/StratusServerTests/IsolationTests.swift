@@ -53,6 +53,16 @@ import Testing
             #expect(try await client.call(.get, "/v1/usage", key: a).items.count == 1)
             #expect(try await client.call(.get, "/v1/orgs", key: cloud.admin).items.count == 3)
             #expect(try await client.call(.get, "/v1/usage?org=org-a", key: cloud.admin).items.count == 1)
+            // Fair share: tenants see only their own standing; the operator sees every org.
+            let shareB = try await client.call(.get, "/v1/fairshare", key: b)
+            #expect(shareB.items.compactMap { $0["org"] as? String } == ["org-b"])
+            let shareAll = try await client.call(.get, "/v1/fairshare", key: cloud.admin)
+            #expect(Set(shareAll.items.compactMap { $0["org"] as? String }) == ["internal", "org-a", "org-b"])
+            #expect(shareAll.items.first { $0["org"] as? String == "org-a" }?["usage_gpu_hours"] != nil)
+            let patch = try await client.call(.patch, "/v1/orgs/org-a", key: b, body: #"{"weight":5}"#)
+            #expect(patch.status == 404)
+            let patched = try await client.call(.patch, "/v1/orgs/org-a", key: cloud.admin, body: #"{"weight":5}"#)
+            #expect(patched["weight"] as? Int == 5)
         }
     }
 

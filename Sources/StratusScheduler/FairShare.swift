@@ -1,0 +1,81 @@
+import StratusCore
+
+/// Fair share: within a tier, the org with the least weighted, decayed GPU time goes
+/// first. Past usage counts less with age (it halves every `halfLifeSeconds`); work
+/// running now counts in full. Ordering is all it decides, so floating point is fine
+/// here: plans are logged, never recomputed on replay.
+public struct FairShare: Sendable {
+    public var halfLifeSeconds: Int64
+
+    public init(halfLifeSeconds: Int64 = Limits.defaultFairShareHalfLifeSeconds) {
+        self.halfLifeSeconds = halfLifeSeconds
+    }
+
+    public struct Standing: Sendable, Equatable {
+        public let org: OrgID
+        public let weight: Int
+        /// Decayed past GPU-hours plus GPU-hours of work running now.
+        public let usageGPUHours: Double
+        /// GPUs held now.
+        public let runningGPUs: Int
+        /// usage / weight: lower goes first.
+        public let score: Double
+        /// This org's part of all weighted usage (0 to 1).
+        public let share: Double
+    }
+
+    /// Every org's standing at `now`, lowest score (first in line) first.
+    public func standings(_ snapshot: SchedulingSnapshot, now: Timestamp) -> [Standing] {
+        var running: [OrgID: (ms: Double, gpus: Int)] = [:]
+        for r in snapshot.running {
+            let gpus = r.allocations.reduce(0) { $0 + $1.gpus.count }
+            let elapsed = Double(r.startedAt.milliseconds(until: now))
+            running[r.org, default: (0, 0)].ms += Double(gpus) * elapsed
+            running[r.org, default: (0, 0)].gpus += gpus
+        }
+        let halfLifeMs = Double(max(1, halfLifeSeconds) * 1000)
+        var rows: [(OrgID, Int, Double, Int)] = []
+        for (org, usage) in snapshot.tenants {
+            var ms = running[org]?.ms ?? 0
+            for (day, dayMs) in usage.dailyGPUMilliseconds {
+                let age = Double(max(0, now.milliseconds - (day * 86_400_000 + 43_200_000)))
+                ms += Double(dayMs) * pow2(-age / halfLifeMs)
+            }
+            rows.append((org, max(1, usage.weight), ms / 3_600_000, running[org]?.gpus ?? 0))
+        }
+        let total = rows.reduce(0.0) { $0 + $1.2 / Double($1.1) }
+        return rows.map { org, weight, hours, gpus in
+            let score = hours / Double(weight)
+            return Standing(
+                org: org, weight: weight, usageGPUHours: hours, runningGPUs: gpus, score: score,
+                share: total > 0 ? score / total : 0)
+        }
+        .sorted { $0.score != $1.score ? $0.score < $1.score : $0.org < $1.org }
+    }
+
+    /// 2^x without Foundation: exact powers for the integer part, a short series for the rest.
+    public func pow2(_ x: Double) -> Double {
+        if x < -1000 { return 0 }
+        let whole = x.rounded(.down)
+        let frac = x - whole
+        var result = 1.0
+        var n = Int(whole)
+        while n < 0 {
+            result /= 2
+            n += 1
+        }
+        while n > 0 {
+            result *= 2
+            n -= 1
+        }
+        // e^(frac ln 2), frac in [0, 1): 12 terms are exact to double precision.
+        let y = frac * 0.693_147_180_559_945_3
+        var term = 1.0
+        var sum = 1.0
+        for k in 1...12 {
+            term *= y / Double(k)
+            sum += term
+        }
+        return result * sum
+    }
+}
