@@ -14,6 +14,8 @@ public enum Command: Codable, Equatable, Sendable {
     case createKey(CreateKey)
     case revokeKey(RevokeKey)
     case applyFleet(FleetSpec)
+    /// Sets (or with a nil limit, removes) one quota rule.
+    case setQuota(SetQuota)
     case submitJob(SubmitJob)
     case cancelJob(CancelJob)
     /// A scheduler decision, recorded so that replay never re-runs the scheduler.
@@ -31,6 +33,7 @@ public enum Command: Codable, Equatable, Sendable {
         case .createKey: "create_key"
         case .revokeKey: "revoke_key"
         case .applyFleet: "apply_fleet"
+        case .setQuota: "set_quota"
         case .submitJob: "submit_job"
         case .cancelJob: "cancel_job"
         case .applyPlan: "apply_plan"
@@ -170,5 +173,15 @@ public enum Outcome: Equatable, Sendable {
         switch self {
         case .applied(let s), .unchanged(let s): s
         }
+    }
+}
+
+public struct SetQuota: Codable, Equatable, Sendable {
+    public var scope: QuotaScope
+    /// GPUs; nil removes the rule.
+    public var limit: Int?
+    public init(scope: QuotaScope, limit: Int?) {
+        self.scope = scope
+        self.limit = limit
     }
 }

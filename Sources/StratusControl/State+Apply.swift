@@ -22,6 +22,7 @@ extension State {
         case .createKey(let c): outcome = try createKey(c, at: entry.at, commit: commit)
         case .revokeKey(let c): outcome = try revokeKey(c, at: entry.at, commit: commit)
         case .applyFleet(let c): outcome = try applyFleet(c, commit: commit)
+        case .setQuota(let c): outcome = try setQuota(c, commit: commit)
         case .submitJob(let c): outcome = try submitJob(c, at: entry.at, commit: commit)
         case .cancelJob(let c): outcome = try cancelJob(c, at: entry.at, commit: commit)
         case .applyPlan(let c): outcome = try applyPlan(c, at: entry.at, commit: commit)
@@ -225,6 +226,36 @@ extension State {
         return .applied("fleet")
     }
 
+    // MARK: quotas
+
+    mutating func setQuota(_ c: SetQuota, commit: Bool) throws(StratusError) -> Outcome {
+        let scope = c.scope
+        guard orgs[scope.org] != nil else { throw StratusError.notFound("org", scope.org.rawValue) }
+        if let project = scope.project, self.project(org: scope.org, name: project) == nil {
+            throw StratusError.notFound("project", "\(scope.org)/\(project)")
+        }
+        if let model = scope.gpuModel {
+            guard GPUCatalog.model(named: model)?.name == model else {
+                throw StratusError(.invalidArgument, "gpu: unknown GPU model '\(model)'")
+            }
+        }
+        if let region = scope.region, regions[RegionID(region)] == nil {
+            throw StratusError(.invalidArgument, "region: unknown region '\(region)'")
+        }
+        if let limit = c.limit {
+            guard limit >= 0, limit <= 100_000_000 else {
+                throw StratusError(.invalidArgument, "limit: must be between 0 and 100000000 GPUs")
+            }
+            guard quotas[scope] != nil || quotas.count < Limits.maxQuotaRules else {
+                throw StratusError(.limitExceeded, "quotas: at most \(Limits.maxQuotaRules) rules")
+            }
+        }
+        if quotas[scope] == c.limit { return .unchanged(scope.description) }
+        guard commit else { return .applied(scope.description) }
+        quotas[scope] = c.limit
+        return .applied(scope.description)
+    }
+
     // MARK: jobs
 
     mutating func submitJob(_ c: SubmitJob, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
@@ -366,6 +397,26 @@ extension State {
                 }
             }
         }
+        // Quotas: never exceeded, except project rules by spot work borrowing org quota.
+        if !plan.placements.isEmpty, !quotas.isEmpty {
+            var used = quotaUsage()
+            for p in plan.placements {
+                let job = jobs[p.job]!
+                let project = projects[job.project]!.name
+                for a in p.nodes {
+                    let node = nodes[a.node]!
+                    let region = racks[node.rack].flatMap { sites[$0.site] }?.region.rawValue ?? ""
+                    for scope in QuotaScope.all(org: job.org, project: project, gpuModel: node.gpuModel, region: region) {
+                        guard let limit = quotas[scope] else { continue }
+                        used[scope, default: 0] += a.gpus.count
+                        let borrowing = scope.project != nil && job.spec.tier == .spot
+                        guard used[scope]! <= limit || borrowing else {
+                            throw StratusError(.failedPrecondition, "plan: \(p.job) would exceed the quota of \(scope)")
+                        }
+                    }
+                }
+            }
+        }
         for p in plan.preemptions {
             guard let job = jobs[p.job], job.state == .queued, nominations[p.job] == nil else {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) cannot preempt now")
@@ -375,9 +426,17 @@ extension State {
             }
             for v in p.victims {
                 guard let victim = jobs[v], victim.state == .starting || victim.state == .running,
-                    victim.spec.tier.rank > job.spec.tier.rank, victim.spec.tier == .spot,
-                    !victim.cancelRequested, victim.preemptedBy == nil
+                    victim.spec.tier == .spot, !victim.cancelRequested, victim.preemptedBy == nil
                 else {
+                    throw StratusError(.failedPrecondition, "plan: \(v) cannot be preempted by \(p.job)")
+                }
+                // For GPUs: only a higher tier preempts. To reclaim quota (no target GPUs):
+                // only spot work borrowed by another project of the same org.
+                let allowed =
+                    p.target.isEmpty
+                    ? victim.org == job.org && victim.project != job.project
+                    : victim.spec.tier.rank > job.spec.tier.rank
+                guard allowed else {
                     throw StratusError(.failedPrecondition, "plan: \(v) cannot be preempted by \(p.job)")
                 }
             }
@@ -424,11 +483,14 @@ extension State {
                     victim.allocations[i].stopRequested = true
                     victim.allocations[i].stopDeadline = deadline
                 }
-                victim.reason = "preempted by \(p.job) (\(jobs[p.job]!.spec.tier.rawValue) tier)"
+                victim.reason =
+                    p.target.isEmpty
+                    ? "preempted by \(p.job) to reclaim borrowed quota"
+                    : "preempted by \(p.job) (\(jobs[p.job]!.spec.tier.rawValue) tier)"
                 victim.record("preemption_notice", "preempted by \(p.job); killed at \(deadline) if still running", at: at)
                 jobs[v] = victim
             }
-            nominations[p.job] = p.target
+            if !p.target.isEmpty { nominations[p.job] = p.target }
             jobs[p.job]!.record("preempting", p.reason, at: at)
         }
         return .applied("plan")

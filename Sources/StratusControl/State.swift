@@ -27,6 +27,8 @@ public struct State: Codable, Equatable, Sendable {
     /// Queued jobs in submission order.
     public internal(set) var queue: [JobID] = []
     var idempotency: [String: JobID] = [:]
+    /// Quota rules: GPUs each scope may hold at once.
+    public internal(set) var quotas: [QuotaScope: Int] = [:]
     /// GPUs held for a queued job while the spot work it preempted stops.
     public internal(set) var nominations: [JobID: [NodeAssignment]] = [:]
 
@@ -84,7 +86,7 @@ public struct State: Codable, Equatable, Sendable {
             return .init(
                 id: id, tier: job.spec.tier, gpuModel: job.spec.gpuModel, gpusPerNode: job.spec.gpusPerNode,
                 numNodes: job.spec.numNodes, topology: job.spec.topology, nominated: nominations[id],
-                placement: job.spec.placement, org: job.org)
+                placement: job.spec.placement, org: job.org, project: projects[job.project]?.name ?? "")
         }
         var holding: [JobID] = []
         var seen = Set<JobID>()
@@ -95,7 +97,8 @@ public struct State: Codable, Equatable, Sendable {
             guard let job = jobs[id] else { return nil }
             let live = job.allocations.filter { !$0.isEnded }
             return .init(
-                id: id, tier: job.spec.tier, org: job.org, startedAt: job.startedAt ?? job.submittedAt,
+                id: id, tier: job.spec.tier, org: job.org, project: projects[job.project]?.name ?? "",
+                startedAt: job.startedAt ?? job.submittedAt,
                 allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
                 stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested))
         }
@@ -103,7 +106,29 @@ public struct State: Codable, Equatable, Sendable {
             uniqueKeysWithValues: orgs.values.map { org in
                 (org.id, SchedulingSnapshot.TenantUsage(weight: org.weight, dailyGPUMilliseconds: usageByOrgDay[org.id] ?? [:]))
             })
-        return SchedulingSnapshot(nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants)
+        return SchedulingSnapshot(
+            nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants, quotas: quotas,
+            quotaUsed: quotaUsage())
+    }
+
+    /// GPUs held now per quota scope, for the scopes that have a rule.
+    public func quotaUsage() -> [QuotaScope: Int] {
+        guard !quotas.isEmpty else { return [:] }
+        var used: [QuotaScope: Int] = [:]
+        for (id, holders) in gpuHolders {
+            let node = nodes[id]!
+            let region = racks[node.rack].flatMap { sites[$0.site] }?.region.rawValue ?? ""
+            var perJob: [JobID: Int] = [:]
+            for case let job? in holders { perJob[job, default: 0] += 1 }
+            for (jobID, gpus) in perJob {
+                guard let job = jobs[jobID], let project = projects[job.project] else { continue }
+                for scope in QuotaScope.all(org: job.org, project: project.name, gpuModel: node.gpuModel, region: region)
+                where quotas[scope] != nil {
+                    used[scope, default: 0] += gpus
+                }
+            }
+        }
+        return used
     }
 
     /// Watts a GPU of `model` draws at the wall in a site with PUE `pueMilli`.

@@ -47,4 +47,6 @@ public enum Limits {
     public static let maxFairShareWeight = 1000
     /// Default fair-share half-life (7 days).
     public static let defaultFairShareHalfLifeSeconds: Int64 = 7 * 86400
+    /// Quota rules the control plane holds.
+    public static let maxQuotaRules = 100_000
 }

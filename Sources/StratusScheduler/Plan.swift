@@ -53,6 +53,7 @@ public struct SchedulingSnapshot: Sendable {
         public let id: JobID
         public let tier: Tier
         public let org: OrgID
+        public let project: String
         /// When it was placed; preemption takes the most recently started first.
         public let startedAt: Timestamp
         public let allocations: [NodeAssignment]
@@ -60,11 +61,13 @@ public struct SchedulingSnapshot: Sendable {
         public let stopping: Bool
 
         public init(
-            id: JobID, tier: Tier, org: OrgID = "", startedAt: Timestamp, allocations: [NodeAssignment], stopping: Bool
+            id: JobID, tier: Tier, org: OrgID = "", project: String = "", startedAt: Timestamp, allocations: [NodeAssignment],
+            stopping: Bool
         ) {
             self.id = id
             self.tier = tier
             self.org = org
+            self.project = project
             self.startedAt = startedAt
             self.allocations = allocations
             self.stopping = stopping
@@ -82,10 +85,12 @@ public struct SchedulingSnapshot: Sendable {
         public let nominated: [NodeAssignment]?
         public let placement: PlacementConstraints
         public let org: OrgID
+        public let project: String
 
         public init(
             id: JobID, tier: Tier, gpuModel: String, gpusPerNode: Int, numNodes: Int, topology: TopologyLevel? = nil,
-            nominated: [NodeAssignment]? = nil, placement: PlacementConstraints = .anywhere, org: OrgID = ""
+            nominated: [NodeAssignment]? = nil, placement: PlacementConstraints = .anywhere, org: OrgID = "",
+            project: String = ""
         ) {
             self.id = id
             self.tier = tier
@@ -96,6 +101,7 @@ public struct SchedulingSnapshot: Sendable {
             self.nominated = nominated
             self.placement = placement
             self.org = org
+            self.project = project
         }
     }
 
@@ -109,6 +115,9 @@ public struct SchedulingSnapshot: Sendable {
     public let sites: [SiteView]
     /// Each org's fair-share weight and recent GPU time.
     public let tenants: [OrgID: TenantUsage]
+    /// Quota rules and the GPUs held now under each.
+    public let quotas: [QuotaScope: Int]
+    public let quotaUsed: [QuotaScope: Int]
 
     /// What fair share needs of an org: its weight and GPU-milliseconds per day.
     public struct TenantUsage: Sendable {
@@ -123,13 +132,15 @@ public struct SchedulingSnapshot: Sendable {
 
     public init(
         nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = [], sites: [SiteView] = [],
-        tenants: [OrgID: TenantUsage] = [:]
+        tenants: [OrgID: TenantUsage] = [:], quotas: [QuotaScope: Int] = [:], quotaUsed: [QuotaScope: Int] = [:]
     ) {
         self.nodes = nodes
         self.pending = pending
         self.running = running
         self.sites = sites
         self.tenants = tenants
+        self.quotas = quotas
+        self.quotaUsed = quotaUsed
     }
 }
 

@@ -48,9 +48,11 @@ public struct TieredScheduler: Scheduler {
 
         for job in ordered {
             if let nominated = job.nominated {
-                if round.allFree(nominated), round.powerAllows(nominated) {
-                    round.take(nominated.map { (round.index[$0.node]!, $0.gpus) })
+                if round.allFree(nominated), round.powerAllows(nominated), case .none = round.quotaBlock(job, nominated) {
+                    round.take(nominated.map { (round.index[$0.node]!, $0.gpus) }, for: job)
                     plan.placements.append(Placement(job: job.id, nodes: nominated, reason: "on the GPUs its preemption freed"))
+                } else if let blocked = round.quotaBlock(job, nominated) {
+                    plan.waits.append(Wait(job: job.id, reasons: [blocked]))
                 } else {
                     let nodes = nominated.map(\.node.rawValue).joined(separator: ", ")
                     plan.waits.append(Wait(job: job.id, reasons: ["preemption: waiting for preempted work to stop on \(nodes)"]))
@@ -59,13 +61,19 @@ public struct TieredScheduler: Scheduler {
             }
             switch round.fit(job) {
             case .success(let choice):
-                round.take(choice.nodes)
+                round.take(choice.nodes, for: job)
                 plan.placements.append(
                     Placement(
                         job: job.id, nodes: choice.nodes.map { NodeAssignment(node: snapshot.nodes[$0.0].id, gpus: $0.1) },
                         reason: choice.reason))
             case .failure(let why):
-                if job.tier.rank < Tier.spot.rank, let p = round.preempt(for: job, noticeSeconds: preemptionNoticeSeconds) {
+                if why.reasons.first?.hasPrefix("quota: org") == true,
+                    let p = round.reclaim(for: job, noticeSeconds: preemptionNoticeSeconds)
+                {
+                    plan.preemptions.append(p)
+                    plan.waits.append(Wait(job: job.id, reasons: [why.reasons[0], p.reason]))
+                } else if job.tier.rank < Tier.spot.rank, let p = round.preempt(for: job, noticeSeconds: preemptionNoticeSeconds)
+                {
                     plan.preemptions.append(p)
                     plan.waits.append(
                         Wait(
@@ -97,6 +105,8 @@ struct Round {
     var victimTaken: Set<Int> = []
     /// Watts each site may still draw.
     var powerLeft: [Int64]
+    /// GPUs held per quota scope (only scopes with a rule).
+    var quotaUsed: [QuotaScope: Int]
 
     struct Failure: Error {
         let reasons: [String]
@@ -124,6 +134,7 @@ struct Round {
         for (i, n) in s.nodes.enumerated() where n.schedulable { rackFree[n.rack, default: 0] += free[i].count }
         self.rackFree = rackFree
         powerLeft = s.sites.map { $0.budgetWatts - $0.usedWatts }
+        quotaUsed = s.quotaUsed
         preemptible = Array(repeating: [], count: s.nodes.count)
         for (j, r) in s.running.enumerated() where r.tier == .spot && !r.stopping {
             for a in r.allocations {
@@ -137,6 +148,16 @@ struct Round {
         let held = nominated[i]
         if held.isEmpty { return free[i] }
         return free[i].filter { held[$0] == nil || held[$0] == job }
+    }
+
+    /// Why placing the job on these GPUs would break a quota, or nil.
+    func quotaBlock(_ job: SchedulingSnapshot.PendingJob, _ assignments: [NodeAssignment]) -> String? {
+        guard !snapshot.quotas.isEmpty, let first = assignments.first, let i = index[first.node] else { return nil }
+        let need = assignments.reduce(0) { $0 + $1.gpus.count }
+        if case .blocked(let scope, let used, let limit) = quota(job, region: region(i), need: need) {
+            return "quota: \(scope) at \(used)/\(limit) (needs \(need))"
+        }
+        return nil
     }
 
     func powerAllows(_ assignments: [NodeAssignment]) -> Bool {
@@ -179,6 +200,47 @@ struct Round {
         return (location, job.placement.matches(node.labels))
     }
 
+    func region(_ i: Int) -> String {
+        let site = snapshot.nodes[i].site
+        return site < snapshot.sites.count ? snapshot.sites[site].region : ""
+    }
+
+    enum QuotaVerdict: Equatable {
+        case fits
+        /// Over its project's quota but within the org's: spot work may borrow.
+        case borrows
+        case blocked(QuotaScope, used: Int, limit: Int)
+    }
+
+    /// Whether `need` more GPUs of the job in `region` stay within every quota rule.
+    func quota(_ job: SchedulingSnapshot.PendingJob, region: String, need: Int) -> QuotaVerdict {
+        guard !snapshot.quotas.isEmpty else { return .fits }
+        var projectOver: (QuotaScope, Int, Int)?
+        for scope in QuotaScope.all(org: job.org, project: job.project, gpuModel: job.gpuModel, region: region) {
+            guard let limit = snapshot.quotas[scope] else { continue }
+            let used = quotaUsed[scope] ?? 0
+            guard used + need > limit else { continue }
+            if scope.project == nil { return .blocked(scope, used: used, limit: limit) }
+            if projectOver == nil { projectOver = (scope, used, limit) }
+        }
+        if let (scope, used, limit) = projectOver {
+            return job.tier == .spot ? .borrows : .blocked(scope, used: used, limit: limit)
+        }
+        return .fits
+    }
+
+    mutating func take(_ nodes: [(Int, [Int])], for job: SchedulingSnapshot.PendingJob) {
+        if !snapshot.quotas.isEmpty {
+            for (i, gpus) in nodes {
+                for scope in QuotaScope.all(org: job.org, project: job.project, gpuModel: job.gpuModel, region: region(i))
+                where snapshot.quotas[scope] != nil {
+                    quotaUsed[scope, default: 0] += gpus.count
+                }
+            }
+        }
+        take(nodes)
+    }
+
     mutating func take(_ nodes: [(Int, [Int])]) {
         for (i, gpus) in nodes {
             let site = snapshot.nodes[i].site
@@ -201,6 +263,10 @@ struct Round {
         var unlabeled = 0
         var powerCapped = 0
         var cappedSites = Set<Int>()
+        var quotaBlocked = 0
+        var quotaReason: String?
+        var verdicts: [String: QuotaVerdict] = [:]
+        let need = g * job.numNodes
         for (i, node) in snapshot.nodes.enumerated() where node.gpuModel == job.gpuModel {
             scanned += 1
             if scanned > Limits.maxNodesScannedPerJob { break }
@@ -230,6 +296,16 @@ struct Round {
                 cappedSites.insert(node.site)
                 continue
             }
+            if !snapshot.quotas.isEmpty {
+                let r = region(i)
+                let verdict = verdicts[r] ?? quota(job, region: r, need: need)
+                verdicts[r] = verdict
+                if case .blocked(let scope, let used, let limit) = verdict {
+                    quotaBlocked += 1
+                    quotaReason = quotaReason ?? "quota: \(scope) at \(used)/\(limit) (needs \(need))"
+                    continue
+                }
+            }
             freeOfModel += avail.count
             candidates.append((i, avail))
         }
@@ -257,6 +333,7 @@ struct Round {
                 .joined(separator: ",")
             reasons.append("labels: \(unlabeled) of \(ofModel) \(job.gpuModel) nodes lack \(selector)")
         }
+        if quotaBlocked > 0, let quotaReason { reasons.insert(quotaReason, at: 0) }
         if powerCapped > 0 {
             let names = cappedSites.sorted().map { site -> String in
                 let s = snapshot.sites[site]
@@ -268,9 +345,10 @@ struct Round {
             )
         }
         guard candidates.count >= job.numNodes else {
+            // When a quota holds the job back, that is the first reason; capacity follows.
             reasons.insert(
                 "capacity: needs \(job.numNodes) node(s) with \(g) free \(job.gpuModel); \(candidates.count) have that now (\(freeOfModel) \(job.gpuModel) free in all)",
-                at: 0)
+                at: quotaBlocked > 0 ? 1 : 0)
             return .failure(Failure(reasons: reasons))
         }
         if job.numNodes == 1 {
@@ -343,6 +421,8 @@ struct Round {
                 let ok = allowed(i, job)
                 guard ok.location, ok.labels else { continue }
             }
+            // Preempting for GPUs never helps a job its quota holds back.
+            if case .blocked = quota(job, region: region(i), need: g * job.numNodes) { continue }
             let avail = available(i, for: job.id)
             var pool = avail
             var victims: [Int] = []
@@ -402,6 +482,53 @@ struct Round {
             noticeSeconds: noticeSeconds,
             reason:
                 "\(job.tier.rawValue) job needs \(job.numNodes)x\(g) \(job.gpuModel): preempting spot \(ids.map(\.rawValue).joined(separator: ", "))"
+        )
+    }
+
+    /// Org quota taken by other projects' borrowed spot work: stop the most recently
+    /// started borrowers until the job fits under the org's quota again. Only jobs within
+    /// their own project's quota reclaim. The freed GPUs are not held for the job: quota
+    /// is what it lacked, and it competes for GPUs as usual.
+    mutating func reclaim(for job: SchedulingSnapshot.PendingJob, noticeSeconds: Int64) -> Preemption? {
+        let need = job.gpusPerNode * job.numNodes
+        // The job's own project must have room (else it is not borrowed quota it lacks).
+        for scope in QuotaScope.all(org: job.org, project: job.project, gpuModel: job.gpuModel, region: "")
+        where scope.project != nil && scope.region == nil {
+            if let limit = snapshot.quotas[scope], (quotaUsed[scope] ?? 0) + need > limit { return nil }
+        }
+        // How far over the org's rules the job would be (model-wide and total).
+        var over = 0
+        for scope in [QuotaScope(org: job.org), QuotaScope(org: job.org, gpuModel: job.gpuModel)] {
+            if let limit = snapshot.quotas[scope] { over = max(over, (quotaUsed[scope] ?? 0) + need - limit) }
+        }
+        guard over > 0 else { return nil }
+        // Borrowers: spot jobs of other projects of the org whose project is over its quota.
+        func borrowing(_ r: SchedulingSnapshot.RunningJob) -> Bool {
+            let scope = QuotaScope(org: r.org, project: r.project)
+            let model = QuotaScope(org: r.org, project: r.project, gpuModel: job.gpuModel)
+            return [scope, model].contains { s in snapshot.quotas[s].map { (quotaUsed[s] ?? 0) > $0 } ?? false }
+        }
+        let candidates = snapshot.running.enumerated()
+            .filter { _, r in
+                r.tier == .spot && !r.stopping && r.org == job.org && r.project != job.project && borrowing(r)
+                    && !victimTaken.contains(snapshot.running.firstIndex { $0.id == r.id }!)
+            }
+            .sorted { a, b in
+                a.element.startedAt != b.element.startedAt
+                    ? a.element.startedAt > b.element.startedAt : a.element.id > b.element.id
+            }
+        var freed = 0
+        var victims: [Int] = []
+        for (index, r) in candidates where freed < over {
+            victims.append(index)
+            freed += r.allocations.reduce(0) { $0 + $1.gpus.count }
+        }
+        guard freed >= over else { return nil }
+        for v in victims { victimTaken.insert(v) }
+        let ids = victims.map { snapshot.running[$0].id }
+        return Preemption(
+            job: job.id, victims: ids, target: [], noticeSeconds: noticeSeconds,
+            reason: "quota: reclaiming \(freed) GPUs of org \(job.org) borrowed by \(ids.map(\.rawValue).joined(separator: ", "))"
         )
     }
 }

@@ -27,6 +27,7 @@ public struct API: Sendable {
         }
         addTenancy(v1)
         addFleet(v1)
+        addQuotas(v1)
         addJobs(v1)
         v1.get("usage") { req, ctx in try await usage(req, ctx.caller()) }
         return router
@@ -265,6 +266,54 @@ public struct API: Sendable {
                 racks: racks.count, nodes: nodes.count, gpuPowerKw: DecimalText.format(watts * site.pueMilli / 1000, scale: 1000))
         }
         return FleetSummary(regions: s.regions.keys.sorted().map(\.rawValue), sites: sites, models: models)
+    }
+
+    // MARK: quotas
+
+    struct QuotaView: Encodable {
+        let org: String
+        let project: String?
+        let gpu: String?
+        let region: String?
+        let limit: Int
+        let used: Int
+    }
+
+    func addQuotas(_ v1: RouterGroup<StratusContext>) {
+        v1.get("quotas") { req, ctx in
+            let p = try ctx.caller()
+            let filter = try orgFilter(req, p)
+            let rows = await plane.read { s in
+                let used = s.quotaUsage()
+                return s.quotas.keys.filter { p.canRead($0.org) && (filter == nil || $0.org == filter) }.sorted().map {
+                    QuotaView(
+                        org: $0.org.rawValue, project: $0.project, gpu: $0.gpuModel, region: $0.region, limit: s.quotas[$0]!,
+                        used: used[$0] ?? 0)
+                }
+            }
+            return JSON.response(Page(items: rows, nextCursor: nil))
+        }
+        v1.post("quotas") { req, ctx in
+            let p = try ctx.caller()
+            var body = try SpecObject(try await JSON.body(req), path: "")
+            let org = try targetOrg(body.string("org"), p)
+            let project = try body.string("project")
+            let gpu = try body.string("gpu").map { name throws(StratusError) in try GPUCatalog.require(name, field: "gpu").name }
+            let region = try body.string("region")
+            let limit = try body.int("limit")
+            try body.finish()
+            if project == nil {
+                try p.requireOperator("setting an org quota")
+            } else {
+                try p.requireAdmin(org, "quota")
+            }
+            let scope = QuotaScope(org: org, project: project, gpuModel: gpu, region: region)
+            try await plane.execute(.setQuota(SetQuota(scope: scope, limit: limit.map { Int(clamping: $0) })))
+            let used = await plane.read { $0.quotaUsage()[scope] ?? 0 }
+            guard let limit else { return JSON.response(["removed": scope.description]) }
+            return JSON.response(
+                QuotaView(org: org.rawValue, project: project, gpu: gpu, region: region, limit: Int(clamping: limit), used: used))
+        }
     }
 
     // MARK: usage

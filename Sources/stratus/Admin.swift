@@ -144,6 +144,80 @@ struct Share: AsyncParsableCommand {
     }
 }
 
+struct Quotas: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "GPU quotas of orgs and projects.", subcommands: [List.self, SetLimit.self, Remove.self],
+        defaultSubcommand: List.self)
+
+    struct Scope: ParsableArguments {
+        @Option(name: .long, help: "Org (operators; others use their own).") var org: String?
+        @Option(name: .long, help: "Project name (omit for the whole org: operators only).") var project: String?
+        @Option(name: .long, help: "Only this GPU model.") var gpu: String?
+        @Option(name: .long, help: "Only this region.") var region: String?
+
+        var body: [String: Any] {
+            var b: [String: Any] = [:]
+            if let org { b["org"] = org }
+            if let project { b["project"] = project }
+            if let gpu { b["gpu"] = gpu }
+            if let region { b["region"] = region }
+            return b
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        @Option(name: .long) var org: String?
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                let data = try await global.client().call(.GET, "/v1/quotas" + (org.map { "?org=\(percentEncode($0))" } ?? ""))
+                if global.json { return Output.json(data) }
+                let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+                let rows = Output.items(obj).map { q in
+                    ["org", "project", "gpu", "region", "used", "limit"].map { Output.str(q[$0]) }
+                }
+                if rows.isEmpty { return print("No quotas.") }
+                Output.table(["ORG", "PROJECT", "GPU", "REGION", "USED", "LIMIT"], rows)
+            }
+        }
+    }
+
+    struct SetLimit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set", abstract: "Set a quota: at most LIMIT GPUs held at once.")
+        @Argument var limit: Int
+        @OptionGroup var scope: Scope
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                var body = scope.body
+                body["limit"] = limit
+                let data = try await global.client().call(.POST, "/v1/quotas", body: try jsonData(body))
+                if global.json { return Output.json(data) }
+                let q = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+                print("Quota set: \(Output.str(q["used"]))/\(Output.str(q["limit"])) GPUs in use.")
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        @OptionGroup var scope: Scope
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                var body = scope.body
+                body["limit"] = NSNull()
+                let data = try await global.client().call(.POST, "/v1/quotas", body: try jsonData(body))
+                if global.json { return Output.json(data) }
+                print("Quota removed.")
+            }
+        }
+    }
+}
+
 struct Projects: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Projects within an org.", subcommands: [Create.self, List.self], defaultSubcommand: List.self)

@@ -59,9 +59,11 @@ struct SplitMix64: RandomNumberGenerator {
                 }
             }
             // No job is preempted by an equal or lower tier.
-            if let by = job.preemptedBy {
+            // (Equal tiers only to reclaim quota another project of the same org borrowed.)
+            if let by = job.preemptedBy, let preempter = s.jobs[by] {
                 #expect(job.spec.tier == .spot, "seed \(seed): non-spot \(id) preempted")
-                #expect((s.jobs[by]?.spec.tier.rank ?? 9) < job.spec.tier.rank, "seed \(seed): \(id) preempted by \(by)")
+                let reclaim = preempter.org == job.org && preempter.project != job.project
+                #expect(preempter.spec.tier.rank < job.spec.tier.rank || reclaim, "seed \(seed): \(id) preempted by \(by)")
             }
         }
         for (node, holders) in s.gpuHolders {
@@ -74,6 +76,21 @@ struct SplitMix64: RandomNumberGenerator {
         for (job, target) in s.nominations {
             #expect(s.jobs[job]?.state == .queued, "seed \(seed)")
             for a in target { for g in a.gpus { #expect(nominated.insert("\(a.node)#\(g)").inserted, "seed \(seed)") } }
+        }
+    }
+
+    /// Quotas hold: the org never above its limit; a project above its limit only with spot work.
+    func checkQuotas(_ s: State, seed: UInt64, orgLimit: Int, projectLimit: Int) {
+        var org = 0
+        var nonSpot: [String: Int] = [:]
+        for job in s.jobs.values {
+            let held = job.allocations.filter { !$0.isEnded }.reduce(0) { $0 + $1.gpus.count }
+            org += held
+            if job.spec.tier != .spot { nonSpot[job.project.rawValue, default: 0] += held }
+        }
+        #expect(org <= orgLimit, "seed \(seed): org holds \(org) > \(orgLimit)")
+        for (project, held) in nonSpot {
+            #expect(held <= projectLimit, "seed \(seed): \(project) holds \(held) non-spot > \(projectLimit)")
         }
     }
 
@@ -113,14 +130,22 @@ struct SplitMix64: RandomNumberGenerator {
         try e.execute(
             .bootstrap(CreateKey(org: nil, role: .operatorAdmin, name: "op", secretHash: Fixture.hash(1), hint: "")), at: t0)
         try e.execute(.applyFleet(Self.randomFleet(&rng)), at: t0)
+        try e.execute(.createProject(CreateProject(org: InternalOrg.id, name: "p2")), at: t0)
+        let orgLimit = Int.random(in: 8...48, using: &rng)
+        let projectLimit = Int.random(in: 4...24, using: &rng)
+        try e.execute(.setQuota(SetQuota(scope: QuotaScope(org: InternalOrg.id), limit: orgLimit)), at: t0)
+        for p in ["default", "p2"] {
+            try e.execute(.setQuota(SetQuota(scope: QuotaScope(org: InternalOrg.id, project: p), limit: projectLimit)), at: t0)
+        }
         var t = t0
         for step in 0..<120 {
             t = t.adding(seconds: 1)
             switch Int.random(in: 0..<10, using: &rng) {
             case 0...3:
                 let tier: Tier = [.internal, .onDemand, .spot, .spot][Int.random(in: 0...3, using: &rng)]
+                let project: String? = Bool.random(using: &rng) ? "p2" : nil
                 let spec = JobSpec(
-                    name: "p", gpuModel: Bool.random(using: &rng) ? "H100" : "B200",
+                    name: "p", project: project, gpuModel: Bool.random(using: &rng) ? "H100" : "B200",
                     gpusPerNode: [1, 2, 4, 8][Int.random(in: 0...3, using: &rng)],
                     numNodes: Int.random(in: 1...3, using: &rng), tier: tier, run: "x",
                     topology: Int.random(in: 0...3, using: &rng) == 0 ? .rack : nil)
@@ -158,6 +183,7 @@ struct SplitMix64: RandomNumberGenerator {
                 exercised.gangs += a.placements.filter { $0.nodes.count > 1 }.count
             }
             checkInvariants(e.state, seed: UInt64(seed))
+            checkQuotas(e.state, seed: UInt64(seed), orgLimit: orgLimit, projectLimit: projectLimit)
         }
         // Replaying the log gives the same state.
         #expect(try Recovery.recover(from: e.store) == e.state, "seed \(seed)")

@@ -113,7 +113,7 @@ import Testing
         #expect(plan.waits.first { $0.job == "j" }?.reasons.contains("nodes: 1 of 1 H100 nodes are cordoned or down") == true)
     }
 
-    @Test func preemptsTheFewestMostRecentlyStartedSpotJobs() {
+    @Test func preemptsTheFewestMostRecentlyStartedSpotJobs() throws {
         let nodes = [node("a", free: [], rack: 0), node("b", free: [], rack: 0)]
         let running = [
             spot("old-a", on: "a", gpus: [0, 1, 2, 3], started: 100), spot("new-a", on: "a", gpus: [4, 5, 6, 7], started: 300),
@@ -121,7 +121,7 @@ import Testing
         ]
         let plan = s.plan(.init(nodes: nodes, pending: [job("od", 4)], running: running), now: .zero)
         #expect(plan.placements.isEmpty)
-        let p = try! #require(plan.preemptions.first)
+        let p = try #require(plan.preemptions.first)
         #expect(p.victims == ["new-a"], "one victim suffices; of the single victims, the most recently started")
         #expect(p.target == [NodeAssignment(node: "a", gpus: [4, 5, 6, 7])])
         #expect(p.noticeSeconds == 120)
@@ -156,11 +156,11 @@ import Testing
         #expect(plan.waits.first { $0.job == "od2" } != nil)
     }
 
-    @Test func gangPreemptionFreesWholeNodesInOneDomain() {
+    @Test func gangPreemptionFreesWholeNodesInOneDomain() throws {
         let nodes = [node("a", free: [], rack: 0), node("b", free: all, rack: 0), node("c", free: [], rack: 1)]
         let running = [spot("sa", on: "a", gpus: all, started: 5), spot("sc", on: "c", gpus: all, started: 9)]
         let plan = s.plan(.init(nodes: nodes, pending: [job("g", 8, nodes: 2, topology: .rack)], running: running), now: .zero)
-        let p = try! #require(plan.preemptions.first)
+        let p = try #require(plan.preemptions.first)
         #expect(p.victims == ["sa"], "only rack 0 can hold the gang with one victim and a free node")
         #expect(Set(p.target.map(\.node)) == ["a", "b"])
     }

@@ -193,4 +193,46 @@ import Testing
             #expect((victim["events"] as? [[String: Any]])?.last?["kind"] as? String == "preemption_notice")
         }
     }
+
+    @Test(arguments: Mode.allCases)
+    func quotasAreSetByTheRightRolesAndHold(mode: Mode) async throws {
+        let cloud = try await TestCloud.make()
+        let admin = try await cloud.tenant("acme", role: .orgAdmin)
+        let member = try await cloud.tenant("acme", role: .member)
+        let other = try await cloud.tenant("other", role: .orgAdmin)
+        try await cloud.app().test(mode.setup) { client in
+            // Org quotas are the operator's; project quotas the org admin's.
+            #expect(try await client.call(.post, "/v1/quotas", key: admin, body: #"{"limit":8}"#).status == 403)
+            #expect(
+                try await client.call(.post, "/v1/quotas", key: member, body: #"{"project":"default","limit":8}"#).status == 403)
+            #expect(
+                try await client.call(.post, "/v1/quotas", key: other, body: #"{"org":"acme","project":"default","limit":8}"#)
+                    .status == 404)
+            let set = try await client.call(
+                .post, "/v1/quotas", key: cloud.admin, body: #"{"org":"acme","gpu":"h100","limit":8}"#)
+            #expect(set.status == 200)
+            #expect(set["gpu"] as? String == "H100")
+            #expect(
+                try await client.call(.post, "/v1/quotas", key: admin, body: #"{"project":"default","limit":16}"#).status == 200)
+            let bad = try await client.call(.post, "/v1/quotas", key: cloud.admin, body: #"{"org":"acme","limit":-3}"#)
+            #expect(bad.status == 400)
+
+            for _ in 0..<2 { _ = try await client.call(.post, "/v1/jobs", key: member, body: jobBody("H100:8")) }
+            try await cloud.plane.schedule()
+            let list = try await client.call(.get, "/v1/quotas", key: member)
+            #expect(list.items.count == 2)
+            let h100 = try #require(list.items.first { $0["gpu"] as? String == "H100" })
+            #expect(h100["used"] as? Int == 8)
+            #expect(h100["limit"] as? Int == 8)
+            let jobs = try await client.call(.get, "/v1/jobs?state=queued", key: member)
+            let waiting = try #require(jobs.items.first)
+            #expect((waiting["wait_reason"] as? String)?.hasPrefix("quota: org acme H100 at 8/8 (needs 8)") == true)
+            #expect(try await client.call(.get, "/v1/quotas", key: other).items.isEmpty)
+            let removed = try await client.call(
+                .post, "/v1/quotas", key: cloud.admin, body: #"{"org":"acme","gpu":"H100","limit":null}"#)
+            #expect(removed.status == 200)
+            try await cloud.plane.schedule()
+            #expect(try await client.call(.get, "/v1/jobs?state=queued", key: member).items.isEmpty)
+        }
+    }
 }
