@@ -13,7 +13,7 @@ struct Stratus: AsyncParsableCommand {
             Up.self, Login.self, Launch.self, Status.self, Why.self, Logs.self, Cancel.self, Usage.self, Share.self, Quotas.self,
             Fleet.self,
             Orgs.self,
-            Projects.self, Members.self, Keys.self,
+            Projects.self, Members.self, Keys.self, Bench.self,
         ])
 }
 
