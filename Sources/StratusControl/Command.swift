@@ -16,6 +16,8 @@ public enum Command: Codable, Equatable, Sendable {
     case applyFleet(FleetSpec)
     /// Sets (or with a nil limit, removes) one quota rule.
     case setQuota(SetQuota)
+    /// Sets (or with an empty series, removes) the internal reserve of a model (and site).
+    case setInternalReserve(InternalReserve)
     case submitJob(SubmitJob)
     case cancelJob(CancelJob)
     /// A scheduler decision, recorded so that replay never re-runs the scheduler.
@@ -34,6 +36,7 @@ public enum Command: Codable, Equatable, Sendable {
         case .revokeKey: "revoke_key"
         case .applyFleet: "apply_fleet"
         case .setQuota: "set_quota"
+        case .setInternalReserve: "set_internal_reserve"
         case .submitJob: "submit_job"
         case .cancelJob: "cancel_job"
         case .applyPlan: "apply_plan"

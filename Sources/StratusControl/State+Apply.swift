@@ -23,6 +23,7 @@ extension State {
         case .revokeKey(let c): outcome = try revokeKey(c, at: entry.at, commit: commit)
         case .applyFleet(let c): outcome = try applyFleet(c, commit: commit)
         case .setQuota(let c): outcome = try setQuota(c, commit: commit)
+        case .setInternalReserve(let c): outcome = try setInternalReserve(c, commit: commit)
         case .submitJob(let c): outcome = try submitJob(c, at: entry.at, commit: commit)
         case .cancelJob(let c): outcome = try cancelJob(c, at: entry.at, commit: commit)
         case .applyPlan(let c): outcome = try applyPlan(c, at: entry.at, commit: commit)
@@ -254,6 +255,27 @@ extension State {
         guard commit else { return .applied(scope.description) }
         quotas[scope] = c.limit
         return .applied(scope.description)
+    }
+
+    mutating func setInternalReserve(_ r: InternalReserve, commit: Bool) throws(StratusError) -> Outcome {
+        guard GPUCatalog.model(named: r.gpuModel)?.name == r.gpuModel else {
+            throw StratusError(.invalidArgument, "gpu: unknown GPU model '\(r.gpuModel)'")
+        }
+        if let site = r.site, sites[SiteID(site)] == nil { throw StratusError.notFound("site", site) }
+        guard r.series.count <= Limits.maxReserveSeriesPoints else {
+            throw StratusError(.limitExceeded, "series: at most \(Limits.maxReserveSeriesPoints) points")
+        }
+        for p in r.series where p.gpus < 0 || p.gpus > 100_000_000 {
+            throw StratusError(.invalidArgument, "series: GPUs must be between 0 and 100000000, got \(p.gpus)")
+        }
+        guard Set(r.series.map(\.from)).count == r.series.count else {
+            throw StratusError(.invalidArgument, "series: two points at the same time")
+        }
+        let current = reserves[r.key]
+        if r.series.isEmpty ? current == nil : current == r { return .unchanged(r.key) }
+        guard commit else { return .applied(r.key) }
+        reserves[r.key] = r.series.isEmpty ? nil : r
+        return .applied(r.key)
     }
 
     // MARK: jobs

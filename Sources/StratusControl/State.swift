@@ -27,6 +27,8 @@ public struct State: Codable, Equatable, Sendable {
     /// Queued jobs in submission order.
     public internal(set) var queue: [JobID] = []
     var idempotency: [String: JobID] = [:]
+    /// Internal reserves by `InternalReserve.key`.
+    public internal(set) var reserves: [String: InternalReserve] = [:]
     /// Quota rules: GPUs each scope may hold at once.
     public internal(set) var quotas: [QuotaScope: Int] = [:]
     /// GPUs held for a queued job while the spot work it preempted stops.
@@ -108,7 +110,7 @@ public struct State: Codable, Equatable, Sendable {
             })
         return SchedulingSnapshot(
             nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants, quotas: quotas,
-            quotaUsed: quotaUsage())
+            quotaUsed: quotaUsage(), reserves: reserves.keys.sorted().map { reserves[$0]! })
     }
 
     /// GPUs held now per quota scope, for the scopes that have a rule.

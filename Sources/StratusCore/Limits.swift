@@ -49,4 +49,6 @@ public enum Limits {
     public static let defaultFairShareHalfLifeSeconds: Int64 = 7 * 86400
     /// Quota rules the control plane holds.
     public static let maxQuotaRules = 100_000
+    /// Points in one internal-reserve forecast series.
+    public static let maxReserveSeriesPoints = 10_000
 }

@@ -118,6 +118,8 @@ public struct SchedulingSnapshot: Sendable {
     /// Quota rules and the GPUs held now under each.
     public let quotas: [QuotaScope: Int]
     public let quotaUsed: [QuotaScope: Int]
+    /// Capacity held for internal demand.
+    public let reserves: [InternalReserve]
 
     /// What fair share needs of an org: its weight and GPU-milliseconds per day.
     public struct TenantUsage: Sendable {
@@ -132,7 +134,8 @@ public struct SchedulingSnapshot: Sendable {
 
     public init(
         nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = [], sites: [SiteView] = [],
-        tenants: [OrgID: TenantUsage] = [:], quotas: [QuotaScope: Int] = [:], quotaUsed: [QuotaScope: Int] = [:]
+        tenants: [OrgID: TenantUsage] = [:], quotas: [QuotaScope: Int] = [:], quotaUsed: [QuotaScope: Int] = [:],
+        reserves: [InternalReserve] = []
     ) {
         self.nodes = nodes
         self.pending = pending
@@ -141,6 +144,7 @@ public struct SchedulingSnapshot: Sendable {
         self.tenants = tenants
         self.quotas = quotas
         self.quotaUsed = quotaUsed
+        self.reserves = reserves
     }
 }
 

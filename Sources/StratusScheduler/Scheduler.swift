@@ -31,7 +31,7 @@ public struct TieredScheduler: Scheduler {
     }
 
     public func plan(_ snapshot: SchedulingSnapshot, now: Timestamp) -> Plan {
-        var round = Round(snapshot)
+        var round = Round(snapshot, now: now)
         var plan = Plan()
         // Tier first; within a tier the org with the lowest fair-share score; then FIFO.
         let rank = Dictionary(
@@ -48,7 +48,9 @@ public struct TieredScheduler: Scheduler {
 
         for job in ordered {
             if let nominated = job.nominated {
-                if round.allFree(nominated), round.powerAllows(nominated), case .none = round.quotaBlock(job, nominated) {
+                if round.allFree(nominated), round.powerAllows(nominated), case .none = round.quotaBlock(job, nominated),
+                    round.protectionBlock(job, nominated) == nil
+                {
                     round.take(nominated.map { (round.index[$0.node]!, $0.gpus) }, for: job)
                     plan.placements.append(Placement(job: job.id, nodes: nominated, reason: "on the GPUs its preemption freed"))
                 } else if let blocked = round.quotaBlock(job, nominated) {
@@ -107,6 +109,11 @@ struct Round {
     var powerLeft: [Int64]
     /// GPUs held per quota scope (only scopes with a rule).
     var quotaUsed: [QuotaScope: Int]
+    /// Capacity protection: reserves in force now, and GPUs of each model (fleet-wide, key
+    /// site -1, and per site) that exist and that on-demand and reserved work holds.
+    var reserve: [String: [Int: Int]] = [:]
+    var capacity: [String: [Int: Int]] = [:]
+    var sold: [String: [Int: Int]] = [:]
 
     struct Failure: Error {
         let reasons: [String]
@@ -116,7 +123,7 @@ struct Round {
         let reason: String
     }
 
-    init(_ s: SchedulingSnapshot) {
+    init(_ s: SchedulingSnapshot, now: Timestamp = .zero) {
         snapshot = s
         var index: [NodeID: Int] = [:]
         index.reserveCapacity(s.nodes.count)
@@ -135,6 +142,26 @@ struct Round {
         self.rackFree = rackFree
         powerLeft = s.sites.map { $0.budgetWatts - $0.usedWatts }
         quotaUsed = s.quotaUsed
+        if !s.reserves.isEmpty {
+            let siteIndex = Dictionary(uniqueKeysWithValues: s.sites.enumerated().map { ($1.name, $0) })
+            for r in s.reserves {
+                let key = r.site.flatMap { siteIndex[$0] } ?? -1
+                if r.site == nil || key >= 0 { reserve[r.gpuModel, default: [:]][key] = r.gpus(at: now) }
+            }
+            for n in s.nodes where reserve[n.gpuModel] != nil {
+                capacity[n.gpuModel, default: [:]][-1, default: 0] += n.gpuCount
+                capacity[n.gpuModel, default: [:]][n.site, default: 0] += n.gpuCount
+            }
+            for r in s.running where r.tier == .onDemand || r.tier == .reserved {
+                for a in r.allocations {
+                    guard let i = index[a.node] else { continue }
+                    let n = s.nodes[i]
+                    guard reserve[n.gpuModel] != nil else { continue }
+                    sold[n.gpuModel, default: [:]][-1, default: 0] += a.gpus.count
+                    sold[n.gpuModel, default: [:]][n.site, default: 0] += a.gpus.count
+                }
+            }
+        }
         preemptible = Array(repeating: [], count: s.nodes.count)
         for (j, r) in s.running.enumerated() where r.tier == .spot && !r.stopping {
             for a in r.allocations {
@@ -158,6 +185,11 @@ struct Round {
             return "quota: \(scope) at \(used)/\(limit) (needs \(need))"
         }
         return nil
+    }
+
+    func protectionBlock(_ job: SchedulingSnapshot.PendingJob, _ assignments: [NodeAssignment]) -> String? {
+        guard !reserve.isEmpty, let first = assignments.first, let i = index[first.node] else { return nil }
+        return protectionBlock(job, site: snapshot.nodes[i].site, need: assignments.reduce(0) { $0 + $1.gpus.count })
     }
 
     func powerAllows(_ assignments: [NodeAssignment]) -> Bool {
@@ -229,7 +261,30 @@ struct Round {
         return .fits
     }
 
+    /// Why selling `need` more GPUs of the job's model in `site` would eat into the
+    /// internal reserve, or nil. Only on-demand and reserved work is held back.
+    func protectionBlock(_ job: SchedulingSnapshot.PendingJob, site: Int, need: Int) -> String? {
+        guard job.tier == .onDemand || job.tier == .reserved, let reserves = reserve[job.gpuModel] else { return nil }
+        for key in [-1, site] {
+            guard let held = reserves[key], held > 0 else { continue }
+            let total = capacity[job.gpuModel]?[key] ?? 0
+            let used = sold[job.gpuModel]?[key] ?? 0
+            if used + need > total - held {
+                let scope = key < 0 ? "the fleet" : "site \(snapshot.sites[key].name)"
+                return
+                    "capacity protection: \(held) \(job.gpuModel) held for internal demand in \(scope) (on-demand and reserved hold \(used) of \(total); needs \(need))"
+            }
+        }
+        return nil
+    }
+
     mutating func take(_ nodes: [(Int, [Int])], for job: SchedulingSnapshot.PendingJob) {
+        if job.tier == .onDemand || job.tier == .reserved, reserve[job.gpuModel] != nil {
+            for (i, gpus) in nodes {
+                sold[job.gpuModel, default: [:]][-1, default: 0] += gpus.count
+                sold[job.gpuModel, default: [:]][snapshot.nodes[i].site, default: 0] += gpus.count
+            }
+        }
         if !snapshot.quotas.isEmpty {
             for (i, gpus) in nodes {
                 for scope in QuotaScope.all(org: job.org, project: job.project, gpuModel: job.gpuModel, region: region(i))
@@ -265,6 +320,8 @@ struct Round {
         var cappedSites = Set<Int>()
         var quotaBlocked = 0
         var quotaReason: String?
+        var protected = 0
+        var protectionReason: String?
         var verdicts: [String: QuotaVerdict] = [:]
         let need = g * job.numNodes
         for (i, node) in snapshot.nodes.enumerated() where node.gpuModel == job.gpuModel {
@@ -294,6 +351,11 @@ struct Round {
             guard watts(i, gpus: g) <= powerLeft(i) else {
                 powerCapped += 1
                 cappedSites.insert(node.site)
+                continue
+            }
+            if !reserve.isEmpty, let why = protectionBlock(job, site: node.site, need: need) {
+                protected += 1
+                protectionReason = protectionReason ?? why
                 continue
             }
             if !snapshot.quotas.isEmpty {
@@ -334,6 +396,7 @@ struct Round {
             reasons.append("labels: \(unlabeled) of \(ofModel) \(job.gpuModel) nodes lack \(selector)")
         }
         if quotaBlocked > 0, let quotaReason { reasons.insert(quotaReason, at: 0) }
+        if protected > 0, let protectionReason { reasons.insert(protectionReason, at: 0) }
         if powerCapped > 0 {
             let names = cappedSites.sorted().map { site -> String in
                 let s = snapshot.sites[site]
@@ -348,7 +411,7 @@ struct Round {
             // When a quota holds the job back, that is the first reason; capacity follows.
             reasons.insert(
                 "capacity: needs \(job.numNodes) node(s) with \(g) free \(job.gpuModel); \(candidates.count) have that now (\(freeOfModel) \(job.gpuModel) free in all)",
-                at: quotaBlocked > 0 ? 1 : 0)
+                at: reasons.count > 0 && (quotaBlocked > 0 || protected > 0) ? 1 : 0)
             return .failure(Failure(reasons: reasons))
         }
         if job.numNodes == 1 {
@@ -421,8 +484,9 @@ struct Round {
                 let ok = allowed(i, job)
                 guard ok.location, ok.labels else { continue }
             }
-            // Preempting for GPUs never helps a job its quota holds back.
+            // Preempting for GPUs never helps a job its quota or the internal reserve holds back.
             if case .blocked = quota(job, region: region(i), need: g * job.numNodes) { continue }
+            if protectionBlock(job, site: node.site, need: g * job.numNodes) != nil { continue }
             let avail = available(i, for: job.id)
             var pool = avail
             var victims: [Int] = []

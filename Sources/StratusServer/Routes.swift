@@ -28,6 +28,7 @@ public struct API: Sendable {
         addTenancy(v1)
         addFleet(v1)
         addQuotas(v1)
+        addReserves(v1)
         addJobs(v1)
         v1.get("usage") { req, ctx in try await usage(req, ctx.caller()) }
         return router
@@ -313,6 +314,55 @@ public struct API: Sendable {
             guard let limit else { return JSON.response(["removed": scope.description]) }
             return JSON.response(
                 QuotaView(org: org.rawValue, project: project, gpu: gpu, region: region, limit: Int(clamping: limit), used: used))
+        }
+    }
+
+    // MARK: capacity protection
+
+    struct ReserveView: Encodable {
+        struct Point: Encodable {
+            let from: String
+            let gpus: Int
+        }
+        let gpu: String
+        let site: String?
+        let gpusNow: Int
+        let series: [Point]
+    }
+
+    func reserveView(_ r: InternalReserve, now: Timestamp) -> ReserveView {
+        ReserveView(
+            gpu: r.gpuModel, site: r.site, gpusNow: r.gpus(at: now),
+            series: r.series.map { .init(from: $0.from.description, gpus: $0.gpus) })
+    }
+
+    func addReserves(_ v1: RouterGroup<StratusContext>) {
+        v1.get("capacity/reserves") { _, ctx in
+            try ctx.caller().requireOperator("reading internal reserves")
+            let now = await plane.now
+            let rows = await plane.read { s in s.reserves.keys.sorted().map { s.reserves[$0]! } }
+            return JSON.response(Page(items: rows.map { reserveView($0, now: now) }, nextCursor: nil))
+        }
+        v1.post("capacity/reserves") { req, ctx in
+            try ctx.caller().requireOperator("setting internal reserves")
+            var body = try SpecObject(try await JSON.body(req), path: "")
+            let gpu = try GPUCatalog.require(try body.requiredString("gpu"), field: "gpu").name
+            let site = try body.string("site")
+            var series: [InternalReserve.Point] = []
+            if let fixed = try body.int("gpus") { series.append(.init(from: .zero, gpus: Int(clamping: fixed))) }
+            for (i, item) in (try body.array("series") ?? []).enumerated() {
+                var point = try SpecObject(item, path: "series[\(i)]")
+                let from = try point.int("from_unix_ms") ?? 0
+                guard let gpus = try point.int("gpus") else {
+                    throw StratusError(.invalidArgument, "series[\(i)].gpus: required")
+                }
+                try point.finish()
+                series.append(.init(from: Timestamp(milliseconds: from), gpus: Int(clamping: gpus)))
+            }
+            try body.finish()
+            let reserve = InternalReserve(gpuModel: gpu, site: site, series: series)
+            try await plane.execute(.setInternalReserve(reserve))
+            return JSON.response(reserveView(reserve, now: await plane.now))
         }
     }
 

@@ -218,6 +218,65 @@ struct Quotas: AsyncParsableCommand {
     }
 }
 
+struct Reserve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Hold GPUs back for internal demand: on-demand sales leave them free (operator).",
+        subcommands: [List.self, SetReserve.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                let data = try await global.client().call(.GET, "/v1/capacity/reserves")
+                if global.json { return Output.json(data) }
+                let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+                let rows = Output.items(obj).map { r in
+                    [
+                        Output.str(r["gpu"]), Output.str(r["site"] ?? "all"), Output.str(r["gpus_now"]),
+                        String((r["series"] as? [Any])?.count ?? 0),
+                    ]
+                }
+                if rows.isEmpty { return print("No internal reserves.") }
+                Output.table(["GPU", "SITE", "HELD NOW", "SERIES POINTS"], rows)
+            }
+        }
+    }
+
+    struct SetReserve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set", abstract: "Set a fixed reserve (GPUS) or a forecast series from a YAML file; 0 GPUs removes it.")
+        @Option(name: .long) var gpu: String
+        @Option(name: .long, help: "Only this site (default: the whole fleet).") var site: String?
+        @Argument(help: "GPUs to hold now and on.") var gpus: Int?
+        @Option(name: .long, help: "YAML list of {from_unix_ms, gpus} points.") var series: String?
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                var body: [String: Any] = ["gpu": gpu]
+                if let site { body["site"] = site }
+                if let gpus, gpus > 0 { body["gpus"] = gpus }
+                let payload: Data
+                if let series {
+                    guard case .array(let points) = try readSpecFile(series) else {
+                        throw CLIError("\(series): expected a list of {from_unix_ms, gpus}")
+                    }
+                    var spec = try JSONSerialization.jsonObject(with: try jsonData(body)) as? [String: Any] ?? [:]
+                    spec["series"] = try JSONSerialization.jsonObject(with: try jsonData(SpecValue.array(points)))
+                    payload = try JSONSerialization.data(withJSONObject: spec)
+                } else {
+                    payload = try jsonData(body)
+                }
+                let data = try await global.client().call(.POST, "/v1/capacity/reserves", body: payload)
+                if global.json { return Output.json(data) }
+                let r = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+                print("Holding \(Output.str(r["gpus_now"])) \(gpu) for internal demand\(site.map { " in \($0)" } ?? "").")
+            }
+        }
+    }
+}
+
 struct Projects: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Projects within an org.", subcommands: [Create.self, List.self], defaultSubcommand: List.self)

@@ -46,12 +46,16 @@ struct SchedulerBench: AsyncParsableCommand {
                 ? (Double.random(in: 0..<1, using: &rng) < occupancy ? count : 0)
                 : (0..<count).filter { _ in Double.random(in: 0..<1, using: &rng) < occupancy }.count
             let free = Array(used..<count)
-            nodes.append(.init(id: NodeID(id), gpuModel: model, schedulable: true, freeGPUs: free, gpuCount: count, rack: rack, site: site))
+            nodes.append(
+                .init(id: NodeID(id), gpuModel: model, schedulable: true, freeGPUs: free, gpuCount: count, rack: rack, site: site)
+            )
             if used > 0 {
-                running.append(.init(
-                    id: JobID("s-\(id)"), tier: .spot, org: "bench", project: "default",
-                    startedAt: Timestamp(seconds: Int64(running.count)), allocations: [NodeAssignment(node: NodeID(id), gpus: Array(0..<used))],
-                    stopping: false))
+                running.append(
+                    .init(
+                        id: JobID("s-\(id)"), tier: .spot, org: "bench", project: "default",
+                        startedAt: Timestamp(seconds: Int64(running.count)),
+                        allocations: [NodeAssignment(node: NodeID(id), gpus: Array(0..<used))],
+                        stopping: false))
             }
         }
         for n in 0..<h100Nodes { add("h\(n)", model: "H100", count: 8, rack: n / 4, site: n % 8) }
@@ -105,7 +109,8 @@ struct SchedulerBench: AsyncParsableCommand {
         let decided = expectPreemption ? plan.preemptions.count : plan.placements.count
         return Stream(
             placementsPerS: Double(decided) / max(micros(took) / 1e6, 1e-9),
-            latencyUs: .init(p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), p999: percentile(latencies, 0.999)),
+            latencyUs: .init(
+                p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), p999: percentile(latencies, 0.999)),
             decisionsTimed: decisions, placed: placed)
     }
 
@@ -135,21 +140,31 @@ struct SchedulerBench: AsyncParsableCommand {
         let stateBytes = Self.residentBytes() - before
         let scheduler = TieredScheduler()
         FileHandle.standardError.write(Data("fleet: \(base.nodes.count) nodes, \(gpus) GPUs; measuring...\n".utf8))
-        let single = stream(base, scheduler: scheduler, job: { i in
-            .init(id: JobID("j\(i)"), tier: .onDemand, gpuModel: "H100", gpusPerNode: 1 + i % 8, numNodes: 1)
-        }, batchSize: batch)
+        let single = stream(
+            base, scheduler: scheduler,
+            job: { i in
+                .init(id: JobID("j\(i)"), tier: .onDemand, gpuModel: "H100", gpusPerNode: 1 + i % 8, numNodes: 1)
+            }, batchSize: batch)
         // Gangs take whole nodes; their fleet is occupied by whole nodes too.
         let emptier = fleet(occupancy: occupancy, wholeNodes: true, rng: &rng)
-        let gang8 = stream(emptier, scheduler: scheduler, job: { i in
-            .init(id: JobID("g\(i)"), tier: .onDemand, gpuModel: i % 2 == 0 ? "H100" : "GB200", gpusPerNode: i % 2 == 0 ? 8 : 4, numNodes: 8)
-        }, batchSize: max(1, batch / 10))
-        let gang64 = stream(emptier, scheduler: scheduler, job: { i in
-            .init(id: JobID("G\(i)"), tier: .onDemand, gpuModel: "H100", gpusPerNode: 8, numNodes: 64, topology: .site)
-        }, batchSize: max(1, batch / 100))
+        let gang8 = stream(
+            emptier, scheduler: scheduler,
+            job: { i in
+                .init(
+                    id: JobID("g\(i)"), tier: .onDemand, gpuModel: i % 2 == 0 ? "H100" : "GB200", gpusPerNode: i % 2 == 0 ? 8 : 4,
+                    numNodes: 8)
+            }, batchSize: max(1, batch / 10))
+        let gang64 = stream(
+            emptier, scheduler: scheduler,
+            job: { i in
+                .init(id: JobID("G\(i)"), tier: .onDemand, gpuModel: "H100", gpusPerNode: 8, numNodes: 64, topology: .site)
+            }, batchSize: max(1, batch / 100))
         let full = fleet(occupancy: 0.95, rng: &rng)
-        let preemption = stream(full, scheduler: scheduler, job: { i in
-            .init(id: JobID("p\(i)"), tier: .onDemand, gpuModel: "H100", gpusPerNode: 8, numNodes: 1)
-        }, batchSize: max(1, batch / 10), expectPreemption: true)
+        let preemption = stream(
+            full, scheduler: scheduler,
+            job: { i in
+                .init(id: JobID("p\(i)"), tier: .onDemand, gpuModel: "H100", gpusPerNode: 8, numNodes: 1)
+            }, batchSize: max(1, batch / 10), expectPreemption: true)
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
