@@ -88,7 +88,8 @@ public struct State: Codable, Equatable, Sendable {
             return .init(
                 id: id, tier: job.spec.tier, gpuModel: job.spec.gpuModel, gpusPerNode: job.spec.gpusPerNode,
                 numNodes: job.spec.numNodes, topology: job.spec.topology, nominated: nominations[id],
-                placement: job.spec.placement, org: job.org, project: projects[job.project]?.name ?? "")
+                placement: job.spec.placement, org: job.org, project: projects[job.project]?.name ?? "",
+                maxDurationSeconds: job.spec.maxDurationSeconds)
         }
         var holding: [JobID] = []
         var seen = Set<JobID>()
@@ -102,7 +103,8 @@ public struct State: Codable, Equatable, Sendable {
                 id: id, tier: job.spec.tier, org: job.org, project: projects[job.project]?.name ?? "",
                 startedAt: job.startedAt ?? job.submittedAt,
                 allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
-                stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested))
+                stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested),
+                expectedEnd: Self.expectedEnd(job))
         }
         let tenants = Dictionary(
             uniqueKeysWithValues: orgs.values.map { org in
@@ -111,6 +113,16 @@ public struct State: Codable, Equatable, Sendable {
         return SchedulingSnapshot(
             nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants, quotas: quotas,
             quotaUsed: quotaUsage(), reserves: reserves.keys.sorted().map { reserves[$0]! })
+    }
+
+    /// The latest a job holding GPUs will have ended: its start (or placement) plus its
+    /// max_duration, or its stop deadline; nil when nothing bounds it.
+    static func expectedEnd(_ job: Job) -> Timestamp? {
+        let deadlines = job.allocations.compactMap(\.stopDeadline)
+        if let d = deadlines.max() { return d }
+        guard let limit = job.spec.maxDurationSeconds else { return nil }
+        let started = job.allocations.compactMap(\.startedAt).min() ?? job.startedAt ?? job.submittedAt
+        return started.adding(seconds: limit)
     }
 
     /// GPUs held now per quota scope, for the scopes that have a rule.

@@ -59,10 +59,12 @@ public struct SchedulingSnapshot: Sendable {
         public let allocations: [NodeAssignment]
         /// Already being stopped (cancelled, failed gang or preempted): not a victim again.
         public let stopping: Bool
+        /// When it will have ended at the latest (start + max_duration); nil if unbounded.
+        public let expectedEnd: Timestamp?
 
         public init(
             id: JobID, tier: Tier, org: OrgID = "", project: String = "", startedAt: Timestamp, allocations: [NodeAssignment],
-            stopping: Bool
+            stopping: Bool, expectedEnd: Timestamp? = nil
         ) {
             self.id = id
             self.tier = tier
@@ -71,6 +73,7 @@ public struct SchedulingSnapshot: Sendable {
             self.startedAt = startedAt
             self.allocations = allocations
             self.stopping = stopping
+            self.expectedEnd = expectedEnd
         }
     }
 
@@ -86,11 +89,13 @@ public struct SchedulingSnapshot: Sendable {
         public let placement: PlacementConstraints
         public let org: OrgID
         public let project: String
+        /// The job's time limit; backfill lets it run ahead only if it ends in time.
+        public let maxDurationSeconds: Int64?
 
         public init(
             id: JobID, tier: Tier, gpuModel: String, gpusPerNode: Int, numNodes: Int, topology: TopologyLevel? = nil,
             nominated: [NodeAssignment]? = nil, placement: PlacementConstraints = .anywhere, org: OrgID = "",
-            project: String = ""
+            project: String = "", maxDurationSeconds: Int64? = nil
         ) {
             self.id = id
             self.tier = tier
@@ -102,6 +107,7 @@ public struct SchedulingSnapshot: Sendable {
             self.placement = placement
             self.org = org
             self.project = project
+            self.maxDurationSeconds = maxDurationSeconds
         }
     }
 

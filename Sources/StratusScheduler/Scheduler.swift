@@ -10,7 +10,9 @@ public protocol Scheduler: Sendable {
 ///
 /// - Jobs are considered by tier (internal > reserved > on-demand > spot), then by fair
 ///   share (the org with the least weighted, decayed GPU time first), then in submission
-///   order. A job that does not fit waits; it does not block smaller jobs behind it.
+///   order. The first job that cannot start gets a backfill reservation at its earliest
+///   start (from running work's time limits); jobs behind it may use those nodes only
+///   if their `max_duration` ends before then (EASY backfill).
 /// - Best fit: a single-node job takes the node with the fewest free GPUs that still fit
 ///   it, in the most used rack, so that whole nodes and racks stay free for gangs.
 /// - A gang (`num_nodes > 1`) is all or nothing, inside one site, in the smallest rack
@@ -46,7 +48,14 @@ public struct TieredScheduler: Scheduler {
             .prefix(Limits.maxJobsPerPlan)
             .map(\.element)
 
+        // EASY backfill: the first job that cannot start gets a reservation at its earliest
+        // start; jobs behind it may take those nodes only if they end before it starts.
+        var reservation: (job: JobID, at: Timestamp, nodes: Set<Int>)?
         for job in ordered {
+            if let r = reservation {
+                let endsInTime = job.maxDurationSeconds.map { now.adding(seconds: $0) <= r.at } ?? false
+                round.blocked = endsInTime ? [] : r.nodes
+            }
             if let nominated = job.nominated {
                 if round.allFree(nominated), round.powerAllows(nominated), case .none = round.quotaBlock(job, nominated),
                     round.protectionBlock(job, nominated) == nil
@@ -84,6 +93,11 @@ public struct TieredScheduler: Scheduler {
                 } else {
                     var reasons = why.reasons
                     if job.tier == .spot { reasons.append("tier: spot work never preempts") }
+                    if reservation == nil, let estimate = Self.earliestStart(job, from: round, now: now) {
+                        let nodes = Set(estimate.nodes.compactMap { round.index[$0.node] })
+                        reservation = (job.id, estimate.at, nodes)
+                        reasons.append("backfill: holds \(nodes.count) node(s) to start by \(estimate.at)")
+                    }
                     plan.waits.append(Wait(job: job.id, reasons: reasons))
                 }
             }
@@ -105,6 +119,8 @@ struct Round {
     /// Spot work that may still be preempted: node -> [(job, GPUs on that node)].
     var preemptible: [[(job: Int, gpus: [Int])]]
     var victimTaken: Set<Int> = []
+    /// Nodes held for the backfill reservation: jobs that would not end in time skip them.
+    var blocked: Set<Int> = []
     /// Watts each site may still draw.
     var powerLeft: [Int64]
     /// GPUs held per quota scope (only scopes with a rule).
@@ -322,6 +338,7 @@ struct Round {
         var quotaReason: String?
         var protected = 0
         var protectionReason: String?
+        var reservedForOther = 0
         var verdicts: [String: QuotaVerdict] = [:]
         let need = g * job.numNodes
         for (i, node) in snapshot.nodes.enumerated() where node.gpuModel == job.gpuModel {
@@ -341,6 +358,10 @@ struct Round {
             }
             guard node.schedulable else {
                 unschedulable += 1
+                continue
+            }
+            if !blocked.isEmpty, blocked.contains(i) {
+                reservedForOther += 1
                 continue
             }
             let avail = available(i, for: job.id)
@@ -397,6 +418,10 @@ struct Round {
         }
         if quotaBlocked > 0, let quotaReason { reasons.insert(quotaReason, at: 0) }
         if protected > 0, let protectionReason { reasons.insert(protectionReason, at: 0) }
+        if reservedForOther > 0 {
+            reasons.append(
+                "backfill: \(reservedForOther) \(job.gpuModel) nodes are held for a job ahead of it that this one would delay")
+        }
         if powerCapped > 0 {
             let names = cappedSites.sorted().map { site -> String in
                 let s = snapshot.sites[site]

@@ -51,6 +51,49 @@ public actor ControlPlane {
 
     public func snapshot() throws { try engine.snapshot() }
 
+    /// When a queued job could start at the earliest, from running work's time limits.
+    public func estimatedStart(_ job: JobID) -> Timestamp? {
+        let snapshot = engine.state.schedulingSnapshot()
+        guard let pending = snapshot.pending.first(where: { $0.id == job }) else { return nil }
+        let scheduler = (engine.scheduler as? TieredScheduler) ?? TieredScheduler()
+        return scheduler.earliestStart(pending, in: snapshot, now: clock())?.at
+    }
+
+    /// A dry run: for each tier, whether and when `spec` could start, without changing
+    /// anything. The spec is validated as a submission would be.
+    public func quote(_ spec: JobSpec, org: OrgID, by key: KeyID) throws -> [(tier: Tier, start: Timestamp?, reasons: [String])] {
+        let tiers: [Tier] = org == InternalOrg.id ? [.internal, .onDemand, .spot] : [.onDemand, .spot]
+        let now = clock()
+        var out: [(Tier, Timestamp?, [String])] = []
+        let scheduler = (engine.scheduler as? TieredScheduler) ?? TieredScheduler()
+        let base = engine.state.schedulingSnapshot()
+        for tier in tiers {
+            var s = spec
+            s.tier = tier
+            var probe = engine.state
+            _ = try probe.apply(
+                LogEntry(
+                    seq: probe.seq + 1, at: now, command: .submitJob(SubmitJob(org: org, spec: s, idempotencyKey: nil, by: key))),
+                commit: false)
+            let project = s.project ?? InternalOrg.defaultProject
+            let pending = SchedulingSnapshot.PendingJob(
+                id: JobID("quote"), tier: tier, gpuModel: s.gpuModel, gpusPerNode: s.gpusPerNode, numNodes: s.numNodes,
+                topology: s.topology, placement: s.placement, org: org, project: project, maxDurationSeconds: s.maxDurationSeconds
+            )
+            let alone = SchedulingSnapshot(
+                nodes: base.nodes, pending: [pending], running: base.running, sites: base.sites, tenants: base.tenants,
+                quotas: base.quotas, quotaUsed: base.quotaUsed, reserves: base.reserves)
+            let plan = scheduler.plan(alone, now: now)
+            if !plan.placements.isEmpty {
+                out.append((tier, now, []))
+            } else {
+                let start = scheduler.earliestStart(pending, in: base, now: now)?.at
+                out.append((tier, start, plan.waits.first?.reasons ?? []))
+            }
+        }
+        return out
+    }
+
     /// Fair-share standings now, with the scheduler's own half-life.
     public func fairShareStandings() -> [FairShare.Standing] {
         let fairShare = (engine.scheduler as? TieredScheduler)?.fairShare ?? FairShare()

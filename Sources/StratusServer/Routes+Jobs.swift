@@ -37,6 +37,26 @@ extension API {
             if case .unchanged = outcome { return JSON.response(await jobView(job), status: .ok) }
             return JSON.response(await jobView(job), status: .created)
         }
+        v1.post("quotes") { req, ctx in
+            let p = try ctx.caller()
+            let org = actingOrg(p)
+            let spec = try JobSpec.parse(try await JSON.body(req))
+            let rows = try await plane.quote(spec, org: org, by: p.key)
+            struct Row: Encodable {
+                let tier: String
+                let startsNow: Bool
+                let earliestStart: String?
+                let reasons: [String]
+            }
+            let now = await plane.now
+            return JSON.response(
+                Page(
+                    items: rows.map {
+                        Row(
+                            tier: $0.tier.rawValue, startsNow: $0.start == now, earliestStart: $0.start?.description,
+                            reasons: $0.reasons)
+                    }, nextCursor: nil))
+        }
         v1.get("jobs") { req, ctx in
             let p = try ctx.caller()
             let filter = try orgFilter(req, p)
@@ -96,6 +116,9 @@ extension API {
         let queuePosition: Int?
         let queuedAhead: Int?
         let preempting: [String]?
+        /// Earliest possible start from running work's time limits (jobs queued ahead
+        /// are not counted); nil when running work has no time limit to go by.
+        let estimatedStart: String?
     }
 
     /// "Why is my job not running?", from the latest scheduling round's decisions.
@@ -116,10 +139,11 @@ extension API {
         case .running: summary = "running"
         default: summary = "ended: \(job.state.rawValue)\(job.reason.map { " (\($0))" } ?? "")"
         }
+        let estimate = job.state == .queued ? await plane.estimatedStart(job.id) : nil
         return Explanation(
             job: job.id.rawValue, state: job.state.rawValue, tier: job.spec.tier.rawValue, summary: summary,
             reasons: job.state == .queued ? reasons : [], queuePosition: position, queuedAhead: position.map { $0 - 1 },
-            preempting: preempting)
+            preempting: preempting, estimatedStart: estimate?.description)
     }
 
     static func jobNumber(_ id: JobID) -> Int { Int(id.rawValue.dropFirst(4)) ?? 0 }

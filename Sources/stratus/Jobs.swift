@@ -94,6 +94,32 @@ struct Status: AsyncParsableCommand {
     }
 }
 
+struct Quote: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Dry run: when could this job start in each tier? Changes nothing. (Prices come with billing.)")
+
+    @Argument var file: String
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await cli {
+            let spec = try readSpecFile(file)
+            _ = try JobSpec.parse(spec)
+            let data = try await global.client().call(.POST, "/v1/quotes", body: try jsonData(spec))
+            if global.json { return Output.json(data) }
+            let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+            Output.table(
+                ["TIER", "EARLIEST START", "WHY NOT NOW"],
+                Output.items(obj).map { r in
+                    let start =
+                        (r["starts_now"] as? Bool) == true
+                        ? "now" : (r["earliest_start"] as? String ?? "unknown (running work has no time limit)")
+                    return [Output.str(r["tier"]), start, (r["reasons"] as? [String])?.first ?? "-"]
+                })
+        }
+    }
+}
+
 struct Why: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Why a job is not running, per constraint.")
 
@@ -108,6 +134,9 @@ struct Why: AsyncParsableCommand {
             let e = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
             print("\(Output.str(e["job"])) (\(Output.str(e["tier"]))): \(Output.str(e["summary"]))")
             if let position = e["queue_position"] as? Int { print("queue position: \(position)") }
+            if e["state"] as? String == "queued" {
+                print("earliest start: \(e["estimated_start"] as? String ?? "unknown (running work has no time limit)")")
+            }
             for reason in e["reasons"] as? [String] ?? [] { print("  - \(reason)") }
             if let victims = e["preempting"] as? [String], !victims.isEmpty {
                 print("  preempting: \(victims.joined(separator: ", "))")

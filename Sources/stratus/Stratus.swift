@@ -10,7 +10,8 @@ struct Stratus: AsyncParsableCommand {
         commandName: "stratus",
         abstract: "Run an AI cloud: GPU fleet, tenants, jobs and usage.",
         subcommands: [
-            Up.self, Login.self, Launch.self, Status.self, Why.self, Logs.self, Cancel.self, Usage.self, Share.self, Quotas.self,
+            Up.self, Login.self, Launch.self, Status.self, Why.self, Quote.self, Logs.self, Cancel.self, Usage.self, Share.self,
+            Quotas.self,
             Fleet.self,
             Orgs.self,
             Projects.self, Members.self, Keys.self, Bench.self,

@@ -235,4 +235,41 @@ import Testing
             #expect(try await client.call(.get, "/v1/jobs?state=queued", key: member).items.isEmpty)
         }
     }
+
+    @Test(arguments: Mode.allCases)
+    func quotesAndEstimatedStartsChangeNothing(mode: Mode) async throws {
+        let cloud = try await TestCloud.make()
+        let acme = try await cloud.tenant("acme")
+        try await cloud.app().test(mode.setup) { client in
+            // The fleet is full of 1-hour on-demand work.
+            let busy = try await client.call(
+                .post, "/v1/jobs", key: acme, body: jobBody("H100:8", extra: #""num_nodes":8,"max_duration":"1h""#))
+            try await cloud.plane.schedule()
+            let busyID = try #require(busy["id"] as? String)
+            let nodes = await cloud.plane.read { $0.jobs[JobID(busyID)]!.allocations.map(\.node) }
+            for n in nodes { try await cloud.plane.execute(.allocationStarted(AllocationStarted(job: JobID(busyID), node: n))) }
+            let started = try #require(await cloud.plane.read { $0.jobs[JobID(busyID)]!.startedAt })
+
+            let before = await cloud.seq
+            let quote = try await client.call(.post, "/v1/quotes", key: acme, body: jobBody("H100:8"))
+            #expect(quote.status == 200)
+            #expect(quote.items.compactMap { $0["tier"] as? String } == ["on-demand", "spot"])
+            let onDemand = try #require(quote.items.first)
+            #expect(onDemand["starts_now"] as? Bool == false)
+            #expect(onDemand["earliest_start"] as? String == started.adding(seconds: 3600).description)
+            #expect((onDemand["reasons"] as? [String])?.first?.hasPrefix("capacity: needs 1 node(s) with 8 free H100") == true)
+            #expect(await cloud.seq == before, "a quote changes nothing")
+            #expect(try await client.call(.post, "/v1/quotes", key: acme, body: jobBody("H100:9")).status == 400)
+            // A quote covers every tier the caller may buy, whatever tier the spec names.
+            let tenantTiers = try await client.call(.post, "/v1/quotes", key: acme, body: jobBody(extra: #""tier":"internal""#))
+            #expect(tenantTiers.items.compactMap { $0["tier"] as? String } == ["on-demand", "spot"])
+            let operatorTiers = try await client.call(.post, "/v1/quotes", key: cloud.admin, body: jobBody())
+            #expect(operatorTiers.items.compactMap { $0["tier"] as? String } == ["internal", "on-demand", "spot"])
+
+            let queued = try await client.call(.post, "/v1/jobs", key: acme, body: jobBody("H100:8"))
+            try await cloud.plane.schedule()
+            let why = try await client.call(.get, "/v1/jobs/\(queued["id"] as! String)/explain", key: acme)
+            #expect(why["estimated_start"] as? String == started.adding(seconds: 3600).description)
+        }
+    }
 }

@@ -1,0 +1,69 @@
+import StratusCore
+
+/// When could a job start? Running work with a time limit ends at its expected end;
+/// the job starts at the first such moment at which it fits (queued work ahead of it is
+/// not counted, so this is the earliest possible start, not a promise).
+public struct StartEstimate: Sendable, Equatable {
+    public let at: Timestamp
+    public let nodes: [NodeAssignment]
+}
+
+extension TieredScheduler {
+    public func earliestStart(_ job: SchedulingSnapshot.PendingJob, in snapshot: SchedulingSnapshot, now: Timestamp)
+        -> StartEstimate?
+    {
+        let probe = SchedulingSnapshot(
+            nodes: snapshot.nodes, pending: [], running: snapshot.running, sites: snapshot.sites, tenants: snapshot.tenants,
+            quotas: snapshot.quotas, quotaUsed: snapshot.quotaUsed, reserves: snapshot.reserves)
+        return Self.earliestStart(job, from: Round(probe, now: now), now: now)
+    }
+
+    /// The same, from a round part-way through planning (its placements count as work
+    /// with no known end).
+    static func earliestStart(_ job: SchedulingSnapshot.PendingJob, from start: Round, now: Timestamp) -> StartEstimate? {
+        var round = start
+        round.blocked = []
+        let snapshot = start.snapshot
+        let ends = snapshot.running.enumerated()
+            .compactMap { i, r in r.expectedEnd.map { (i, max($0, now)) } }
+            .sorted { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
+        var cursor = 0
+        var time = now
+        while true {
+            if case .success(let choice) = round.fit(job) {
+                return StartEstimate(
+                    at: time, nodes: choice.nodes.map { NodeAssignment(node: snapshot.nodes[$0.0].id, gpus: $0.1) })
+            }
+            guard cursor < ends.count else { return nil }
+            time = ends[cursor].1
+            while cursor < ends.count, ends[cursor].1 == time {
+                round.release(snapshot.running[ends[cursor].0])
+                cursor += 1
+            }
+        }
+    }
+}
+
+extension Round {
+    /// Frees what a running job holds, as if it had ended.
+    mutating func release(_ r: SchedulingSnapshot.RunningJob) {
+        for a in r.allocations {
+            guard let i = index[a.node] else { continue }
+            free[i] = (free[i] + a.gpus).sorted()
+            rackFree[snapshot.nodes[i].rack, default: 0] += a.gpus.count
+            let site = snapshot.nodes[i].site
+            if site < powerLeft.count { powerLeft[site] += watts(i, gpus: a.gpus.count) }
+            if r.tier == .onDemand || r.tier == .reserved, reserve[snapshot.nodes[i].gpuModel] != nil {
+                sold[snapshot.nodes[i].gpuModel, default: [:]][-1, default: 0] -= a.gpus.count
+                sold[snapshot.nodes[i].gpuModel, default: [:]][site, default: 0] -= a.gpus.count
+            }
+            if !snapshot.quotas.isEmpty {
+                for scope in QuotaScope.all(
+                    org: r.org, project: r.project, gpuModel: snapshot.nodes[i].gpuModel, region: region(i))
+                where snapshot.quotas[scope] != nil {
+                    quotaUsed[scope, default: 0] -= a.gpus.count
+                }
+            }
+        }
+    }
+}
