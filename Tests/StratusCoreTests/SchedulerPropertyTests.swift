@@ -99,6 +99,7 @@ struct SplitMix64: RandomNumberGenerator {
         var preemptions = 0
         var requeues = 0
         var gangs = 0
+        var reservations = 0
     }
 
     @Test(arguments: 0..<40)
@@ -115,7 +116,9 @@ struct SplitMix64: RandomNumberGenerator {
             total.preemptions += e.preemptions
             total.requeues += e.requeues
             total.gangs += e.gangs
+            total.reservations += e.reservations
         }
+        #expect(total.reservations > 10)
         #expect(total.placements > 200)
         #expect(total.preemptions > 10)
         #expect(total.requeues > 10)
@@ -148,6 +151,7 @@ struct SplitMix64: RandomNumberGenerator {
                     name: "p", project: project, gpuModel: Bool.random(using: &rng) ? "H100" : "B200",
                     gpusPerNode: [1, 2, 4, 8][Int.random(in: 0...3, using: &rng)],
                     numNodes: Int.random(in: 1...3, using: &rng), tier: tier, run: "x",
+                    maxDurationSeconds: Bool.random(using: &rng) ? Int64.random(in: 5...200, using: &rng) : nil,
                     topology: Int.random(in: 0...3, using: &rng) == 0 ? .rack : nil)
                 _ = try? e.execute(
                     .submitJob(SubmitJob(org: InternalOrg.id, spec: spec, idempotencyKey: nil, by: "key-1")), at: t)
@@ -181,6 +185,7 @@ struct SplitMix64: RandomNumberGenerator {
                 exercised.placements += a.placements.count
                 exercised.preemptions += a.preemptions.count
                 exercised.gangs += a.placements.filter { $0.nodes.count > 1 }.count
+                exercised.reservations += a.waits.filter { $0.reason.contains("backfill: holds") }.count
             }
             checkInvariants(e.state, seed: UInt64(seed))
             checkQuotas(e.state, seed: UInt64(seed), orgLimit: orgLimit, projectLimit: projectLimit)
