@@ -17,8 +17,8 @@ struct SchedulerBench: AsyncParsableCommand {
 
     @Option(help: "GPUs in the synthetic fleet.") var gpus = 1_048_576
     @Option(help: "Share of GPUs in use before each stream (0-1).") var occupancy = 0.7
-    @Option(help: "Decisions timed one by one per stream (latency percentiles).") var decisions = 200
-    @Option(help: "Jobs per batched round (throughput).") var batch = 1000
+    @Option(help: "Decisions timed one by one per stream (latency percentiles).") var decisions = 100
+    @Option(help: "Jobs per batched round (throughput).") var batch = 500
     @Option var seed: UInt64 = 42
 
     struct Rng: RandomNumberGenerator {
@@ -131,6 +131,14 @@ struct SchedulerBench: AsyncParsableCommand {
         let preemption: Stream
         let stateBytes: Int
         let note: String
+
+        enum CodingKeys: String, CodingKey {
+            case gpus, nodes, occupancy, preemption, note
+            case singleNode = "single_node"
+            case gang8 = "gang_8"
+            case gang64 = "gang_64"
+            case stateBytes = "state_bytes"
+        }
     }
 
     func run() async throws {
