@@ -21,20 +21,9 @@ struct SchedulerBench: AsyncParsableCommand {
     @Option(help: "Jobs per batched round (throughput).") var batch = 500
     @Option var seed: UInt64 = 42
 
-    struct Rng: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// A fleet snapshot at the given occupancy; used GPUs are held by spot jobs (so that
     /// preemption has victims), one job per node.
-    func fleet(occupancy: Double, wholeNodes: Bool = false, rng: inout Rng) -> SchedulingSnapshot {
+    func fleet(occupancy: Double, wholeNodes: Bool = false, rng: inout SeededRandom) -> SchedulingSnapshot {
         var nodes: [SchedulingSnapshot.NodeView] = []
         var running: [SchedulingSnapshot.RunningJob] = []
         let h100Nodes = gpus / 2 / 8
@@ -142,7 +131,7 @@ struct SchedulerBench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var rng = Rng(state: seed)
+        var rng = SeededRandom(seed: seed)
         let before = Self.residentBytes()
         let base = fleet(occupancy: occupancy, rng: &rng)
         let stateBytes = Self.residentBytes() - before

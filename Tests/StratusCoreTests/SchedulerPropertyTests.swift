@@ -4,22 +4,10 @@ import StratusScheduler
 import StratusStore
 import Testing
 
-/// A small seeded generator, so a failing seed reproduces exactly.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Random fleets and job streams through the real state machine, checking the
 /// scheduler's invariants after every step.
 @Suite struct SchedulerPropertyTests {
-    static func randomFleet(_ rng: inout SplitMix64) -> FleetSpec {
+    static func randomFleet(_ rng: inout SeededRandom) -> FleetSpec {
         var f = FleetSpec()
         f.regions = ["r"]
         let sites = Int.random(in: 1...2, using: &rng)
@@ -127,7 +115,7 @@ struct SplitMix64: RandomNumberGenerator {
 
     func stream(seed: Int) throws -> Exercised {
         var exercised = Exercised()
-        var rng = SplitMix64(state: UInt64(seed))
+        var rng = SeededRandom(seed: UInt64(seed))
         var e = try Engine(store: MemoryStore())
         let t0 = Timestamp(seconds: 1_800_000_000)
         try e.execute(
