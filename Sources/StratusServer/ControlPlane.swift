@@ -61,10 +61,12 @@ public actor ControlPlane {
 
     /// A dry run: for each tier, whether and when `spec` could start, without changing
     /// anything. The spec is validated as a submission would be.
-    public func quote(_ spec: JobSpec, org: OrgID, by key: KeyID) throws -> [(tier: Tier, start: Timestamp?, reasons: [String])] {
+    public func quote(_ spec: JobSpec, org: OrgID, by key: KeyID) throws -> [(
+        tier: Tier, startsNow: Bool, start: Timestamp?, reasons: [String]
+    )] {
         let tiers: [Tier] = org == InternalOrg.id ? [.internal, .onDemand, .spot] : [.onDemand, .spot]
         let now = clock()
-        var out: [(Tier, Timestamp?, [String])] = []
+        var out: [(Tier, Bool, Timestamp?, [String])] = []
         let scheduler = (engine.scheduler as? TieredScheduler) ?? TieredScheduler()
         let base = engine.state.schedulingSnapshot()
         for tier in tiers {
@@ -85,10 +87,10 @@ public actor ControlPlane {
                 quotas: base.quotas, quotaUsed: base.quotaUsed, reserves: base.reserves)
             let plan = scheduler.plan(alone, now: now)
             if !plan.placements.isEmpty {
-                out.append((tier, now, []))
+                out.append((tier, true, now, []))
             } else {
                 let start = scheduler.earliestStart(pending, in: base, now: now)?.at
-                out.append((tier, start, plan.waits.first?.reasons ?? []))
+                out.append((tier, false, start, plan.waits.first?.reasons ?? []))
             }
         }
         return out

@@ -48,12 +48,11 @@ extension API {
                 let earliestStart: String?
                 let reasons: [String]
             }
-            let now = await plane.now
             return JSON.response(
                 Page(
                     items: rows.map {
                         Row(
-                            tier: $0.tier.rawValue, startsNow: $0.start == now, earliestStart: $0.start?.description,
+                            tier: $0.tier.rawValue, startsNow: $0.startsNow, earliestStart: $0.start?.description,
                             reasons: $0.reasons)
                     }, nextCursor: nil))
         }

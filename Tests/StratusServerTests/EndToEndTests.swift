@@ -167,6 +167,16 @@ import Testing
         let total = usage.json["total_gpu_milliseconds"] as? Int ?? 0
         #expect(total >= 2000, "2 GPUs for at least a second: \(usage.out)")
 
+        // The scheduler's answers, through the CLI.
+        let why = c.cli(["why", job])
+        #expect(why.code == 0)
+        #expect(why.out.contains("\(job) (on-demand): ended: succeeded"), "\(why.out)")
+        let quote = c.cli(["quote", "job.yaml"])
+        #expect(quote.code == 0, "\(quote.err)")
+        #expect(quote.out.contains("on-demand") && quote.out.contains("now"), "\(quote.out)")
+        let share = c.cli(["share", "--json"])
+        #expect((share.json["items"] as? [[String: Any]])?.contains { $0["org"] as? String == "internal" } == true)
+
         // A second tenant with its own key sees only its own jobs.
         #expect(c.cli(["orgs", "create", "acme"]).code == 0)
         let tenantKey = try #require(
