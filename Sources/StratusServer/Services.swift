@@ -19,6 +19,11 @@ struct SchedulerService: Service {
                     for p in plan.placements {
                         logger.info("placed \(p.job) on \(p.nodes.map { "\($0.node)\($0.gpus)" }.joined(separator: " "))")
                     }
+                    for p in plan.preemptions {
+                        logger.info(
+                            "\(p.job) preempts \(p.victims.map(\.rawValue).joined(separator: ", ")) (\(p.noticeSeconds) s notice)"
+                        )
+                    }
                 } catch {
                     logger.error("scheduling round failed: \(error)")
                 }
