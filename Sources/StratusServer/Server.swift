@@ -33,8 +33,11 @@ public struct Server {
     public static func wallClock() -> Timestamp { WallClock.now() }
 
     public static func run(_ options: Options, logger: Logger) async throws {
-        let data = (options.dataDirectory as NSString).standardizingPath
+        // Absolute, so that paths handed to jobs (which run in their own directories) work.
         let fm = FileManager.default
+        let given = options.dataDirectory
+        let data = URL(fileURLWithPath: given, relativeTo: URL(fileURLWithPath: fm.currentDirectoryPath, isDirectory: true))
+            .standardizedFileURL.path
         try fm.createDirectory(atPath: data, withIntermediateDirectories: true)
         let lock = try DataLock(path: "\(data)/lock")
         defer { lock.release() }

@@ -56,7 +56,8 @@ import Testing
         func up(logName: String) async throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
-            p.arguments = ["up", "--data", "\(dir)/data", "--port", String(port)]
+            // A relative data directory, as `stratus up` is usually run; cwd is `dir`.
+            p.arguments = ["up", "--data", "data", "--port", String(port)]
             p.currentDirectoryURL = URL(fileURLWithPath: dir)
             _ = FileManager.default.createFile(atPath: "\(dir)/\(logName)", contents: nil)
             let log = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(dir)/\(logName)"))
@@ -150,6 +151,7 @@ import Testing
           accelerators: H100:2
         run: |
           echo "gpus=$CUDA_VISIBLE_DEVICES job=$STRATUS_JOB_ID greeting=$GREETING"
+          echo "notice=$STRATUS_PREEMPTION_NOTICE_FILE" > notice-path.txt
           sleep 1
         envs:
           GREETING: hello
@@ -161,6 +163,8 @@ import Testing
 
         let done = try await c.waitForState(job, "succeeded")
         #expect((done["allocations"] as? [[String: Any]])?.first?["exit_code"] as? Int == 0)
+        let noticePath = try String(contentsOfFile: "\(c.dir)/data/work/\(job)/node-1/notice-path.txt", encoding: .utf8)
+        #expect(noticePath.hasPrefix("notice=/"), "the job gets an absolute notice path: \(noticePath)")
         let logs = c.cli(["logs", job])
         #expect(logs.out == "gpus=0,1 job=\(job) greeting=hello\n")
         let usage = c.cli(["usage", "--json", "--job", job])
