@@ -212,6 +212,11 @@ extension State {
                 existing.rack = n.rack
                 existing.labels = n.labels
                 if existing.gpuModel != model || existing.gpuCount != n.gpuCount {
+                    nodeSizes[existing.gpuModel]![existing.gpuCount]! -= 1
+                    if nodeSizes[existing.gpuModel]![existing.gpuCount] == 0 {
+                        nodeSizes[existing.gpuModel]![existing.gpuCount] = nil
+                    }
+                    nodeSizes[model, default: [:]][n.gpuCount, default: 0] += 1
                     existing.gpuModel = model
                     existing.gpuCount = n.gpuCount
                     gpuHolders[n.id] = Array(repeating: nil, count: n.gpuCount)
@@ -222,6 +227,7 @@ extension State {
                     id: n.id, rack: n.rack, gpuModel: model, gpuCount: n.gpuCount, labels: n.labels, state: .ready)
                 nodeOrder.append(n.id)
                 gpuHolders[n.id] = Array(repeating: nil, count: n.gpuCount)
+                nodeSizes[model, default: [:]][n.gpuCount, default: 0] += 1
             }
         }
         return .applied("fleet")

@@ -20,6 +20,9 @@ public struct State: Codable, Equatable, Sendable {
     public internal(set) var nodes: [NodeID: Node] = [:]
     /// Nodes in the order they were added; the scheduler scans in this order.
     public internal(set) var nodeOrder: [NodeID] = []
+    /// Nodes per GPU model per GPU count, kept by `applyFleet`, so that submit-time checks
+    /// do not scan the fleet.
+    var nodeSizes: [String: [Int: Int]] = [:]
     /// For each node, the job holding each GPU index (nil when free).
     public internal(set) var gpuHolders: [NodeID: [JobID?]] = [:]
 
@@ -163,17 +166,13 @@ public struct State: Codable, Equatable, Sendable {
     }
 
     /// Largest GPU count of any node of `model`, or nil when the fleet has none.
-    func largestNode(of model: String) -> Int? {
-        var best: Int?
-        for id in nodeOrder {
-            let node = nodes[id]!
-            if node.gpuModel == model { best = max(best ?? 0, node.gpuCount) }
-        }
-        return best
-    }
+    func largestNode(of model: String) -> Int? { nodeSizes[model]?.keys.max() }
 
     func nodeCount(of model: String, withAtLeast gpus: Int, within placement: PlacementConstraints = .anywhere) -> Int {
-        nodeOrder.reduce(0) { n, id in
+        if placement.isAnywhere {
+            return nodeSizes[model]?.reduce(0) { $0 + ($1.key >= gpus ? $1.value : 0) } ?? 0
+        }
+        return nodeOrder.reduce(0) { n, id in
             let node = nodes[id]!
             guard node.gpuModel == model, node.gpuCount >= gpus else { return n }
             if !placement.isAnywhere {

@@ -147,6 +147,19 @@ import Testing
         more.nodes[0].gpuCount = 4
         let error = #expect(throws: StratusError.self) { try e.execute(.applyFleet(more), at: Fixture.t0) }
         #expect(error?.code == .failedPrecondition)
+        // Resizing an idle node updates what submissions are checked against.
+        var idle = FleetSpec()
+        idle.nodes = [.init(id: "node-8", rack: "rack-b", gpuModel: "H100", gpuCount: 4, labels: [:])]
+        try e.execute(.applyFleet(idle), at: Fixture.t0)
+        let wide = #expect(throws: StratusError.self) {
+            try e.execute(
+                .submitJob(SubmitJob(org: "acme", spec: Fixture.spec(8, nodes: 8), idempotencyKey: nil, by: "key-1")),
+                at: Fixture.t0)
+        }
+        #expect(wide?.message.contains("the fleet has 7") == true, "\(wide?.message ?? "")")
+        idle.nodes = [.init(id: "node-8", rack: "rack-b", gpuModel: "H200", gpuCount: 8, labels: [:])]
+        try e.execute(.applyFleet(idle), at: Fixture.t0)
+        _ = try Fixture.submit(&e, JobSpec(name: "h200", gpuModel: "H200", gpusPerNode: 8, run: "x"))
         var orphan = FleetSpec()
         orphan.nodes = [.init(id: "x", rack: "no-rack", gpuModel: "H100", gpuCount: 8, labels: [:])]
         #expect(throws: StratusError.self) { try e.execute(.applyFleet(orphan), at: Fixture.t0) }
