@@ -318,23 +318,18 @@ extension State {
         for site in c.spec.placement.sites where sites[SiteID(site)] == nil {
             throw StratusError(.invalidArgument, "sites: unknown site '\(site)'")
         }
-        guard let largest = largestNode(of: c.spec.gpuModel) else {
-            throw StratusError(.invalidArgument, "resources.accelerators: the fleet has no \(c.spec.gpuModel) nodes")
+        // The job must fit the fleet with at least one of its acceptable GPU models; if
+        // none does, the first choice's reason is the one reported.
+        var firstProblem: StratusError?
+        for choice in c.spec.acceptable {
+            if let problem = feasibility(choice, numNodes: c.spec.numNodes, placement: c.spec.placement) {
+                firstProblem = firstProblem ?? problem
+            } else {
+                firstProblem = nil
+                break
+            }
         }
-        guard c.spec.gpusPerNode <= largest else {
-            throw StratusError(
-                .invalidArgument,
-                "resources.accelerators: \(c.spec.gpusPerNode) \(c.spec.gpuModel) per node, but the largest \(c.spec.gpuModel) node has \(largest)"
-            )
-        }
-        let fitting = nodeCount(of: c.spec.gpuModel, withAtLeast: c.spec.gpusPerNode, within: c.spec.placement)
-        guard c.spec.numNodes <= fitting else {
-            let within = c.spec.placement.isAnywhere ? "" : " where its placement constraints allow"
-            throw StratusError(
-                .invalidArgument,
-                "num_nodes: \(c.spec.numNodes) nodes with \(c.spec.gpusPerNode) \(c.spec.gpuModel), but the fleet has \(fitting)\(within)"
-            )
-        }
+        if let firstProblem { throw firstProblem }
         guard queue.count < Limits.maxQueuedJobs else {
             throw StratusError(.limitExceeded, "queue: \(Limits.maxQueuedJobs) jobs already waiting")
         }
@@ -349,6 +344,27 @@ extension State {
         queue.append(id)
         if let key = c.idempotencyKey { idempotency[Self.idempotencySlot(c.org, key)] = id }
         return .applied(id.rawValue)
+    }
+
+    /// Why the fleet could never run `numNodes` nodes of `choice`, or nil if it could.
+    func feasibility(_ choice: Accelerator, numNodes: Int, placement: PlacementConstraints) -> StratusError? {
+        guard let largest = largestNode(of: choice.model) else {
+            return StratusError(.invalidArgument, "resources.accelerators: the fleet has no \(choice.model) nodes")
+        }
+        guard choice.count <= largest else {
+            return StratusError(
+                .invalidArgument,
+                "resources.accelerators: \(choice.count) \(choice.model) per node, but the largest \(choice.model) node has \(largest)"
+            )
+        }
+        let fitting = nodeCount(of: choice.model, withAtLeast: choice.count, within: placement)
+        guard numNodes <= fitting else {
+            let within = placement.isAnywhere ? "" : " where its placement constraints allow"
+            return StratusError(
+                .invalidArgument,
+                "num_nodes: \(numNodes) nodes with \(choice.count) \(choice.model), but the fleet has \(fitting)\(within)")
+        }
+        return nil
     }
 
     mutating func cancelJob(_ c: CancelJob, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
@@ -395,12 +411,16 @@ extension State {
             guard p.nodes.count == job.spec.numNodes, Set(p.nodes.map(\.node)).count == p.nodes.count else {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) needs \(job.spec.numNodes) distinct nodes")
             }
+            guard Set(p.nodes.compactMap { nodes[$0.node]?.gpuModel }).count == 1 else {
+                throw StratusError(.failedPrecondition, "plan: job \(p.job) must use one GPU model on all its nodes")
+            }
             for a in p.nodes {
-                guard let node = nodes[a.node], node.state == .ready, node.gpuModel == job.spec.gpuModel else {
+                guard let node = nodes[a.node], node.state == .ready, let count = job.spec.gpusPerNode(on: node.gpuModel)
+                else {
                     throw StratusError(.failedPrecondition, "plan: node \(a.node) cannot take job \(p.job)")
                 }
-                guard a.gpus.count == job.spec.gpusPerNode else {
-                    throw StratusError(.failedPrecondition, "plan: job \(p.job) needs \(job.spec.gpusPerNode) GPUs on \(a.node)")
+                guard a.gpus.count == count else {
+                    throw StratusError(.failedPrecondition, "plan: job \(p.job) needs \(count) GPUs on \(a.node)")
                 }
                 let holders = gpuHolders[a.node]!
                 for g in a.gpus {
@@ -470,8 +490,7 @@ extension State {
             }
             let victims = Set(p.victims)
             for a in p.target {
-                guard let node = nodes[a.node], node.gpuModel == job.spec.gpuModel,
-                    a.gpus.count == job.spec.gpusPerNode
+                guard let node = nodes[a.node], let count = job.spec.gpusPerNode(on: node.gpuModel), a.gpus.count == count
                 else {
                     throw StratusError(.failedPrecondition, "plan: node \(a.node) cannot take job \(p.job)")
                 }
@@ -555,7 +574,8 @@ extension State {
         if let started = alloc.startedAt {
             let r = UsageRecord(
                 id: "\(c.job)/\(job.attempt)/\(c.node)", job: c.job, org: job.org, project: job.project, node: c.node,
-                gpuModel: job.spec.gpuModel, tier: job.spec.tier, gpus: alloc.gpus.count, startedAt: started,
+                gpuModel: nodes[c.node]?.gpuModel ?? job.spec.gpuModel, tier: job.spec.tier, gpus: alloc.gpus.count,
+                startedAt: started,
                 endedAt: max(started, at))
             _ = try usage.check(r)
             record = r

@@ -92,7 +92,7 @@ public struct State: Codable, Equatable, Sendable {
                 id: id, tier: job.spec.tier, gpuModel: job.spec.gpuModel, gpusPerNode: job.spec.gpusPerNode,
                 numNodes: job.spec.numNodes, topology: job.spec.topology, nominated: nominations[id],
                 placement: job.spec.placement, org: job.org, project: projects[job.project]?.name ?? "",
-                maxDurationSeconds: job.spec.maxDurationSeconds)
+                maxDurationSeconds: job.spec.maxDurationSeconds, alternatives: job.spec.alternatives)
         }
         var holding: [JobID] = []
         var seen = Set<JobID>()

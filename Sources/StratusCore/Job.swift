@@ -26,11 +26,15 @@ public struct JobSpec: Codable, Equatable, Sendable {
     public var topology: TopologyLevel?
     /// Where the job may run (data residency); empty means anywhere.
     public var placement: PlacementConstraints
+    /// Other acceptable GPU models (with their own count per node), in order of preference
+    /// after `gpuModel`.
+    public var alternatives: [Accelerator]
 
     public init(
         name: String, project: String? = nil, gpuModel: String, gpusPerNode: Int, numNodes: Int = 1,
         tier: Tier = .onDemand, run: String, envs: [String: String] = [:], maxDurationSeconds: Int64? = nil,
-        retry: RetryPolicy? = nil, topology: TopologyLevel? = nil, placement: PlacementConstraints = .anywhere
+        retry: RetryPolicy? = nil, topology: TopologyLevel? = nil, placement: PlacementConstraints = .anywhere,
+        alternatives: [Accelerator] = []
     ) {
         self.name = name
         self.project = project
@@ -44,7 +48,14 @@ public struct JobSpec: Codable, Equatable, Sendable {
         self.retry = retry ?? RetryPolicy.default(for: tier)
         self.topology = topology
         self.placement = placement
+        self.alternatives = alternatives
     }
+
+    /// Every acceptable (model, GPUs per node), most preferred first.
+    public var acceptable: [Accelerator] { [Accelerator(model: gpuModel, count: gpusPerNode)] + alternatives }
+
+    /// GPUs per node the job takes on nodes of `model`, or nil if it does not accept it.
+    public func gpusPerNode(on model: String) -> Int? { acceptable.first { $0.model == model }?.count }
 
     public var totalGPUs: Int { gpusPerNode * numNodes }
 
@@ -62,9 +73,12 @@ public struct JobSpec: Codable, Equatable, Sendable {
         guard var resources = try o.object("resources") else {
             throw StratusError(.invalidArgument, "resources.accelerators: required (e.g. H100:8)")
         }
-        let accelerators = try resources.requiredString("accelerators")
+        guard let acceleratorsValue = resources.value("accelerators") else {
+            throw StratusError(.invalidArgument, "resources.accelerators: required (e.g. H100:8)")
+        }
         try resources.finish()
-        let (model, count) = try parseAccelerators(accelerators)
+        let choices = try parseAcceleratorChoices(acceleratorsValue)
+        let (model, count) = (GPUCatalog.model(named: choices[0].model)!, choices[0].count)
 
         let numNodes = try o.int("num_nodes") ?? 1
         guard numNodes >= 1 else { throw StratusError(.invalidArgument, "num_nodes: must be at least 1, got \(numNodes)") }
@@ -133,7 +147,45 @@ public struct JobSpec: Codable, Equatable, Sendable {
         return JobSpec(
             name: name, project: project, gpuModel: model.name, gpusPerNode: count, numNodes: Int(numNodes),
             tier: tier, run: run, envs: envs, maxDurationSeconds: maxDuration, retry: retry, topology: topology,
-            placement: placement)
+            placement: placement, alternatives: Array(choices.dropFirst()))
+    }
+
+    /// One choice (`H100:8`), a list in order of preference (`[H100:8, H200:8]`) or a
+    /// mapping (`{H100: 8, H200: 8}`, in the order written).
+    static func parseAcceleratorChoices(_ value: SpecValue) throws(StratusError) -> [Accelerator] {
+        var choices: [Accelerator] = []
+        switch value {
+        case .string(let text):
+            let (m, n) = try parseAccelerators(text)
+            choices = [Accelerator(model: m.name, count: n)]
+        case .array(let items):
+            for item in items {
+                guard case .string(let text) = item else {
+                    throw StratusError(.invalidArgument, "resources.accelerators: each choice must be TYPE:COUNT (e.g. H100:8)")
+                }
+                let (m, n) = try parseAccelerators(text)
+                choices.append(Accelerator(model: m.name, count: n))
+            }
+        case .object(let pairs):
+            for pair in pairs {
+                let count: String
+                switch pair.value {
+                case .int(let i): count = String(i)
+                case .string(let s): count = s
+                default:
+                    throw StratusError(.invalidArgument, "resources.accelerators.\(pair.key): expected a GPU count")
+                }
+                let (m, n) = try parseAccelerators("\(pair.key):\(count)")
+                choices.append(Accelerator(model: m.name, count: n))
+            }
+        default:
+            throw StratusError(.invalidArgument, "resources.accelerators: expected TYPE:COUNT, a list or a mapping")
+        }
+        guard !choices.isEmpty else { throw StratusError(.invalidArgument, "resources.accelerators: empty") }
+        guard Set(choices.map(\.model)).count == choices.count else {
+            throw StratusError(.invalidArgument, "resources.accelerators: a GPU model is listed twice")
+        }
+        return choices
     }
 
     /// `H100:8`, `h100:8` or `H100` (one GPU).
@@ -369,4 +421,17 @@ public struct PlacementConstraints: Codable, Equatable, Sendable {
     public func matches(_ labels: [String: String]) -> Bool {
         nodeSelector.allSatisfy { labels[$0.key] == $0.value }
     }
+}
+
+/// One acceptable GPU model and how many of them a job takes per node.
+public struct Accelerator: Codable, Equatable, Sendable, CustomStringConvertible {
+    public let model: String
+    public let count: Int
+
+    public init(model: String, count: Int) {
+        self.model = model
+        self.count = count
+    }
+
+    public var description: String { "\(model):\(count)" }
 }

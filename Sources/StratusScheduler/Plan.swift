@@ -91,11 +91,13 @@ public struct SchedulingSnapshot: Sendable {
         public let project: String
         /// The job's time limit; backfill lets it run ahead only if it ends in time.
         public let maxDurationSeconds: Int64?
+        /// Other acceptable GPU models, tried in order when `gpuModel` does not fit.
+        public let alternatives: [Accelerator]
 
         public init(
             id: JobID, tier: Tier, gpuModel: String, gpusPerNode: Int, numNodes: Int, topology: TopologyLevel? = nil,
             nominated: [NodeAssignment]? = nil, placement: PlacementConstraints = .anywhere, org: OrgID = "",
-            project: String = "", maxDurationSeconds: Int64? = nil
+            project: String = "", maxDurationSeconds: Int64? = nil, alternatives: [Accelerator] = []
         ) {
             self.id = id
             self.tier = tier
@@ -108,6 +110,19 @@ public struct SchedulingSnapshot: Sendable {
             self.org = org
             self.project = project
             self.maxDurationSeconds = maxDurationSeconds
+            self.alternatives = alternatives
+        }
+
+        /// The job as it would run on one of its acceptable models.
+        public func choosing(_ choice: Accelerator) -> PendingJob {
+            PendingJob(
+                id: id, tier: tier, gpuModel: choice.model, gpusPerNode: choice.count, numNodes: numNodes, topology: topology,
+                nominated: nominated, placement: placement, org: org, project: project, maxDurationSeconds: maxDurationSeconds)
+        }
+
+        /// Every acceptable choice as its own job, most preferred first.
+        public var choices: [PendingJob] {
+            [self] + alternatives.map { choosing($0) }
         }
     }
 

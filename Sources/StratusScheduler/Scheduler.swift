@@ -57,6 +57,9 @@ public struct TieredScheduler: Scheduler {
                 round.blocked = endsInTime ? [] : r.nodes
             }
             if let nominated = job.nominated {
+                // The choice whose GPU model the held nodes have.
+                let heldModel = nominated.first.flatMap { round.index[$0.node] }.map { snapshot.nodes[$0].gpuModel }
+                let job = job.choices.first { $0.gpuModel == heldModel } ?? job
                 if round.allFree(nominated), round.powerAllows(nominated), case .none = round.quotaBlock(job, nominated),
                     round.protectionBlock(job, nominated) == nil
                 {
@@ -70,37 +73,58 @@ public struct TieredScheduler: Scheduler {
                 }
                 continue
             }
-            switch round.fit(job) {
-            case .success(let choice):
-                round.take(choice.nodes, for: job)
-                plan.placements.append(
-                    Placement(
-                        job: job.id, nodes: choice.nodes.map { NodeAssignment(node: snapshot.nodes[$0.0].id, gpus: $0.1) },
-                        reason: choice.reason))
-            case .failure(let why):
-                if why.reasons.first?.hasPrefix("quota: org") == true,
-                    let p = round.reclaim(for: job, noticeSeconds: preemptionNoticeSeconds)
-                {
-                    plan.preemptions.append(p)
-                    plan.waits.append(Wait(job: job.id, reasons: [why.reasons[0], p.reason]))
-                } else if job.tier.rank < Tier.spot.rank, let p = round.preempt(for: job, noticeSeconds: preemptionNoticeSeconds)
-                {
-                    plan.preemptions.append(p)
-                    plan.waits.append(
-                        Wait(
-                            job: job.id,
-                            reasons: ["preemption: stopping \(p.victims.count) spot job(s) with \(p.noticeSeconds) s notice"]))
-                } else {
-                    var reasons = why.reasons
-                    if job.tier == .spot { reasons.append("tier: spot work never preempts") }
-                    if reservation == nil, let estimate = Self.earliestStart(job, from: round, now: now) {
-                        let nodes = Set(estimate.nodes.compactMap { round.index[$0.node] })
-                        reservation = (job.id, estimate.at, nodes)
-                        reasons.append("backfill: holds \(nodes.count) node(s) to start by \(estimate.at)")
-                    }
-                    plan.waits.append(Wait(job: job.id, reasons: reasons))
+            // The first acceptable GPU model that fits now wins; if none does, the first
+            // choice's reasons are the ones reported.
+            var placed = false
+            var firstFailure: Round.Failure?
+            for choice in job.choices {
+                switch round.fit(choice) {
+                case .success(let c):
+                    round.take(c.nodes, for: choice)
+                    plan.placements.append(
+                        Placement(
+                            job: job.id, nodes: c.nodes.map { NodeAssignment(node: snapshot.nodes[$0.0].id, gpus: $0.1) },
+                            reason: c.reason))
+                    placed = true
+                case .failure(let why):
+                    firstFailure = firstFailure ?? why
+                }
+                if placed { break }
+            }
+            guard !placed, let why = firstFailure else { continue }
+            if why.reasons.first?.hasPrefix("quota: org") == true,
+                let p = round.reclaim(for: job, noticeSeconds: preemptionNoticeSeconds)
+            {
+                plan.preemptions.append(p)
+                plan.waits.append(Wait(job: job.id, reasons: [why.reasons[0], p.reason]))
+                continue
+            }
+            // Preemption mutates the round (victims taken, GPUs held): try it only here.
+            var preemption: Preemption?
+            if job.tier.rank < Tier.spot.rank {
+                for choice in job.choices where preemption == nil {
+                    preemption = round.preempt(for: choice, noticeSeconds: preemptionNoticeSeconds)
                 }
             }
+            if let p = preemption {
+                plan.preemptions.append(p)
+                plan.waits.append(
+                    Wait(
+                        job: job.id,
+                        reasons: ["preemption: stopping \(p.victims.count) spot job(s) with \(p.noticeSeconds) s notice"]))
+                continue
+            }
+            var reasons = why.reasons
+            if !job.alternatives.isEmpty {
+                reasons.append("also tried: \(job.alternatives.map(\.description).joined(separator: ", "))")
+            }
+            if job.tier == .spot { reasons.append("tier: spot work never preempts") }
+            if reservation == nil, let estimate = Self.earliestStart(job, from: round, now: now) {
+                let nodes = Set(estimate.nodes.compactMap { round.index[$0.node] })
+                reservation = (job.id, estimate.at, nodes)
+                reasons.append("backfill: holds \(nodes.count) node(s) to start by \(estimate.at)")
+            }
+            plan.waits.append(Wait(job: job.id, reasons: reasons))
         }
         return plan
     }

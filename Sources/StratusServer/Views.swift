@@ -121,7 +121,11 @@ struct AllocationView: Encodable {
 }
 
 struct JobView: Encodable {
-    struct Resources: Encodable { let accelerators: String }
+    struct Resources: Encodable {
+        let accelerators: String
+        /// Every acceptable choice, most preferred first (when there is more than one).
+        let anyOf: [String]?
+    }
     let id: String
     let name: String
     let org: String
@@ -168,7 +172,9 @@ struct JobView: Encodable {
         project = j.project.rawValue
         state = j.state.rawValue
         tier = j.spec.tier.rawValue
-        resources = Resources(accelerators: "\(j.spec.gpuModel):\(j.spec.gpusPerNode)")
+        resources = Resources(
+            accelerators: "\(j.spec.gpuModel):\(j.spec.gpusPerNode)",
+            anyOf: j.spec.alternatives.isEmpty ? nil : j.spec.acceptable.map(\.description))
         numNodes = j.spec.numNodes
         run = j.spec.run
         envs = j.spec.envs

@@ -19,7 +19,8 @@ import Testing
                 for n in 0..<Int.random(in: 1...4, using: &rng) {
                     f.nodes.append(
                         .init(
-                            id: NodeID("\(rack)-n\(n)"), rack: rack, gpuModel: Bool.random(using: &rng) ? "H100" : "B200",
+                            id: NodeID("\(rack)-n\(n)"), rack: rack,
+                            gpuModel: ["H100", "B200", "H200"][Int.random(in: 0...2, using: &rng)],
                             gpuCount: [4, 8][Int.random(in: 0...1, using: &rng)], labels: [:]))
                 }
             }
@@ -36,10 +37,13 @@ import Testing
             if !job.allocations.isEmpty {
                 #expect(job.allocations.count == job.spec.numNodes, "seed \(seed): \(id) partial gang")
                 #expect(Set(job.allocations.map(\.node)).count == job.allocations.count, "seed \(seed): \(id) node twice")
+                let models = Set(job.allocations.compactMap { s.nodes[$0.node]?.gpuModel })
+                #expect(models.count == 1, "seed \(seed): \(id) mixes GPU models")
             }
             for a in live {
-                #expect(a.gpus.count == job.spec.gpusPerNode, "seed \(seed)")
-                #expect(s.nodes[a.node]?.gpuModel == job.spec.gpuModel, "seed \(seed): wrong model")
+                // One of the job's acceptable models, with that model's count per node.
+                let model = s.nodes[a.node]?.gpuModel ?? ""
+                #expect(job.spec.gpusPerNode(on: model) == a.gpus.count, "seed \(seed): \(id) wrong model or count on \(a.node)")
                 for g in a.gpus {
                     let key = "\(a.node)#\(g)"
                     #expect(fromAllocations[key] == nil, "seed \(seed): GPU \(key) allocated twice")
@@ -140,7 +144,8 @@ import Testing
                     gpusPerNode: [1, 2, 4, 8][Int.random(in: 0...3, using: &rng)],
                     numNodes: Int.random(in: 1...3, using: &rng), tier: tier, run: "x",
                     maxDurationSeconds: Bool.random(using: &rng) ? Int64.random(in: 5...200, using: &rng) : nil,
-                    topology: Int.random(in: 0...3, using: &rng) == 0 ? .rack : nil)
+                    topology: Int.random(in: 0...3, using: &rng) == 0 ? .rack : nil,
+                    alternatives: Int.random(in: 0...2, using: &rng) == 0 ? [Accelerator(model: "H200", count: 8)] : [])
                 _ = try? e.execute(
                     .submitJob(SubmitJob(org: InternalOrg.id, spec: spec, idempotencyKey: nil, by: "key-1")), at: t)
             case 4...6:
