@@ -437,7 +437,7 @@ extension State {
             for p in plan.placements {
                 for a in p.nodes {
                     let node = nodes[a.node]!
-                    guard let site = racks[node.rack].flatMap({ sites[$0.site] }) else { continue }
+                    guard let site = site(of: node) else { continue }
                     used[site.id, default: 0] += Self.wallWatts(model: node.gpuModel, gpus: a.gpus.count, pueMilli: site.pueMilli)
                     guard used[site.id]! <= site.powerBudgetKW * 1000 else {
                         throw StratusError(.failedPrecondition, "plan: site \(site.id) would exceed its power budget")
@@ -453,7 +453,7 @@ extension State {
                 let project = projects[job.project]!.name
                 for a in p.nodes {
                     let node = nodes[a.node]!
-                    let region = racks[node.rack].flatMap { sites[$0.site] }?.region.rawValue ?? ""
+                    let region = site(of: node)?.region.rawValue ?? ""
                     for scope in QuotaScope.all(org: job.org, project: project, gpuModel: node.gpuModel, region: region) {
                         guard let limit = quotas[scope] else { continue }
                         used[scope, default: 0] += a.gpus.count

@@ -88,11 +88,8 @@ public struct State: Codable, Equatable, Sendable {
         }
         let pending = queue.compactMap { id -> SchedulingSnapshot.PendingJob? in
             guard let job = jobs[id] else { return nil }
-            return .init(
-                id: id, tier: job.spec.tier, gpuModel: job.spec.gpuModel, gpusPerNode: job.spec.gpusPerNode,
-                numNodes: job.spec.numNodes, topology: job.spec.topology, nominated: nominations[id],
-                placement: job.spec.placement, org: job.org, project: projects[job.project]?.name ?? "",
-                maxDurationSeconds: job.spec.maxDurationSeconds, alternatives: job.spec.alternatives)
+            return Self.pendingView(
+                id: id, spec: job.spec, org: job.org, project: projects[job.project]?.name ?? "", nominated: nominations[id])
         }
         var holding: [JobID] = []
         var seen = Set<JobID>()
@@ -134,7 +131,7 @@ public struct State: Codable, Equatable, Sendable {
         var used: [QuotaScope: Int] = [:]
         for (id, holders) in gpuHolders {
             let node = nodes[id]!
-            let region = racks[node.rack].flatMap { sites[$0.site] }?.region.rawValue ?? ""
+            let region = site(of: node)?.region.rawValue ?? ""
             var perJob: [JobID: Int] = [:]
             for case let job? in holders { perJob[job, default: 0] += 1 }
             for (jobID, gpus) in perJob {
@@ -148,6 +145,19 @@ public struct State: Codable, Equatable, Sendable {
         return used
     }
 
+    /// How the scheduler sees a queued job (or a quoted spec).
+    public static func pendingView(
+        id: JobID, spec: JobSpec, org: OrgID, project: String, nominated: [NodeAssignment]? = nil
+    ) -> SchedulingSnapshot.PendingJob {
+        .init(
+            id: id, tier: spec.tier, gpuModel: spec.gpuModel, gpusPerNode: spec.gpusPerNode, numNodes: spec.numNodes,
+            topology: spec.topology, nominated: nominated, placement: spec.placement, org: org, project: project,
+            maxDurationSeconds: spec.maxDurationSeconds, alternatives: spec.alternatives)
+    }
+
+    /// The site a node is in.
+    public func site(of node: Node) -> Site? { site(of: node) }
+
     /// Watts a GPU of `model` draws at the wall in a site with PUE `pueMilli`.
     static func wallWatts(model: String, gpus: Int, pueMilli: Int64) -> Int64 {
         Int64(gpus) * Int64(GPUCatalog.model(named: model)?.powerWatts ?? 0) * pueMilli / 1000
@@ -159,7 +169,7 @@ public struct State: Codable, Equatable, Sendable {
         for id in nodeOrder {
             let node = nodes[id]!
             let busy = gpuHolders[id]?.reduce(0) { $0 + ($1 == nil ? 0 : 1) } ?? 0
-            guard busy > 0, let site = racks[node.rack].flatMap({ sites[$0.site] }) else { continue }
+            guard busy > 0, let site = site(of: node) else { continue }
             used[site.id, default: 0] += Self.wallWatts(model: node.gpuModel, gpus: busy, pueMilli: site.pueMilli)
         }
         return used
@@ -176,7 +186,7 @@ public struct State: Codable, Equatable, Sendable {
             let node = nodes[id]!
             guard node.gpuModel == model, node.gpuCount >= gpus else { return n }
             if !placement.isAnywhere {
-                guard let site = racks[node.rack].flatMap({ sites[$0.site] }),
+                guard let site = site(of: node),
                     placement.allows(region: site.region.rawValue, site: site.id.rawValue), placement.matches(node.labels)
                 else { return n }
             }

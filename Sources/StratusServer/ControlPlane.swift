@@ -78,10 +78,7 @@ public actor ControlPlane {
                     seq: probe.seq + 1, at: now, command: .submitJob(SubmitJob(org: org, spec: s, idempotencyKey: nil, by: key))),
                 commit: false)
             let project = s.project ?? InternalOrg.defaultProject
-            let pending = SchedulingSnapshot.PendingJob(
-                id: JobID("quote"), tier: tier, gpuModel: s.gpuModel, gpusPerNode: s.gpusPerNode, numNodes: s.numNodes,
-                topology: s.topology, placement: s.placement, org: org, project: project, maxDurationSeconds: s.maxDurationSeconds
-            )
+            let pending = State.pendingView(id: JobID("quote"), spec: s, org: org, project: project)
             let alone = SchedulingSnapshot(
                 nodes: base.nodes, pending: [pending], running: base.running, sites: base.sites, tenants: base.tenants,
                 quotas: base.quotas, quotaUsed: base.quotaUsed, reserves: base.reserves)

@@ -254,17 +254,22 @@ public struct API: Sendable {
                 gpu: model, nodes: r.nodes, gpus: r.gpus, free: r.free, allocated: r.byTier.values.reduce(0, +),
                 unavailable: r.unavailable, allocatedByTier: r.byTier, nodesByState: r.byState)
         }
+        // One pass over the nodes: racks, nodes and installed GPU watts per site.
+        var perSite: [SiteID: (racks: Set<RackID>, nodes: Int, watts: Int64)] = [:]
+        for rack in s.racks.values { perSite[rack.site, default: ([], 0, 0)].racks.insert(rack.id) }
+        for node in s.nodes.values {
+            guard let site = s.racks[node.rack]?.site else { continue }
+            perSite[site, default: ([], 0, 0)].nodes += 1
+            perSite[site, default: ([], 0, 0)].watts +=
+                Int64(node.gpuCount * (GPUCatalog.model(named: node.gpuModel)?.powerWatts ?? 0))
+        }
         let sites = s.sites.values.sorted { $0.id < $1.id }.map { site in
-            let racks = s.racks.values.filter { $0.site == site.id }.map(\.id)
-            let rackSet = Set(racks)
-            let nodes = s.nodes.values.filter { rackSet.contains($0.rack) }
-            let watts = nodes.reduce(Int64(0)) {
-                $0 + Int64($1.gpuCount * (GPUCatalog.model(named: $1.gpuModel)?.powerWatts ?? 0))
-            }
+            let row = perSite[site.id] ?? ([], 0, 0)
             return FleetSummary.SiteRow(
                 name: site.id.rawValue, region: site.region.rawValue,
                 powerMw: DecimalText.format(site.powerBudgetKW, scale: 1000), pue: DecimalText.format(site.pueMilli, scale: 1000),
-                racks: racks.count, nodes: nodes.count, gpuPowerKw: DecimalText.format(watts * site.pueMilli / 1000, scale: 1000))
+                racks: row.racks.count, nodes: row.nodes,
+                gpuPowerKw: DecimalText.format(row.watts * site.pueMilli / 1000, scale: 1000))
         }
         return FleetSummary(regions: s.regions.keys.sorted().map(\.rawValue), sites: sites, models: models)
     }

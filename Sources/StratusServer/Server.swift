@@ -30,8 +30,6 @@ public struct Server {
         }
     }
 
-    public static func wallClock() -> Timestamp { WallClock.now() }
-
     public static func run(_ options: Options, logger: Logger) async throws {
         // Absolute, so that paths handed to jobs (which run in their own directories) work.
         let fm = FileManager.default
@@ -45,7 +43,7 @@ public struct Server {
         let store = try SQLiteStore(path: "\(data)/stratus.db")
         let plane = try ControlPlane(
             store: store, scheduler: TieredScheduler(preemptionNoticeSeconds: options.preemptionNoticeSeconds),
-            clock: { wallClock() })
+            clock: { WallClock.now() })
         let state = await plane.state
         if !state.isBootstrapped {
             try await bootstrap(plane, data: data)

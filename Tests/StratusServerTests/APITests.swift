@@ -266,6 +266,15 @@ import Testing
             let operatorTiers = try await client.call(.post, "/v1/quotes", key: cloud.admin, body: jobBody())
             #expect(operatorTiers.items.compactMap { $0["tier"] as? String } == ["internal", "on-demand", "spot"])
 
+            // Quotes consider every acceptable GPU model: a free B200 node means "now".
+            var b200 = FleetSpec()
+            b200.racks = [.init(id: "rack-c", site: "local-dc1")]
+            b200.nodes = [.init(id: "b-1", rack: "rack-c", gpuModel: "B200", gpuCount: 8, labels: [:])]
+            try await cloud.plane.execute(.applyFleet(b200))
+            let either = try await client.call(
+                .post, "/v1/quotes", key: acme, body: #"{"resources":{"accelerators":["H100:8","B200:8"]},"run":"x"}"#)
+            #expect(either.items.first?["starts_now"] as? Bool == true, "\(either.text)")
+
             let queued = try await client.call(.post, "/v1/jobs", key: acme, body: jobBody("H100:8"))
             try await cloud.plane.schedule()
             let why = try await client.call(.get, "/v1/jobs/\(queued["id"] as! String)/explain", key: acme)

@@ -21,7 +21,7 @@ struct TestCloud {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stratus-test-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let plane = try ControlPlane(
-            store: store, scheduler: TieredScheduler(preemptionNoticeSeconds: noticeSeconds), clock: { Server.wallClock() })
+            store: store, scheduler: TieredScheduler(preemptionNoticeSeconds: noticeSeconds), clock: { WallClock.now() })
         let admin = APIKeySecret.generate()
         try await plane.execute(
             .bootstrap(
