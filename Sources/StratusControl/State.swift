@@ -156,7 +156,7 @@ public struct State: Codable, Equatable, Sendable {
     }
 
     /// The site a node is in.
-    public func site(of node: Node) -> Site? { site(of: node) }
+    public func site(of node: Node) -> Site? { racks[node.rack].flatMap { sites[$0.site] } }
 
     /// Watts a GPU of `model` draws at the wall in a site with PUE `pueMilli`.
     static func wallWatts(model: String, gpus: Int, pueMilli: Int64) -> Int64 {
