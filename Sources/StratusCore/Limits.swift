@@ -22,6 +22,8 @@ public enum Limits {
     public static let maxJobsPerPlan = 10_000
     /// Nodes the scheduler scans for one job before giving up on it for this round.
     public static let maxNodesScannedPerJob = 100_000
+    /// Moments (ends of running work) the start estimate tries before it gives up.
+    public static let maxEstimateSteps = 10_000
     /// Default and largest page of a list endpoint.
     public static let defaultPageSize = 100
     public static let maxPageSize = 1000

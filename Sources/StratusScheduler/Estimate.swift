@@ -24,20 +24,20 @@ extension TieredScheduler {
         var round = start
         round.blocked = []
         let snapshot = start.snapshot
-        let ends = snapshot.running.enumerated()
-            .compactMap { i, r in r.expectedEnd.map { (i, max($0, now)) } }
-            .sorted { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
+        let ends = snapshot.prepared.ends
         var cursor = 0
         var time = now
+        var steps = 0
         while true {
             if case .success(let choice) = round.fit(job) {
                 return StartEstimate(
                     at: time, nodes: choice.nodes.map { NodeAssignment(node: snapshot.nodes[$0.0].id, gpus: $0.1) })
             }
-            guard cursor < ends.count else { return nil }
-            time = ends[cursor].1
-            while cursor < ends.count, ends[cursor].1 == time {
-                round.release(snapshot.running[ends[cursor].0])
+            steps += 1
+            guard cursor < ends.count, steps <= Limits.maxEstimateSteps else { return nil }
+            time = max(ends[cursor].at, now)
+            while cursor < ends.count, max(ends[cursor].at, now) == time {
+                round.release(snapshot.running[ends[cursor].job])
                 cursor += 1
             }
         }
@@ -49,8 +49,7 @@ extension Round {
     mutating func release(_ r: SchedulingSnapshot.RunningJob) {
         for a in r.allocations {
             guard let i = index[a.node] else { continue }
-            free[i] = (free[i] + a.gpus).sorted()
-            rackFree[snapshot.nodes[i].rack, default: 0] += a.gpus.count
+            capacity.give(i, a.gpus)
             let site = snapshot.nodes[i].site
             if site < powerLeft.count { powerLeft[site] += watts(i, gpus: a.gpus.count) }
             if r.tier == .onDemand || r.tier == .reserved, reserve[snapshot.nodes[i].gpuModel] != nil {

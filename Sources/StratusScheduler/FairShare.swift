@@ -26,12 +26,10 @@ public struct FairShare: Sendable {
 
     /// Every org's standing at `now`, lowest score (first in line) first.
     public func standings(_ snapshot: SchedulingSnapshot, now: Timestamp) -> [Standing] {
+        // Running work counts GPUs x (now - start), from the snapshot's per-org sums.
         var running: [OrgID: (ms: Double, gpus: Int)] = [:]
-        for r in snapshot.running {
-            let gpus = r.allocations.reduce(0) { $0 + $1.gpus.count }
-            let elapsed = Double(r.startedAt.milliseconds(until: now))
-            running[r.org, default: (0, 0)].ms += Double(gpus) * elapsed
-            running[r.org, default: (0, 0)].gpus += gpus
+        for (org, r) in snapshot.prepared.runningByOrg {
+            running[org] = (Double(Int64(r.gpus) * now.milliseconds - r.gpuStartMs), r.gpus)
         }
         let halfLifeMs = Double(max(1, halfLifeSeconds) * 1000)
         var rows: [(OrgID, Int, Double, Int)] = []

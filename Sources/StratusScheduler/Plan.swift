@@ -166,7 +166,11 @@ public struct SchedulingSnapshot: Sendable {
         self.quotas = quotas
         self.quotaUsed = quotaUsed
         self.reserves = reserves
+        self.prepared = Prepared(nodes: nodes, pending: pending, running: running, reserves: reserves)
     }
+
+    /// Indexes built once per snapshot, so that each decision is cheap.
+    let prepared: Prepared
 }
 
 /// One node's part of a placement.

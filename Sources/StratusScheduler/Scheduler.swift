@@ -131,17 +131,11 @@ public struct TieredScheduler: Scheduler {
 }
 
 /// The scheduler's working view during one round: free GPUs change as it places work.
+/// It starts from the snapshot's prepared indexes; copying them is cheap, and each
+/// change copies only the chunks and racks it touches.
 struct Round {
     let snapshot: SchedulingSnapshot
-    let index: [NodeID: Int]
-    /// Free GPU indices per node (ascending).
-    var free: [[Int]]
-    /// GPUs held for a job whose preemption is under way: node -> gpu -> job.
-    var nominated: [[Int: JobID]]
-    /// Free GPUs per rack, for packing.
-    var rackFree: [Int: Int]
-    /// Spot work that may still be preempted: node -> [(job, GPUs on that node)].
-    var preemptible: [[(job: Int, gpus: [Int])]]
+    var capacity: CapacityIndex
     var victimTaken: Set<Int> = []
     /// Nodes held for the backfill reservation: jobs that would not end in time skip them.
     var blocked: Set<Int> = []
@@ -149,11 +143,10 @@ struct Round {
     var powerLeft: [Int64]
     /// GPUs held per quota scope (only scopes with a rule).
     var quotaUsed: [QuotaScope: Int]
-    /// Capacity protection: reserves in force now, and GPUs of each model (fleet-wide, key
-    /// site -1, and per site) that exist and that on-demand and reserved work holds.
+    /// Capacity protection: reserves in force now (by model, key -1 fleet-wide, then per
+    /// site), and GPUs that on-demand and reserved work holds.
     var reserve: [String: [Int: Int]] = [:]
-    var capacity: [String: [Int: Int]] = [:]
-    var sold: [String: [Int: Int]] = [:]
+    var sold: [String: [Int: Int]]
 
     struct Failure: Error {
         let reasons: [String]
@@ -165,57 +158,24 @@ struct Round {
 
     init(_ s: SchedulingSnapshot, now: Timestamp = .zero) {
         snapshot = s
-        var index: [NodeID: Int] = [:]
-        index.reserveCapacity(s.nodes.count)
-        for (i, n) in s.nodes.enumerated() { index[n.id] = i }
-        self.index = index
-        free = s.nodes.map(\.freeGPUs)
-        nominated = Array(repeating: [:], count: s.nodes.count)
-        for job in s.pending {
-            for a in job.nominated ?? [] {
-                guard let i = index[a.node] else { continue }
-                for g in a.gpus { nominated[i][g] = job.id }
-            }
-        }
-        var rackFree: [Int: Int] = [:]
-        for (i, n) in s.nodes.enumerated() where n.schedulable { rackFree[n.rack, default: 0] += free[i].count }
-        self.rackFree = rackFree
+        capacity = s.prepared.capacity
         powerLeft = s.sites.map { $0.budgetWatts - $0.usedWatts }
         quotaUsed = s.quotaUsed
+        sold = s.prepared.sold
         if !s.reserves.isEmpty {
-            let siteIndex = Dictionary(uniqueKeysWithValues: s.sites.enumerated().map { ($1.name, $0) })
+            var siteIndex: [String: Int] = [:]
+            for (i, site) in s.sites.enumerated() { siteIndex[site.name] = i }
             for r in s.reserves {
                 let key = r.site.flatMap { siteIndex[$0] } ?? -1
                 if r.site == nil || key >= 0 { reserve[r.gpuModel, default: [:]][key] = r.gpus(at: now) }
             }
-            for n in s.nodes where reserve[n.gpuModel] != nil {
-                capacity[n.gpuModel, default: [:]][-1, default: 0] += n.gpuCount
-                capacity[n.gpuModel, default: [:]][n.site, default: 0] += n.gpuCount
-            }
-            for r in s.running where r.tier == .onDemand || r.tier == .reserved {
-                for a in r.allocations {
-                    guard let i = index[a.node] else { continue }
-                    let n = s.nodes[i]
-                    guard reserve[n.gpuModel] != nil else { continue }
-                    sold[n.gpuModel, default: [:]][-1, default: 0] += a.gpus.count
-                    sold[n.gpuModel, default: [:]][n.site, default: 0] += a.gpus.count
-                }
-            }
-        }
-        preemptible = Array(repeating: [], count: s.nodes.count)
-        for (j, r) in s.running.enumerated() where r.tier == .spot && !r.stopping {
-            for a in r.allocations {
-                if let i = index[a.node] { preemptible[i].append((j, a.gpus)) }
-            }
         }
     }
 
+    var index: [NodeID: Int] { snapshot.prepared.index }
+
     /// GPUs of node `i` that `job` may take now: free and not held for another job.
-    func available(_ i: Int, for job: JobID) -> [Int] {
-        let held = nominated[i]
-        if held.isEmpty { return free[i] }
-        return free[i].filter { held[$0] == nil || held[$0] == job }
-    }
+    func available(_ i: Int, for job: JobID) -> [Int] { capacity.available(i, for: job).indices }
 
     /// Why placing the job on these GPUs would break a quota, or nil.
     func quotaBlock(_ job: SchedulingSnapshot.PendingJob, _ assignments: [NodeAssignment]) -> String? {
@@ -244,7 +204,7 @@ struct Round {
     func allFree(_ assignments: [NodeAssignment]) -> Bool {
         assignments.allSatisfy { a in
             guard let i = index[a.node], snapshot.nodes[i].schedulable else { return false }
-            return a.gpus.allSatisfy { free[i].contains($0) }
+            return capacity.isFree(i, a.gpus)
         }
     }
 
@@ -261,21 +221,15 @@ struct Round {
         return site < powerLeft.count ? powerLeft[site] : .max
     }
 
-    /// Whether the job's location and label constraints allow node `i`.
-    func allowed(_ i: Int, _ job: SchedulingSnapshot.PendingJob) -> (location: Bool, labels: Bool) {
-        let node = snapshot.nodes[i]
-        var location = true
-        if node.site < snapshot.sites.count {
-            let site = snapshot.sites[node.site]
-            location = job.placement.allows(region: site.region, site: site.name)
-        }
-        return (location, job.placement.matches(node.labels))
+    /// Whether the job's regions and sites allow site `site`.
+    func locationAllows(_ site: Int, _ job: SchedulingSnapshot.PendingJob) -> Bool {
+        guard site < snapshot.sites.count else { return true }
+        return job.placement.allows(region: snapshot.sites[site].region, site: snapshot.sites[site].name)
     }
 
-    func region(_ i: Int) -> String {
-        let site = snapshot.nodes[i].site
-        return site < snapshot.sites.count ? snapshot.sites[site].region : ""
-    }
+    func region(_ i: Int) -> String { region(site: snapshot.nodes[i].site) }
+
+    func region(site: Int) -> String { site < snapshot.sites.count ? snapshot.sites[site].region : "" }
 
     enum QuotaVerdict: Equatable {
         case fits
@@ -307,7 +261,7 @@ struct Round {
         guard job.tier == .onDemand || job.tier == .reserved, let reserves = reserve[job.gpuModel] else { return nil }
         for key in [-1, site] {
             guard let held = reserves[key], held > 0 else { continue }
-            let total = capacity[job.gpuModel]?[key] ?? 0
+            let total = snapshot.prepared.capacityByModel[job.gpuModel]?[key] ?? 0
             let used = sold[job.gpuModel]?[key] ?? 0
             if used + need > total - held {
                 let scope = key < 0 ? "the fleet" : "site \(snapshot.sites[key].name)"
@@ -340,22 +294,35 @@ struct Round {
         for (i, gpus) in nodes {
             let site = snapshot.nodes[i].site
             if site < powerLeft.count { powerLeft[site] -= watts(i, gpus: gpus.count) }
-            free[i].removeAll { gpus.contains($0) }
-            for g in gpus { nominated[i][g] = nil }
-            rackFree[snapshot.nodes[i].rack, default: 0] -= gpus.count
+            capacity.take(i, gpus)
         }
     }
 
     /// Where the job fits now, or why not.
+    ///
+    /// Constraints that hold per site (location, power, capacity protection, quota by
+    /// region) are checked once per pool; per-node checks (labels, backfill holds) only
+    /// when the job has them. Best fit for one node is the head of the first non-empty
+    /// free-count bucket; a gang takes the smallest rack that fits, or one site.
     func fit(_ job: SchedulingSnapshot.PendingJob) -> Result<Choice, Failure> {
         let g = job.gpusPerNode
-        var candidates: [(i: Int, avail: [Int])] = []
+        let n = job.numNodes
+        let need = g * n
+        let model = job.gpuModel
+        guard let pools = capacity.poolsByModel[model] else {
+            return .failure(Failure(reasons: ["capacity: no \(model) nodes in the fleet"]))
+        }
+        let selector = !job.placement.nodeSelector.isEmpty
+        // Per-node checks are needed only for node labels and backfill holds.
+        let filtered = selector || !blocked.isEmpty
+        func usable(_ i: Int) -> Bool {
+            (!selector || job.placement.matches(snapshot.nodes[i].labels)) && !blocked.contains(i)
+        }
         var ofModel = 0
         var unschedulable = 0
-        var freeOfModel = 0
-        var scanned = 0
         var outside = 0
         var unlabeled = 0
+        var freeOfModel = 0
         var powerCapped = 0
         var cappedSites = Set<Int>()
         var quotaBlocked = 0
@@ -364,87 +331,83 @@ struct Round {
         var protectionReason: String?
         var reservedForOther = 0
         var verdicts: [String: QuotaVerdict] = [:]
-        let need = g * job.numNodes
-        for (i, node) in snapshot.nodes.enumerated() where node.gpuModel == job.gpuModel {
-            scanned += 1
-            if scanned > Limits.maxNodesScannedPerJob { break }
-            ofModel += 1
-            if !job.placement.isAnywhere {
-                let ok = allowed(i, job)
-                guard ok.location else {
-                    outside += 1
-                    continue
+        var open: [(pool: Int, fitting: Int)] = []
+        var scanned = 0
+        for p in pools {
+            let pool = capacity.pools[p]
+            ofModel += pool.total
+            guard locationAllows(pool.site, job) else {
+                outside += pool.total
+                continue
+            }
+            var fitting = 0
+            if filtered {
+                for i in pool.allNodes {
+                    scanned += 1
+                    if scanned > Limits.maxNodesScannedPerJob { break }
+                    if selector, !job.placement.matches(snapshot.nodes[i].labels) {
+                        unlabeled += 1
+                        continue
+                    }
+                    guard snapshot.nodes[i].schedulable else {
+                        unschedulable += 1
+                        continue
+                    }
+                    if blocked.contains(i) {
+                        reservedForOther += 1
+                        continue
+                    }
+                    let a = Int(capacity.availableCount[i])
+                    freeOfModel += a
+                    if a >= g { fitting += 1 }
                 }
-                guard ok.labels else {
-                    unlabeled += 1
-                    continue
-                }
+            } else {
+                unschedulable += pool.unschedulable
+                freeOfModel += pool.available
+                fitting = capacity.nodes(withAtLeast: g, in: p)
             }
-            guard node.schedulable else {
-                unschedulable += 1
+            guard fitting > 0, let probe = pool.allNodes.first else { continue }
+            if watts(probe, gpus: g) > powerLeft(probe) {
+                powerCapped += fitting
+                cappedSites.insert(pool.site)
                 continue
             }
-            if !blocked.isEmpty, blocked.contains(i) {
-                reservedForOther += 1
-                continue
-            }
-            let avail = available(i, for: job.id)
-            guard avail.count >= g else {
-                freeOfModel += avail.count
-                continue
-            }
-            guard watts(i, gpus: g) <= powerLeft(i) else {
-                powerCapped += 1
-                cappedSites.insert(node.site)
-                continue
-            }
-            if !reserve.isEmpty, let why = protectionBlock(job, site: node.site, need: need) {
-                protected += 1
+            if !reserve.isEmpty, let why = protectionBlock(job, site: pool.site, need: need) {
+                protected += fitting
                 protectionReason = protectionReason ?? why
                 continue
             }
             if !snapshot.quotas.isEmpty {
-                let r = region(i)
+                let r = region(site: pool.site)
                 let verdict = verdicts[r] ?? quota(job, region: r, need: need)
                 verdicts[r] = verdict
                 if case .blocked(let scope, let used, let limit) = verdict {
-                    quotaBlocked += 1
+                    quotaBlocked += fitting
                     quotaReason = quotaReason ?? "quota: \(scope) at \(used)/\(limit) (needs \(need))"
                     continue
                 }
             }
-            freeOfModel += avail.count
-            candidates.append((i, avail))
-        }
-        func byPacking(_ a: (i: Int, avail: [Int]), _ b: (i: Int, avail: [Int])) -> Bool {
-            if a.avail.count != b.avail.count { return a.avail.count < b.avail.count }
-            let ra = rackFree[snapshot.nodes[a.i].rack] ?? 0
-            let rb = rackFree[snapshot.nodes[b.i].rack] ?? 0
-            return ra != rb ? ra < rb : a.i < b.i
-        }
-        func chosen(_ list: [(i: Int, avail: [Int])], _ reason: String) -> Choice {
-            Choice(nodes: list.map { ($0.i, Array($0.avail.prefix(g))) }, reason: reason)
+            open.append((p, fitting))
         }
         var reasons: [String] = []
-        if ofModel == 0 { return .failure(Failure(reasons: ["capacity: no \(job.gpuModel) nodes in the fleet"])) }
         if unschedulable > 0 {
-            reasons.append("nodes: \(unschedulable) of \(ofModel) \(job.gpuModel) nodes are cordoned or down")
+            reasons.append("nodes: \(unschedulable) of \(ofModel) \(model) nodes are cordoned or down")
         }
         if outside > 0 {
             let allowed = (job.placement.regions.map { "region \($0)" } + job.placement.sites.map { "site \($0)" })
                 .joined(separator: ", ")
-            reasons.append("placement: \(outside) of \(ofModel) \(job.gpuModel) nodes are outside \(allowed)")
+            reasons.append("placement: \(outside) of \(ofModel) \(model) nodes are outside \(allowed)")
         }
         if unlabeled > 0 {
             let selector = job.placement.nodeSelector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
                 .joined(separator: ",")
-            reasons.append("labels: \(unlabeled) of \(ofModel) \(job.gpuModel) nodes lack \(selector)")
+            reasons.append("labels: \(unlabeled) of \(ofModel) \(model) nodes lack \(selector)")
         }
         if quotaBlocked > 0, let quotaReason { reasons.insert(quotaReason, at: 0) }
         if protected > 0, let protectionReason { reasons.insert(protectionReason, at: 0) }
         if reservedForOther > 0 {
             reasons.append(
-                "backfill: \(reservedForOther) \(job.gpuModel) nodes are held for a job ahead of it that this one would delay")
+                "backfill: \(reservedForOther) \(model) nodes are held for a job ahead of it that this one would delay")
         }
         if powerCapped > 0 {
             let names = cappedSites.sorted().map { site -> String in
@@ -453,141 +416,230 @@ struct Round {
                     "\(s.name) at \(DecimalText.format((s.budgetWatts - powerLeft[site]) / 1000, scale: 1000))/\(DecimalText.format(s.budgetWatts / 1000, scale: 1000)) MW"
             }
             reasons.append(
-                "power: \(powerCapped) \(job.gpuModel) nodes with free GPUs are in sites at their power cap (\(names.joined(separator: ", ")))"
+                "power: \(powerCapped) \(model) nodes with free GPUs are in sites at their power cap (\(names.joined(separator: ", ")))"
             )
         }
-        guard candidates.count >= job.numNodes else {
+        let candidates = open.reduce(0) { $0 + $1.fitting }
+        guard candidates >= n else {
             // When a quota holds the job back, that is the first reason; capacity follows.
             reasons.insert(
-                "capacity: needs \(job.numNodes) node(s) with \(g) free \(job.gpuModel); \(candidates.count) have that now (\(freeOfModel) \(job.gpuModel) free in all)",
+                "capacity: needs \(n) node(s) with \(g) free \(model); \(candidates) have that now (\(freeOfModel) \(model) free in all)",
                 at: reasons.count > 0 && (quotaBlocked > 0 || protected > 0) ? 1 : 0)
             return .failure(Failure(reasons: reasons))
         }
-        if job.numNodes == 1 {
-            let best = candidates.min(by: byPacking)!
-            return .success(chosen([best], "best fit: \(snapshot.nodes[best.i].id) has \(best.avail.count) free \(job.gpuModel)"))
+        /// The nodes of slot `s` that can take `g` GPUs, in packing order (fewest free first).
+        func packed(_ s: Int) -> [Int] {
+            capacity.slots[s].nodes
+                .filter { Int(capacity.availableCount[$0]) >= g && (!filtered || usable($0)) }
+                .sorted { a, b in
+                    let fa = capacity.availableCount[a]
+                    let fb = capacity.availableCount[b]
+                    return fa != fb ? fa < fb : a < b
+                }
+        }
+        func fitting(inSlot s: Int) -> Int {
+            filtered ? packed(s).count : capacity.nodes(withAtLeast: g, inSlot: s)
+        }
+        func chosen(_ nodes: [Int], _ reason: String) -> Choice {
+            Choice(nodes: nodes.map { ($0, capacity.available($0, for: job.id).lowest(g)) }, reason: reason)
+        }
+        if n == 1 {
+            // Best fit: the fewest free GPUs that fit, in the most used rack.
+            let largest = open.map { capacity.pools[$0.pool].maxGPUs }.max() ?? 0
+            for f in g...max(g, largest) {
+                var best: (key: UInt64, node: Int)?
+                for (p, _) in open where f <= capacity.pools[p].maxGPUs {
+                    var looked = 0
+                    for key in capacity.pools[p].buckets[f] {
+                        if let b = best, key >= b.key { break }
+                        looked += 1
+                        if looked > Limits.maxNodesScannedPerJob { break }
+                        let s = CapacityIndex.slot(of: key)
+                        if let i = capacity.slots[s].nodes.first(where: {
+                            Int(capacity.availableCount[$0]) == f && (!filtered || usable($0))
+                        }) {
+                            best = (key, i)
+                            break
+                        }
+                    }
+                }
+                if let best {
+                    return .success(chosen([best.node], "best fit: \(snapshot.nodes[best.node].id) has \(f) free \(model)"))
+                }
+            }
+            return .failure(Failure(reasons: ["capacity: no node with \(g) free \(model) passed every check"]))
         }
         // Gangs: the smallest rack that fits, unless the job allows spanning racks.
         if job.topology != .site {
-            var byRack: [Int: [(i: Int, avail: [Int])]] = [:]
-            for c in candidates { byRack[snapshot.nodes[c.i].rack, default: []].append(c) }
-            let fitting = byRack.filter { rack in
-                let site = snapshot.nodes[rack.value[0].i].site
-                return rack.value.count >= job.numNodes
-                    && (site >= powerLeft.count || Int64(job.numNodes) * watts(rack.value[0].i, gpus: g) <= powerLeft[site])
+            var best: (q: Int, slot: Int)?
+            search: for (p, _) in open {
+                let pool = capacity.pools[p]
+                guard n <= pool.maxSlotNodes, let probe = pool.allNodes.first,
+                    Int64(n) * watts(probe, gpus: g) <= powerLeft(probe)
+                else { continue }
+                for s in pool.slots {
+                    let q = fitting(inSlot: s)
+                    if q >= n, best == nil || q < best!.q {
+                        best = (q, s)
+                        if q == n { break search }
+                    }
+                }
             }
-            if let (rack, nodes) = fitting.min(by: { a, b in
-                a.value.count != b.value.count ? a.value.count < b.value.count : a.key < b.key
-            }) {
-                let picked = Array(nodes.sorted(by: byPacking).prefix(job.numNodes))
-                return .success(chosen(picked, "gang in one rack (rack #\(rack), \(nodes.count) nodes fit)"))
+            if let best {
+                return .success(
+                    chosen(
+                        Array(packed(best.slot).prefix(n)),
+                        "gang in one rack (rack #\(capacity.slots[best.slot].rack), \(best.q) nodes fit)"))
             }
             if job.topology == .rack {
-                let most = byRack.values.map(\.count).max() ?? 0
+                let most = open.flatMap { capacity.pools[$0.pool].slots.map { fitting(inSlot: $0) } }.max() ?? 0
                 reasons.insert(
-                    "topology: no rack with \(job.numNodes) nodes with \(g) free \(job.gpuModel) (at most \(most) in one rack)",
-                    at: 0)
+                    "topology: no rack with \(n) nodes with \(g) free \(model) (at most \(most) in one rack)", at: 0)
                 return .failure(Failure(reasons: reasons))
             }
         }
-        // Within one site, spanning as few racks as possible.
-        var bySite: [Int: [(i: Int, avail: [Int])]] = [:]
-        for c in candidates { bySite[snapshot.nodes[c.i].site, default: []].append(c) }
-        guard
-            let (_, nodes) = bySite.filter({ site in
-                site.value.count >= job.numNodes
-                    && (site.key >= powerLeft.count
-                        || Int64(job.numNodes) * watts(site.value[0].i, gpus: g) <= powerLeft[site.key])
-            }).min(by: { a, b in
-                a.value.count != b.value.count ? a.value.count < b.value.count : a.key < b.key
-            })
-        else {
-            let most = bySite.values.map(\.count).max() ?? 0
+        // Within one site (the one with the fewest nodes that fit), spanning as few racks as possible.
+        var site: (fitting: Int, pool: Int)?
+        for (p, fitting) in open where fitting >= n {
+            guard let probe = capacity.pools[p].allNodes.first, Int64(n) * watts(probe, gpus: g) <= powerLeft(probe)
+            else { continue }
+            if site == nil || fitting < site!.fitting { site = (fitting, p) }
+        }
+        guard let site else {
+            let most = open.map(\.fitting).max() ?? 0
             reasons.insert(
-                "topology: no site with \(job.numNodes) nodes with \(g) free \(job.gpuModel) (at most \(most) in one site)", at: 0
-            )
+                "topology: no site with \(n) nodes with \(g) free \(model) (at most \(most) in one site)", at: 0)
             return .failure(Failure(reasons: reasons))
         }
-        var byRack: [Int: [(i: Int, avail: [Int])]] = [:]
-        for c in nodes { byRack[snapshot.nodes[c.i].rack, default: []].append(c) }
-        var picked: [(i: Int, avail: [Int])] = []
-        for (_, rackNodes) in byRack.sorted(by: { a, b in
-            a.value.count != b.value.count ? a.value.count > b.value.count : a.key < b.key
-        }) {
-            for c in rackNodes.sorted(by: byPacking) where picked.count < job.numNodes { picked.append(c) }
+        let pool = capacity.pools[site.pool]
+        let counts = pool.slots.compactMap { s -> (slot: Int, q: Int)? in
+            let q = fitting(inSlot: s)
+            return q > 0 ? (s, q) : nil
         }
-        return .success(chosen(picked, "gang across \(Set(picked.map { snapshot.nodes[$0.i].rack }).count) racks of one site"))
+        var picked: [Int] = []
+        var racks = 0
+        fill: for level in stride(from: pool.maxSlotNodes, through: 1, by: -1) {
+            for (s, q) in counts where q == level {
+                racks += 1
+                for i in packed(s) {
+                    picked.append(i)
+                    if picked.count == n { break fill }
+                }
+            }
+        }
+        return .success(chosen(picked, "gang across \(racks) racks of one site"))
     }
 
     /// The fewest, most recently started spot jobs whose GPUs make the job fit, or nil.
     mutating func preempt(for job: SchedulingSnapshot.PendingJob, noticeSeconds: Int64) -> Preemption? {
         let g = job.gpusPerNode
+        guard let pools = capacity.poolsByModel[job.gpuModel] else { return nil }
+        // Preempting for GPUs never helps a job its location, quota or the internal reserve holds back.
+        var eligible = Set<Int>()
+        for p in pools {
+            let site = capacity.pools[p].site
+            guard locationAllows(site, job) else { continue }
+            if case .blocked = quota(job, region: region(site: site), need: g * job.numNodes) { continue }
+            if protectionBlock(job, site: site, need: g * job.numNodes) != nil { continue }
+            eligible.insert(p)
+        }
+        let selector = !job.placement.nodeSelector.isEmpty
+        func nodeOK(_ i: Int) -> Bool {
+            guard let p = capacity.pool(ofNode: i), eligible.contains(p) else { return false }
+            return !selector || job.placement.matches(snapshot.nodes[i].labels)
+        }
+        /// Free GPUs plus the victims' GPUs, less GPUs held for someone else.
+        func pool(_ i: Int, adding gpus: [Int]) -> [Int] {
+            let others = capacity.held[i] ?? [:]
+            return available(i, for: job.id) + gpus.filter { others[$0] == nil || others[$0] == job.id }
+        }
         struct Option {
             let i: Int
             let victims: [Int]
             let target: [Int]
         }
-        var options: [Option] = []
-        for (i, node) in snapshot.nodes.enumerated() where node.gpuModel == job.gpuModel && node.schedulable {
-            if !job.placement.isAnywhere {
-                let ok = allowed(i, job)
-                guard ok.location, ok.labels else { continue }
-            }
-            // Preempting for GPUs never helps a job its quota or the internal reserve holds back.
-            if case .blocked = quota(job, region: region(i), need: g * job.numNodes) { continue }
-            if protectionBlock(job, site: node.site, need: g * job.numNodes) != nil { continue }
-            let avail = available(i, for: job.id)
-            var pool = avail
-            var victims: [Int] = []
-            if pool.count < g {
-                let candidates = preemptible[i].filter { !victimTaken.contains($0.job) }
-                    .sorted { a, b in
-                        let ra = snapshot.running[a.job]
-                        let rb = snapshot.running[b.job]
-                        return ra.startedAt != rb.startedAt ? ra.startedAt > rb.startedAt : ra.id > rb.id
-                    }
-                for c in candidates where pool.count < g {
-                    victims.append(c.job)
-                    // GPUs that were nominated to someone else stay theirs.
-                    pool += c.gpus.filter { nominated[i][$0] == nil || nominated[i][$0] == job.id }
-                }
-            }
-            if pool.count >= g { options.append(Option(i: i, victims: victims, target: Array(pool.sorted().prefix(g)))) }
-        }
-        func cheaper(_ a: Option, _ b: Option) -> Bool {
-            if a.victims.count != b.victims.count { return a.victims.count < b.victims.count }
-            let la = a.victims.map { snapshot.running[$0].startedAt }.max() ?? .zero
-            let lb = b.victims.map { snapshot.running[$0].startedAt }.max() ?? .zero
-            return la != lb ? la > lb : a.i < b.i
-        }
         var chosen: [Option] = []
+        var scanned = 0
         if job.numNodes == 1 {
-            guard let best = options.filter({ !$0.victims.isEmpty }).min(by: cheaper) else { return nil }
-            chosen = [best]
-        } else {
-            // Group by the domain the gang must live in; pick the group with the fewest victims.
-            var groups: [Int: [Option]] = [:]
-            for o in options {
-                let key = job.topology == .rack ? snapshot.nodes[o.i].rack : snapshot.nodes[o.i].site
-                groups[key, default: []].append(o)
-            }
-            var best: (victims: Set<Int>, nodes: [Option], key: Int)?
-            for (key, group) in groups where group.count >= job.numNodes {
-                let nodes = Array(group.sorted(by: cheaper).prefix(job.numNodes))
-                let victims = Set(nodes.flatMap(\.victims))
-                if victims.isEmpty { continue }
-                if best == nil || victims.count < best!.victims.count || (victims.count == best!.victims.count && key < best!.key)
-                {
-                    best = (victims, nodes, key)
+            // One victim is the fewest: the most recently started spot job whose GPUs are enough alone.
+            for j in snapshot.prepared.spotByRecency where !victimTaken.contains(j) {
+                scanned += 1
+                if scanned > Limits.maxNodesScannedPerJob { break }
+                var best: Option?
+                for a in snapshot.running[j].allocations {
+                    guard let i = index[a.node], nodeOK(i), best == nil || i < best!.i else { continue }
+                    let room = pool(i, adding: a.gpus)
+                    if room.count >= g { best = Option(i: i, victims: [j], target: Array(room.sorted().prefix(g))) }
+                }
+                if let best {
+                    chosen = [best]
+                    break
                 }
             }
-            guard let best else { return nil }
-            chosen = best.nodes
+        }
+        if chosen.isEmpty {
+            var options: [Option] = []
+            scanned = 0
+            for p in pools where eligible.contains(p) {
+                for i in capacity.pools[p].nodes {
+                    scanned += 1
+                    if scanned > Limits.maxNodesScannedPerJob { break }
+                    if selector, !job.placement.matches(snapshot.nodes[i].labels) { continue }
+                    var room = available(i, for: job.id)
+                    var victims: [Int] = []
+                    if room.count < g {
+                        let others = capacity.held[i] ?? [:]
+                        let candidates = (snapshot.prepared.preemptible[i] ?? []).filter { !victimTaken.contains($0.job) }
+                            .sorted { a, b in
+                                let ra = snapshot.running[a.job]
+                                let rb = snapshot.running[b.job]
+                                return ra.startedAt != rb.startedAt ? ra.startedAt > rb.startedAt : ra.id > rb.id
+                            }
+                        for c in candidates where room.count < g {
+                            victims.append(c.job)
+                            room += c.gpus.filter { others[$0] == nil || others[$0] == job.id }
+                        }
+                    }
+                    if room.count >= g {
+                        options.append(Option(i: i, victims: victims, target: Array(room.sorted().prefix(g))))
+                    }
+                }
+            }
+            func cheaper(_ a: Option, _ b: Option) -> Bool {
+                if a.victims.count != b.victims.count { return a.victims.count < b.victims.count }
+                let la = a.victims.map { snapshot.running[$0].startedAt }.max() ?? .zero
+                let lb = b.victims.map { snapshot.running[$0].startedAt }.max() ?? .zero
+                return la != lb ? la > lb : a.i < b.i
+            }
+            if job.numNodes == 1 {
+                guard let best = options.filter({ !$0.victims.isEmpty }).min(by: cheaper) else { return nil }
+                chosen = [best]
+            } else {
+                // Group by the domain the gang must live in; pick the group with the fewest victims.
+                var groups: [Int: [Option]] = [:]
+                for o in options {
+                    let key = job.topology == .rack ? snapshot.nodes[o.i].rack : snapshot.nodes[o.i].site
+                    groups[key, default: []].append(o)
+                }
+                var best: (victims: Set<Int>, nodes: [Option], key: Int)?
+                for (key, group) in groups where group.count >= job.numNodes {
+                    let nodes = Array(group.sorted(by: cheaper).prefix(job.numNodes))
+                    let victims = Set(nodes.flatMap(\.victims))
+                    if victims.isEmpty { continue }
+                    if best == nil || victims.count < best!.victims.count
+                        || (victims.count == best!.victims.count && key < best!.key)
+                    {
+                        best = (victims, nodes, key)
+                    }
+                }
+                guard let best else { return nil }
+                chosen = best.nodes
+            }
         }
         var victimIDs: [Int] = []
         for o in chosen { for v in o.victims where !victimIDs.contains(v) { victimIDs.append(v) } }
         for v in victimIDs { victimTaken.insert(v) }
-        for o in chosen { for t in o.target { nominated[o.i][t] = job.id } }
+        for o in chosen { capacity.hold(o.i, o.target, for: job.id) }
         let ids = victimIDs.map { snapshot.running[$0].id }
         return Preemption(
             job: job.id, victims: ids,
@@ -622,9 +674,9 @@ struct Round {
             return [scope, model].contains { s in snapshot.quotas[s].map { (quotaUsed[s] ?? 0) > $0 } ?? false }
         }
         let candidates = snapshot.running.enumerated()
-            .filter { _, r in
+            .filter { j, r in
+                !victimTaken.contains(j) &&
                 r.tier == .spot && !r.stopping && r.org == job.org && r.project != job.project && borrowing(r)
-                    && !victimTaken.contains(snapshot.running.firstIndex { $0.id == r.id }!)
             }
             .sorted { a, b in
                 a.element.startedAt != b.element.startedAt

@@ -1,0 +1,82 @@
+import StratusCore
+
+/// What a snapshot precomputes once, so that each decision costs what it touches: the
+/// capacity index, node lookup, spot work by node and by recency, running work's ends,
+/// running GPU time per org and the GPUs sold under capacity protection.
+struct Prepared: Sendable {
+    let index: [NodeID: Int]
+    let capacity: CapacityIndex
+    /// Spot work that may be preempted: node -> [(running job, its GPUs there)].
+    let preemptible: [Int: [(job: Int, gpus: [Int])]]
+    /// Spot jobs not being stopped, most recently started first.
+    let spotByRecency: [Int]
+    /// Running jobs with a known end, earliest first.
+    let ends: [(job: Int, at: Timestamp)]
+    /// Per org: GPUs held now and the sum of GPUs x start time (ms), for fair share.
+    let runningByOrg: [OrgID: (gpus: Int, gpuStartMs: Int64)]
+    /// For models with an internal reserve: GPUs that exist (key -1 fleet-wide, then per
+    /// site) and GPUs that on-demand and reserved work holds.
+    let capacityByModel: [String: [Int: Int]]
+    let sold: [String: [Int: Int]]
+
+    init(
+        nodes: [SchedulingSnapshot.NodeView], pending: [SchedulingSnapshot.PendingJob],
+        running: [SchedulingSnapshot.RunningJob], reserves: [InternalReserve]
+    ) {
+        var index: [NodeID: Int] = [:]
+        index.reserveCapacity(nodes.count)
+        for (i, n) in nodes.enumerated() { index[n.id] = i }
+        var held: [Int: [Int: JobID]] = [:]
+        for job in pending {
+            for a in job.nominated ?? [] {
+                guard let i = index[a.node] else { continue }
+                for g in a.gpus { held[i, default: [:]][g] = job.id }
+            }
+        }
+        capacity = CapacityIndex(nodes: nodes, held: held)
+        var preemptible: [Int: [(job: Int, gpus: [Int])]] = [:]
+        var spot: [Int] = []
+        var ends: [(job: Int, at: Timestamp)] = []
+        var byOrg: [OrgID: (gpus: Int, gpuStartMs: Int64)] = [:]
+        for (j, r) in running.enumerated() {
+            let gpus = r.allocations.reduce(0) { $0 + $1.gpus.count }
+            byOrg[r.org, default: (0, 0)].gpus += gpus
+            byOrg[r.org, default: (0, 0)].gpuStartMs += Int64(gpus) * r.startedAt.milliseconds
+            if let end = r.expectedEnd { ends.append((j, end)) }
+            guard r.tier == .spot, !r.stopping else { continue }
+            spot.append(j)
+            for a in r.allocations {
+                if let i = index[a.node] { preemptible[i, default: []].append((j, a.gpus)) }
+            }
+        }
+        spot.sort { a, b in
+            let ra = running[a]
+            let rb = running[b]
+            return ra.startedAt != rb.startedAt ? ra.startedAt > rb.startedAt : ra.id > rb.id
+        }
+        ends.sort { $0.at != $1.at ? $0.at < $1.at : $0.job < $1.job }
+        var capacityByModel: [String: [Int: Int]] = [:]
+        var sold: [String: [Int: Int]] = [:]
+        let reserved = Set(reserves.map(\.gpuModel))
+        if !reserved.isEmpty {
+            for n in nodes where reserved.contains(n.gpuModel) {
+                capacityByModel[n.gpuModel, default: [:]][-1, default: 0] += n.gpuCount
+                capacityByModel[n.gpuModel, default: [:]][n.site, default: 0] += n.gpuCount
+            }
+            for r in running where r.tier == .onDemand || r.tier == .reserved {
+                for a in r.allocations {
+                    guard let i = index[a.node], reserved.contains(nodes[i].gpuModel) else { continue }
+                    sold[nodes[i].gpuModel, default: [:]][-1, default: 0] += a.gpus.count
+                    sold[nodes[i].gpuModel, default: [:]][nodes[i].site, default: 0] += a.gpus.count
+                }
+            }
+        }
+        self.index = index
+        self.preemptible = preemptible
+        self.spotByRecency = spot
+        self.ends = ends
+        self.runningByOrg = byOrg
+        self.capacityByModel = capacityByModel
+        self.sold = sold
+    }
+}
