@@ -169,6 +169,29 @@ public struct SchedulingSnapshot: Sendable {
         self.prepared = Prepared(nodes: nodes, pending: pending, running: running, reserves: reserves)
     }
 
+    private init(_ base: SchedulingSnapshot, pending: [PendingJob]) {
+        nodes = base.nodes
+        self.pending = pending
+        running = base.running
+        sites = base.sites
+        tenants = base.tenants
+        quotas = base.quotas
+        quotaUsed = base.quotaUsed
+        reserves = base.reserves
+        prepared = base.prepared
+    }
+
+    /// The same facts with another queue. The indexes are reused unless either queue
+    /// holds GPUs for a preemption (nominations are part of the capacity index).
+    public func replacingPending(_ pending: [PendingJob]) -> SchedulingSnapshot {
+        if self.pending.contains(where: { $0.nominated != nil }) || pending.contains(where: { $0.nominated != nil }) {
+            return SchedulingSnapshot(
+                nodes: nodes, pending: pending, running: running, sites: sites, tenants: tenants, quotas: quotas,
+                quotaUsed: quotaUsed, reserves: reserves)
+        }
+        return SchedulingSnapshot(self, pending: pending)
+    }
+
     /// Indexes built once per snapshot, so that each decision is cheap.
     let prepared: Prepared
 }

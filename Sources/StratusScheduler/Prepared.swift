@@ -8,8 +8,10 @@ struct Prepared: Sendable {
     let capacity: CapacityIndex
     /// Spot work that may be preempted: node -> [(running job, its GPUs there)].
     let preemptible: [Int: [(job: Int, gpus: [Int])]]
-    /// Spot jobs not being stopped, most recently started first.
-    let spotByRecency: [Int]
+    /// Spot jobs not being stopped, by the GPU model they hold, most recently started first.
+    let spotByRecency: [String: [Int]]
+    /// Each running job's allocations by node index.
+    let placedOn: [[(node: Int, gpus: [Int])]]
     /// Running jobs with a known end, earliest first.
     let ends: [(job: Int, at: Timestamp)]
     /// Per org: GPUs held now and the sum of GPUs x start time (ms), for fair share.
@@ -35,7 +37,9 @@ struct Prepared: Sendable {
         }
         capacity = CapacityIndex(nodes: nodes, held: held)
         var preemptible: [Int: [(job: Int, gpus: [Int])]] = [:]
-        var spot: [Int] = []
+        var spot: [String: [Int]] = [:]
+        var placedOn: [[(node: Int, gpus: [Int])]] = []
+        placedOn.reserveCapacity(running.count)
         var ends: [(job: Int, at: Timestamp)] = []
         var byOrg: [OrgID: (gpus: Int, gpuStartMs: Int64)] = [:]
         for (j, r) in running.enumerated() {
@@ -43,16 +47,18 @@ struct Prepared: Sendable {
             byOrg[r.org, default: (0, 0)].gpus += gpus
             byOrg[r.org, default: (0, 0)].gpuStartMs += Int64(gpus) * r.startedAt.milliseconds
             if let end = r.expectedEnd { ends.append((j, end)) }
-            guard r.tier == .spot, !r.stopping else { continue }
-            spot.append(j)
-            for a in r.allocations {
-                if let i = index[a.node] { preemptible[i, default: []].append((j, a.gpus)) }
-            }
+            let on = r.allocations.compactMap { a in index[a.node].map { (node: $0, gpus: a.gpus) } }
+            placedOn.append(on)
+            guard r.tier == .spot, !r.stopping, let first = on.first else { continue }
+            spot[nodes[first.node].gpuModel, default: []].append(j)
+            for a in on { preemptible[a.node, default: []].append((j, a.gpus)) }
         }
-        spot.sort { a, b in
-            let ra = running[a]
-            let rb = running[b]
-            return ra.startedAt != rb.startedAt ? ra.startedAt > rb.startedAt : ra.id > rb.id
+        for model in spot.keys {
+            spot[model]!.sort { a, b in
+                let ra = running[a]
+                let rb = running[b]
+                return ra.startedAt != rb.startedAt ? ra.startedAt > rb.startedAt : ra.id > rb.id
+            }
         }
         ends.sort { $0.at != $1.at ? $0.at < $1.at : $0.job < $1.job }
         var capacityByModel: [String: [Int: Int]] = [:]
@@ -74,6 +80,7 @@ struct Prepared: Sendable {
         self.index = index
         self.preemptible = preemptible
         self.spotByRecency = spot
+        self.placedOn = placedOn
         self.ends = ends
         self.runningByOrg = byOrg
         self.capacityByModel = capacityByModel

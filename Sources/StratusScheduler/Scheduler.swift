@@ -313,7 +313,8 @@ struct Round {
             return .failure(Failure(reasons: ["capacity: no \(model) nodes in the fleet"]))
         }
         let selector = !job.placement.nodeSelector.isEmpty
-        // Per-node checks are needed only for node labels and backfill holds.
+        // Per-node checks are needed only for node labels and backfill holds; only
+        // labels need a scan to count.
         let filtered = selector || !blocked.isEmpty
         func usable(_ i: Int) -> Bool {
             (!selector || job.placement.matches(snapshot.nodes[i].labels)) && !blocked.contains(i)
@@ -333,6 +334,23 @@ struct Round {
         var verdicts: [String: QuotaVerdict] = [:]
         var open: [(pool: Int, fitting: Int)] = []
         var scanned = 0
+        // Backfill holds, counted per pool and per slot (they are few), so that the
+        // counts stay summaries rather than scans.
+        var heldNodes: [Int: Int] = [:]
+        var heldFitting: [Int: Int] = [:]
+        var heldFittingInSlot: [Int: Int] = [:]
+        if !selector {
+            for i in blocked {
+                let s = Int(capacity.nodeSlot[i])
+                guard s >= 0, snapshot.nodes[i].gpuModel == model else { continue }
+                let p = capacity.slots[s].pool
+                heldNodes[p, default: 0] += 1
+                if Int(capacity.availableCount[i]) >= g {
+                    heldFitting[p, default: 0] += 1
+                    heldFittingInSlot[s, default: 0] += 1
+                }
+            }
+        }
         for p in pools {
             let pool = capacity.pools[p]
             ofModel += pool.total
@@ -341,7 +359,7 @@ struct Round {
                 continue
             }
             var fitting = 0
-            if filtered {
+            if selector {
                 for i in pool.allNodes {
                     scanned += 1
                     if scanned > Limits.maxNodesScannedPerJob { break }
@@ -364,7 +382,8 @@ struct Round {
             } else {
                 unschedulable += pool.unschedulable
                 freeOfModel += pool.available
-                fitting = capacity.nodes(withAtLeast: g, in: p)
+                reservedForOther += heldNodes[p] ?? 0
+                fitting = capacity.nodes(withAtLeast: g, in: p) - (heldFitting[p] ?? 0)
             }
             guard fitting > 0, let probe = pool.allNodes.first else { continue }
             if watts(probe, gpus: g) > powerLeft(probe) {
@@ -438,7 +457,7 @@ struct Round {
                 }
         }
         func fitting(inSlot s: Int) -> Int {
-            filtered ? packed(s).count : capacity.nodes(withAtLeast: g, inSlot: s)
+            selector ? packed(s).count : capacity.nodes(withAtLeast: g, inSlot: s) - (heldFittingInSlot[s] ?? 0)
         }
         func chosen(_ nodes: [Int], _ reason: String) -> Choice {
             Choice(nodes: nodes.map { ($0, capacity.available($0, for: job.id).lowest(g)) }, reason: reason)
@@ -562,12 +581,13 @@ struct Round {
         var scanned = 0
         if job.numNodes == 1 {
             // One victim is the fewest: the most recently started spot job whose GPUs are enough alone.
-            for j in snapshot.prepared.spotByRecency where !victimTaken.contains(j) {
+            for j in snapshot.prepared.spotByRecency[job.gpuModel] ?? [] where !victimTaken.contains(j) {
                 scanned += 1
                 if scanned > Limits.maxNodesScannedPerJob { break }
                 var best: Option?
-                for a in snapshot.running[j].allocations {
-                    guard let i = index[a.node], nodeOK(i), best == nil || i < best!.i else { continue }
+                for a in snapshot.prepared.placedOn[j] {
+                    let i = a.node
+                    guard nodeOK(i), best == nil || i < best!.i else { continue }
                     let room = pool(i, adding: a.gpus)
                     if room.count >= g { best = Option(i: i, victims: [j], target: Array(room.sorted().prefix(g))) }
                 }
@@ -675,8 +695,8 @@ struct Round {
         }
         let candidates = snapshot.running.enumerated()
             .filter { j, r in
-                !victimTaken.contains(j) &&
-                r.tier == .spot && !r.stopping && r.org == job.org && r.project != job.project && borrowing(r)
+                !victimTaken.contains(j) && r.tier == .spot && !r.stopping && r.org == job.org && r.project != job.project
+                    && borrowing(r)
             }
             .sorted { a, b in
                 a.element.startedAt != b.element.startedAt
