@@ -38,15 +38,12 @@ public struct TieredScheduler: Scheduler {
         // Tier first; within a tier the org with the lowest fair-share score; then FIFO.
         let rank = Dictionary(
             uniqueKeysWithValues: fairShare.standings(snapshot, now: now).enumerated().map { ($1.org, $0) })
-        let ordered = snapshot.pending.enumerated()
-            .sorted { a, b in
-                if a.element.tier.rank != b.element.tier.rank { return a.element.tier.rank < b.element.tier.rank }
-                let ra = rank[a.element.org] ?? Int.max
-                let rb = rank[b.element.org] ?? Int.max
-                return ra != rb ? ra < rb : a.offset < b.offset
-            }
-            .prefix(Limits.maxJobsPerPlan)
-            .map(\.element)
+        let keys = snapshot.pending.enumerated().map { i, job in (tier: job.tier.rank, org: rank[job.org] ?? Int.max, i: i) }
+        let ordered = keys.sorted { a, b in
+            a.tier != b.tier ? a.tier < b.tier : a.org != b.org ? a.org < b.org : a.i < b.i
+        }
+        .prefix(Limits.maxJobsPerPlan)
+        .map { snapshot.pending[$0.i] }
 
         // EASY backfill: the first job that cannot start gets a reservation at its earliest
         // start; jobs behind it may take those nodes only if they end before it starts.
@@ -147,6 +144,8 @@ struct Round {
     /// site), and GPUs that on-demand and reserved work holds.
     var reserve: [String: [Int: Int]] = [:]
     var sold: [String: [Int: Int]]
+    /// Milliwatts per GPU of each pool.
+    let poolMilliwatts: [Int64]
 
     struct Failure: Error {
         let reasons: [String]
@@ -162,6 +161,7 @@ struct Round {
         powerLeft = s.sites.map { $0.budgetWatts - $0.usedWatts }
         quotaUsed = s.quotaUsed
         sold = s.prepared.sold
+        poolMilliwatts = s.prepared.capacity.pools.map { Self.milliwatts(model: $0.model, site: $0.site, s) }
         if !s.reserves.isEmpty {
             var siteIndex: [String: Int] = [:]
             for (i, site) in s.sites.enumerated() { siteIndex[site.name] = i }
@@ -210,14 +210,18 @@ struct Round {
 
     /// Watts `gpus` GPUs of node `i` draw at the wall (GPU power x PUE).
     func watts(_ i: Int, gpus: Int) -> Int64 {
-        let node = snapshot.nodes[i]
-        guard node.site < snapshot.sites.count else { return 0 }
-        let perGPU = Int64(GPUCatalog.model(named: node.gpuModel)?.powerWatts ?? 0)
-        return Int64(gpus) * perGPU * snapshot.sites[node.site].pueMilli / 1000
+        if let p = capacity.pool(ofNode: i) { return Int64(gpus) * poolMilliwatts[p] / 1000 }
+        return Int64(gpus) * Self.milliwatts(model: snapshot.nodes[i].gpuModel, site: snapshot.nodes[i].site, snapshot) / 1000
+    }
+
+    /// Milliwatts one GPU of `model` draws at the wall in `site` (GPU power x PUE).
+    static func milliwatts(model: String, site: Int, _ snapshot: SchedulingSnapshot) -> Int64 {
+        guard site < snapshot.sites.count else { return 0 }
+        return Int64(GPUCatalog.model(named: model)?.powerWatts ?? 0) * snapshot.sites[site].pueMilli
     }
 
     func powerLeft(_ i: Int) -> Int64 {
-        let site = snapshot.nodes[i].site
+        let site = capacity.pool(ofNode: i).map { capacity.pools[$0].site } ?? snapshot.nodes[i].site
         return site < powerLeft.count ? powerLeft[site] : .max
     }
 
@@ -292,7 +296,7 @@ struct Round {
 
     mutating func take(_ nodes: [(Int, [Int])]) {
         for (i, gpus) in nodes {
-            let site = snapshot.nodes[i].site
+            let site = capacity.pool(ofNode: i).map { capacity.pools[$0].site } ?? snapshot.nodes[i].site
             if site < powerLeft.count { powerLeft[site] -= watts(i, gpus: gpus.count) }
             capacity.take(i, gpus)
         }
