@@ -93,6 +93,9 @@ struct CapacityIndex: Sendable {
     /// Available GPUs per slot and the slot histograms.
     private(set) var slotAvailable: [Int32]
     private(set) var slotHist: [UInt16]
+    /// Flat copies of each slot's histogram start and its pool's largest node, for the hot loops.
+    let slotHistBase: [Int32]
+    let slotMaxGPUs: [UInt8]
     /// GPUs held for a job whose preemption is under way: node -> gpu -> job.
     private(set) var held: [Int: [Int: JobID]] = [:]
 
@@ -170,6 +173,8 @@ struct CapacityIndex: Sendable {
         self.availableCount = ChunkedArray(counts)
         self.slotAvailable = slotAvailable
         self.slotHist = slotHist
+        self.slotHistBase = slots.map { Int32($0.histBase) }
+        self.slotMaxGPUs = slots.map { UInt8(pools[$0.pool].maxGPUs) }
         self.held = held
     }
 
@@ -192,11 +197,11 @@ struct CapacityIndex: Sendable {
 
     /// Nodes of slot `s` with at least `g` available GPUs.
     func nodes(withAtLeast g: Int, inSlot s: Int) -> Int {
-        let slot = slots[s]
-        let maxGPUs = pools[slot.pool].maxGPUs
+        let base = Int(slotHistBase[s])
+        let maxGPUs = Int(slotMaxGPUs[s])
         guard g <= maxGPUs else { return 0 }
         var n = 0
-        for f in max(g, 1)...maxGPUs { n += Int(slotHist[slot.histBase + f]) }
+        for f in max(g, 1)...maxGPUs { n += Int(slotHist[base + f]) }
         return n
     }
 

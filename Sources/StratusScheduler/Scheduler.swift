@@ -134,6 +134,8 @@ struct Round {
     let snapshot: SchedulingSnapshot
     var capacity: CapacityIndex
     var victimTaken: Set<Int> = []
+    /// Per GPU model, how many of the most recent spot jobs are already victims.
+    var spotCursor: [String: Int] = [:]
     /// Nodes held for the backfill reservation: jobs that would not end in time skip them.
     var blocked: Set<Int> = []
     /// Watts each site may still draw.
@@ -460,8 +462,11 @@ struct Round {
                     return fa != fb ? fa < fb : a < b
                 }
         }
+        let heldInSlot = heldFittingInSlot
         func fitting(inSlot s: Int) -> Int {
-            selector ? packed(s).count : capacity.nodes(withAtLeast: g, inSlot: s) - (heldFittingInSlot[s] ?? 0)
+            if selector { return packed(s).count }
+            let q = capacity.nodes(withAtLeast: g, inSlot: s)
+            return heldInSlot.isEmpty || q == 0 ? q : q - (heldInSlot[s] ?? 0)
         }
         func chosen(_ nodes: [Int], _ reason: String) -> Choice {
             Choice(nodes: nodes.map { ($0, capacity.available($0, for: job.id).lowest(g)) }, reason: reason)
@@ -585,7 +590,12 @@ struct Round {
         var scanned = 0
         if job.numNodes == 1 {
             // One victim is the fewest: the most recently started spot job whose GPUs are enough alone.
-            for j in snapshot.prepared.spotByRecency[job.gpuModel] ?? [] where !victimTaken.contains(j) {
+            let spot = snapshot.prepared.spotByRecency[job.gpuModel] ?? []
+            // Victims already taken this round are mostly a prefix: skip it.
+            var from = spotCursor[job.gpuModel] ?? 0
+            while from < spot.count, victimTaken.contains(spot[from]) { from += 1 }
+            spotCursor[job.gpuModel] = from
+            for j in spot[from...] where !victimTaken.contains(j) {
                 scanned += 1
                 if scanned > Limits.maxNodesScannedPerJob { break }
                 var best: Option?

@@ -23,6 +23,8 @@ struct SchedulerBench: AsyncParsableCommand {
             "Single-node jobs in the batched round (throughput); gangs of 8 use a tenth, of 64 a hundredth, preemption a twentieth."
     ) var batch = 10_000
     @Option(help: "Batched rounds per stream; the median is reported.") var rounds = 5
+    @Option(help: "Streams to measure, comma-separated (the others print zeros).")
+    var streams = "single_node,gang_8,gang_64,preemption"
     @Option var seed: UInt64 = 42
 
     /// A fleet snapshot at the given occupancy; used GPUs are held by spot jobs (so that
@@ -92,9 +94,12 @@ struct SchedulerBench: AsyncParsableCommand {
     }
 
     func stream(
-        _ base: SchedulingSnapshot, scheduler: TieredScheduler, job: (Int) -> SchedulingSnapshot.PendingJob, batchSize: Int,
+        _ name: String, _ base: SchedulingSnapshot, scheduler: TieredScheduler, job: (Int) -> SchedulingSnapshot.PendingJob, batchSize: Int,
         expectPreemption: Bool = false
     ) -> Stream {
+        guard streams.split(separator: ",").contains(Substring(name)) else {
+            return Stream(placementsPerS: 0, latencyUs: .init(p50: 0, p99: 0, p999: 0), decisionsTimed: 0, placed: 0)
+        }
         let clock = ContinuousClock()
         // Latency: one decision per plan, on the same fleet.
         var latencies: [Double] = []
@@ -162,27 +167,27 @@ struct SchedulerBench: AsyncParsableCommand {
         let scheduler = TieredScheduler()
         FileHandle.standardError.write(Data("fleet: \(base.nodes.count) nodes, \(gpus) GPUs; measuring...\n".utf8))
         let single = stream(
-            base, scheduler: scheduler,
+            "single_node", base, scheduler: scheduler,
             job: { i in
                 .init(id: JobID("j\(i)"), tier: .onDemand, gpuModel: "H100", gpusPerNode: 1 + i % 8, numNodes: 1)
             }, batchSize: batch)
         // Gangs take whole nodes; their fleet is occupied by whole nodes too.
         let (emptier, _) = snapshot(fleet(occupancy: occupancy, wholeNodes: true, rng: &rng))
         let gang8 = stream(
-            emptier, scheduler: scheduler,
+            "gang_8", emptier, scheduler: scheduler,
             job: { i in
                 .init(
                     id: JobID("g\(i)"), tier: .onDemand, gpuModel: i % 2 == 0 ? "H100" : "GB200", gpusPerNode: i % 2 == 0 ? 8 : 4,
                     numNodes: 8)
             }, batchSize: max(1, batch / 10))
         let gang64 = stream(
-            emptier, scheduler: scheduler,
+            "gang_64", emptier, scheduler: scheduler,
             job: { i in
                 .init(id: JobID("G\(i)"), tier: .onDemand, gpuModel: "H100", gpusPerNode: 8, numNodes: 64, topology: .site)
             }, batchSize: max(1, batch / 100))
         let (full, _) = snapshot(fleet(occupancy: 0.95, rng: &rng))
         let preemption = stream(
-            full, scheduler: scheduler,
+            "preemption", full, scheduler: scheduler,
             job: { i in
                 .init(id: JobID("p\(i)"), tier: .onDemand, gpuModel: "H100", gpusPerNode: 8, numNodes: 1)
             }, batchSize: max(1, batch / 20), expectPreemption: true)
