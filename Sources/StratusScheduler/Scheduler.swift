@@ -134,8 +134,13 @@ struct Round {
     let snapshot: SchedulingSnapshot
     var capacity: CapacityIndex
     var victimTaken: Set<Int> = []
-    /// Per GPU model, how many of the most recent spot jobs are already victims.
-    var spotCursor: [String: Int] = [:]
+    /// Per GPU model and GPU count, how many of the most recent spot jobs are known to be
+    /// taken or too small this round.
+    var spotCursor: [SpotCursor: Int] = [:]
+    struct SpotCursor: Hashable {
+        let model: String
+        let gpus: Int
+    }
     /// Nodes held for the backfill reservation: jobs that would not end in time skip them.
     var blocked: Set<Int> = []
     /// Watts each site may still draw.
@@ -564,6 +569,7 @@ struct Round {
         guard let pools = capacity.poolsByModel[job.gpuModel] else { return nil }
         // Preempting for GPUs never helps a job its location, quota or the internal reserve holds back.
         var eligible = Set<Int>()
+        eligible.reserveCapacity(pools.count)
         for p in pools {
             let site = capacity.pools[p].site
             guard locationAllows(site, job) else { continue }
@@ -591,24 +597,30 @@ struct Round {
         if job.numNodes == 1 {
             // One victim is the fewest: the most recently started spot job whose GPUs are enough alone.
             let spot = snapshot.prepared.spotByRecency[job.gpuModel] ?? []
-            // Victims already taken this round are mostly a prefix: skip it.
-            var from = spotCursor[job.gpuModel] ?? 0
-            while from < spot.count, victimTaken.contains(spot[from]) { from += 1 }
-            spotCursor[job.gpuModel] = from
-            for j in spot[from...] where !victimTaken.contains(j) {
-                scanned += 1
-                if scanned > Limits.maxNodesScannedPerJob { break }
-                var best: Option?
-                for a in snapshot.prepared.placedOn[j] {
-                    let i = a.node
-                    guard nodeOK(i), best == nil || i < best!.i else { continue }
-                    let room = pool(i, adding: a.gpus)
-                    if room.count >= g { best = Option(i: i, victims: [j], target: Array(room.sorted().prefix(g))) }
+            // Within a round GPUs only get scarcer, so a spot job that was taken, or whose
+            // GPUs were not enough for `g`, stays so: unconstrained jobs resume after them.
+            let unconstrained = !selector && eligible.count == pools.count
+            let key = SpotCursor(model: job.gpuModel, gpus: g)
+            var k = unconstrained ? spotCursor[key] ?? 0 : 0
+            while k < spot.count {
+                let j = spot[k]
+                k += 1
+                if !victimTaken.contains(j) {
+                    scanned += 1
+                    if scanned > Limits.maxNodesScannedPerJob { break }
+                    var best: Option?
+                    for a in snapshot.prepared.placedOn[j] {
+                        let i = a.node
+                        guard nodeOK(i), best == nil || i < best!.i else { continue }
+                        let room = pool(i, adding: a.gpus)
+                        if room.count >= g { best = Option(i: i, victims: [j], target: Array(room.sorted().prefix(g))) }
+                    }
+                    if let best {
+                        chosen = [best]
+                        break
+                    }
                 }
-                if let best {
-                    chosen = [best]
-                    break
-                }
+                if unconstrained { spotCursor[key] = k }
             }
         }
         if chosen.isEmpty {
