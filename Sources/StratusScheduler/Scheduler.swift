@@ -327,9 +327,6 @@ struct Round {
         // Per-node checks are needed only for node labels and backfill holds; only
         // labels need a scan to count.
         let filtered = selector || !blocked.isEmpty
-        func usable(_ i: Int) -> Bool {
-            (!selector || job.placement.matches(snapshot.nodes[i].labels)) && !blocked.contains(i)
-        }
         var ofModel = 0
         var unschedulable = 0
         var outside = 0
@@ -457,21 +454,10 @@ struct Round {
                 at: reasons.count > 0 && (quotaBlocked > 0 || protected > 0) ? 1 : 0)
             return .failure(Failure(reasons: reasons))
         }
-        /// The nodes of slot `s` that can take `g` GPUs, in packing order (fewest free first).
-        func packed(_ s: Int) -> [Int] {
-            capacity.slots[s].nodes
-                .filter { Int(capacity.availableCount[$0]) >= g && (!filtered || usable($0)) }
-                .sorted { a, b in
-                    let fa = capacity.availableCount[a]
-                    let fb = capacity.availableCount[b]
-                    return fa != fb ? fa < fb : a < b
-                }
-        }
+        let check: SchedulingSnapshot.PendingJob? = filtered ? job : nil
         let heldInSlot = heldFittingInSlot
         func fitting(inSlot s: Int) -> Int {
-            if selector { return packed(s).count }
-            let q = capacity.nodes(withAtLeast: g, inSlot: s)
-            return heldInSlot.isEmpty || q == 0 ? q : q - (heldInSlot[s] ?? 0)
+            fittingCount(inSlot: s, g: g, check: selector ? job : nil, heldInSlot: heldInSlot)
         }
         func chosen(_ nodes: [Int], _ reason: String) -> Choice {
             Choice(nodes: nodes.map { ($0, capacity.available($0, for: job.id).lowest(g)) }, reason: reason)
@@ -488,9 +474,7 @@ struct Round {
                         looked += 1
                         if looked > Limits.maxNodesScannedPerJob { break }
                         let s = CapacityIndex.slot(of: key)
-                        if let i = capacity.slots[s].nodes.first(where: {
-                            Int(capacity.availableCount[$0]) == f && (!filtered || usable($0))
-                        }) {
+                        if let i = firstNode(inSlot: s, withExactly: f, check: check) {
                             best = (key, i)
                             break
                         }
@@ -521,7 +505,7 @@ struct Round {
             if let best {
                 return .success(
                     chosen(
-                        Array(packed(best.slot).prefix(n)),
+                        Array(packed(best.slot, g: g, check: check).prefix(n)),
                         "gang in one rack (rack #\(capacity.slots[best.slot].rack), \(best.q) nodes fit)"))
             }
             if job.topology == .rack {
@@ -545,22 +529,72 @@ struct Round {
             return .failure(Failure(reasons: reasons))
         }
         let pool = capacity.pools[site.pool]
-        let counts = pool.slots.compactMap { s -> (slot: Int, q: Int)? in
-            let q = fitting(inSlot: s)
-            return q > 0 ? (s, q) : nil
+        var counts: [(slot: Int, q: Int)] = []
+        if g == pool.maxGPUs, check == nil {
+            // Whole nodes: the slots that have one are exactly bucket g.
+            for key in pool.buckets[g] {
+                let s = CapacityIndex.slot(of: key)
+                let q = fitting(inSlot: s)
+                if q > 0 { counts.append((s, q)) }
+            }
+            counts.sort { $0.slot < $1.slot }
+        } else {
+            for s in pool.slots {
+                let q = fitting(inSlot: s)
+                if q > 0 { counts.append((s, q)) }
+            }
         }
         var picked: [Int] = []
         var racks = 0
         fill: for level in stride(from: pool.maxSlotNodes, through: 1, by: -1) {
             for (s, q) in counts where q == level {
                 racks += 1
-                for i in packed(s) {
+                for i in packed(s, g: g, check: check) {
                     picked.append(i)
                     if picked.count == n { break fill }
                 }
             }
         }
         return .success(chosen(picked, "gang across \(racks) racks of one site"))
+    }
+
+    /// Whether node `i` passes the job's per-node checks: node labels and backfill holds.
+    func usable(_ i: Int, _ job: SchedulingSnapshot.PendingJob) -> Bool {
+        (job.placement.nodeSelector.isEmpty || job.placement.matches(snapshot.nodes[i].labels)) && !blocked.contains(i)
+    }
+
+    /// Nodes of slot `s` that can take `g` GPUs (and pass `check`'s per-node checks),
+    /// fewest available first, then in inventory order.
+    func packed(_ s: Int, g: Int, check: SchedulingSnapshot.PendingJob?) -> [Int] {
+        var out: [Int] = []
+        for i in capacity.slots[s].nodes {
+            let a = capacity.availableCount[i]
+            guard Int(a) >= g else { continue }
+            if let check, !usable(i, check) { continue }
+            out.append(i)
+            var k = out.count - 1
+            while k > 0, capacity.availableCount[out[k - 1]] > a {
+                out[k] = out[k - 1]
+                k -= 1
+            }
+            out[k] = i
+        }
+        return out
+    }
+
+    func firstNode(inSlot s: Int, withExactly f: Int, check: SchedulingSnapshot.PendingJob?) -> Int? {
+        for i in capacity.slots[s].nodes where Int(capacity.availableCount[i]) == f {
+            if let check, !usable(i, check) { continue }
+            return i
+        }
+        return nil
+    }
+
+    /// Nodes of slot `s` with `g` available GPUs; with a node selector, counted one by one.
+    func fittingCount(inSlot s: Int, g: Int, check: SchedulingSnapshot.PendingJob?, heldInSlot: [Int: Int]) -> Int {
+        if let check { return packed(s, g: g, check: check).count }
+        let q = capacity.nodes(withAtLeast: g, inSlot: s)
+        return heldInSlot.isEmpty || q == 0 ? q : q - (heldInSlot[s] ?? 0)
     }
 
     /// The fewest, most recently started spot jobs whose GPUs make the job fit, or nil.
