@@ -259,8 +259,12 @@ struct CapacityIndex: Sendable {
         for f in 1...max(1, maxGPUs) where f <= maxGPUs {
             let before = slotHist[base + f] > 0
             let countAfter = Int(slotHist[base + f]) + (f == new ? 1 : 0) - (f == old ? 1 : 0)
-            if before { Self.remove(oldKey, from: &pools[p].buckets[f]) }
-            if countAfter > 0 { Self.insert(newKey, into: &pools[p].buckets[f]) }
+            switch (before, countAfter > 0) {
+            case (true, true): Self.move(oldKey, to: newKey, in: &pools[p].buckets[f])
+            case (true, false): Self.remove(oldKey, from: &pools[p].buckets[f])
+            case (false, true): Self.insert(newKey, into: &pools[p].buckets[f])
+            case (false, false): break
+            }
         }
         slotHist[base + old] -= 1
         slotHist[base + new] += 1
@@ -284,6 +288,27 @@ struct CapacityIndex: Sendable {
         let at = position(key, in: list)
         if at < list.count, list[at] == key { return }
         list.insert(key, at: at)
+    }
+
+    /// Replaces `old` by `new`, shifting only the entries between their places.
+    private static func move(_ old: UInt64, to new: UInt64, in list: inout [UInt64]) {
+        let from = position(old, in: list)
+        guard from < list.count, list[from] == old else { return insert(new, into: &list) }
+        let to = position(new, in: list)
+        list.withUnsafeMutableBufferPointer { b in
+            guard let base = b.baseAddress else { return }
+            if to > from + 1 {
+                // Moves right: the entries between shift left by one.
+                (base + from).update(from: base + from + 1, count: to - 1 - from)
+                b[to - 1] = new
+            } else if to < from {
+                // Moves left: the entries between shift right by one.
+                (base + to + 1).update(from: base + to, count: from - to)
+                b[to] = new
+            } else {
+                b[from] = new
+            }
+        }
     }
 
     private static func remove(_ key: UInt64, from list: inout [UInt64]) {
