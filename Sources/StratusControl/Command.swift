@@ -20,6 +20,9 @@ public enum Command: Codable, Equatable, Sendable {
     case setInternalReserve(InternalReserve)
     case submitJob(SubmitJob)
     case cancelJob(CancelJob)
+    /// A capacity block, accepted only if it can be guaranteed.
+    case createReservation(CreateReservation)
+    case cancelReservation(CancelReservation)
     /// A scheduler decision, recorded so that replay never re-runs the scheduler.
     case applyPlan(Plan)
     case allocationStarted(AllocationStarted)
@@ -38,6 +41,8 @@ public enum Command: Codable, Equatable, Sendable {
         case .setQuota: "set_quota"
         case .setInternalReserve: "set_internal_reserve"
         case .submitJob: "submit_job"
+        case .createReservation: "create_reservation"
+        case .cancelReservation: "cancel_reservation"
         case .cancelJob: "cancel_job"
         case .applyPlan: "apply_plan"
         case .allocationStarted: "allocation_started"
@@ -186,5 +191,25 @@ public struct SetQuota: Codable, Equatable, Sendable {
     public init(scope: QuotaScope, limit: Int?) {
         self.scope = scope
         self.limit = limit
+    }
+}
+
+public struct CreateReservation: Codable, Equatable, Sendable {
+    public var org: OrgID
+    public var spec: ReservationSpec
+    public var by: KeyID
+    public init(org: OrgID, spec: ReservationSpec, by: KeyID) {
+        self.org = org
+        self.spec = spec
+        self.by = by
+    }
+}
+
+public struct CancelReservation: Codable, Equatable, Sendable {
+    public var reservation: ReservationID
+    public var by: KeyID
+    public init(reservation: ReservationID, by: KeyID) {
+        self.reservation = reservation
+        self.by = by
     }
 }

@@ -26,6 +26,8 @@ extension State {
         case .setInternalReserve(let c): outcome = try setInternalReserve(c, commit: commit)
         case .submitJob(let c): outcome = try submitJob(c, at: entry.at, commit: commit)
         case .cancelJob(let c): outcome = try cancelJob(c, at: entry.at, commit: commit)
+        case .createReservation(let c): outcome = try createReservation(c, at: entry.at, commit: commit)
+        case .cancelReservation(let c): outcome = try cancelReservation(c, at: entry.at, commit: commit)
         case .applyPlan(let c): outcome = try applyPlan(c, at: entry.at, commit: commit)
         case .allocationStarted(let c): outcome = try allocationStarted(c, at: entry.at, commit: commit)
         case .allocationExited(let c): outcome = try allocationExited(c, at: entry.at, commit: commit)
@@ -308,9 +310,26 @@ extension State {
         if c.spec.tier == .internal, c.org != InternalOrg.id {
             throw StratusError(.permissionDenied, "tier: internal is reserved for the operator's own workloads")
         }
-        if c.spec.tier == .reserved {
-            throw StratusError(
-                .invalidArgument, "tier: reserved needs a capacity reservation, which this version does not offer yet")
+        if let id = c.spec.reservation {
+            guard let r = reservations[id], r.org == c.org else { throw StratusError.notFound("reservation", id.rawValue) }
+            guard r.project == project.id else {
+                throw StratusError(.invalidArgument, "reservation: \(id) belongs to project \(projects[r.project]?.name ?? "")")
+            }
+            guard r.cancelledAt == nil else { throw StratusError(.failedPrecondition, "reservation: \(id) was cancelled") }
+            guard at < r.end else { throw StratusError(.failedPrecondition, "reservation: \(id) ended at \(r.end)") }
+            guard c.spec.gpuModel == r.gpuModel else {
+                throw StratusError(
+                    .invalidArgument, "resources.accelerators: reservation \(id) holds \(r.gpuModel), not \(c.spec.gpuModel)")
+            }
+            guard c.spec.totalGPUs <= r.gpus else {
+                throw StratusError(
+                    .invalidArgument, "resources.accelerators: \(c.spec.totalGPUs) GPUs, but reservation \(id) holds \(r.gpus)")
+            }
+            if let site = r.site, !c.spec.placement.sites.isEmpty, !c.spec.placement.sites.contains(site.rawValue) {
+                throw StratusError(.invalidArgument, "sites: reservation \(id) is in site \(site)")
+            }
+        } else if c.spec.tier == .reserved {
+            throw StratusError(.invalidArgument, "tier: reserved is for jobs in a reservation (set reservation: ID)")
         }
         for region in c.spec.placement.regions where regions[RegionID(region)] == nil {
             throw StratusError(.invalidArgument, "regions: unknown region '\(region)'")
@@ -367,6 +386,121 @@ extension State {
         return nil
     }
 
+    // MARK: reservations
+
+    mutating func createReservation(_ c: CreateReservation, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
+        guard orgs[c.org] != nil else { throw StratusError.notFound("org", c.org.rawValue) }
+        let projectName = c.spec.project ?? InternalOrg.defaultProject
+        guard let project = project(org: c.org, name: projectName) else { throw StratusError.notFound("project", projectName) }
+        guard GPUCatalog.model(named: c.spec.gpuModel)?.name == c.spec.gpuModel else {
+            throw StratusError(.invalidArgument, "gpu: unknown GPU model '\(c.spec.gpuModel)'")
+        }
+        guard c.spec.gpus >= 1, c.spec.gpus <= Limits.maxReservationGPUs else {
+            throw StratusError(.invalidArgument, "gpus: must be between 1 and \(Limits.maxReservationGPUs)")
+        }
+        if let site = c.spec.site, sites[site] == nil { throw StratusError.notFound("site", site.rawValue) }
+        let (start, end) = c.spec.window(now: at)
+        guard start >= at.adding(seconds: -60) else {
+            throw StratusError(.invalidArgument, "start: \(start) is in the past")
+        }
+        guard start.milliseconds - at.milliseconds <= Limits.maxReservationLeadSeconds * 1000 else {
+            throw StratusError(
+                .limitExceeded, "start: at most \(DurationText.format(seconds: Limits.maxReservationLeadSeconds)) ahead")
+        }
+        guard end > start else { throw StratusError(.invalidArgument, "end: must be after start") }
+        guard end.milliseconds - start.milliseconds <= Limits.maxReservationSeconds * 1000 else {
+            throw StratusError(
+                .limitExceeded, "duration: at most \(DurationText.format(seconds: Limits.maxReservationSeconds))")
+        }
+        guard reservations.count < Limits.maxReservations else {
+            throw StratusError(.limitExceeded, "reservations: at most \(Limits.maxReservations)")
+        }
+        if let problem = reservationProblem(
+            model: c.spec.gpuModel, gpus: c.spec.gpus, site: c.spec.site, start: start, end: end)
+        {
+            throw StratusError(.failedPrecondition, problem)
+        }
+        let id = ReservationID("res-\(nextReservation)")
+        guard commit else { return .applied(id.rawValue) }
+        nextReservation += 1
+        reservations[id] = Reservation(
+            id: id, org: c.org, project: project.id, gpuModel: c.spec.gpuModel, gpus: c.spec.gpus, site: c.spec.site,
+            start: start, end: end, createdAt: at)
+        return .applied(id.rawValue)
+    }
+
+    mutating func cancelReservation(_ c: CancelReservation, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
+        guard var r = reservations[c.reservation] else { throw StratusError.notFound("reservation", c.reservation.rawValue) }
+        if r.cancelledAt != nil || at >= r.end { return .unchanged(r.id.rawValue) }
+        guard commit else { return .applied(r.id.rawValue) }
+        r.cancelledAt = at
+        reservations[r.id] = r
+        // Queued work in it can no longer run; running work is stopped by the scheduler.
+        for id in queue where jobs[id]?.spec.reservation == r.id {
+            var job = jobs[id]!
+            job.state = .cancelled
+            job.endedAt = at
+            job.reason = "reservation \(r.id) was cancelled by \(c.by)"
+            job.record("cancelled", job.reason!, at: at)
+            jobs[id] = job
+            nominations[id] = nil
+        }
+        queue.removeAll { jobs[$0]?.state == .cancelled }
+        return .applied(r.id.rawValue)
+    }
+
+    /// Why `gpus` GPUs of `model` (in `site`, or anywhere) cannot be guaranteed over
+    /// [start, end), or nil. At every moment of the window, the accepted reservations, the
+    /// internal reserve (or internal work, if more) and other non-spot work that may
+    /// still run then (no time limit, or one that ends later) must leave room, in the fleet
+    /// and in the site. Spot work does not count: it is preempted.
+    func reservationProblem(model: String, gpus: Int, site: SiteID?, start: Timestamp, end: Timestamp) -> String? {
+        var capacity: [SiteID?: Int] = [nil: 0]
+        if let site { capacity[site] = 0 }
+        for id in nodeOrder {
+            let node = nodes[id]!
+            guard node.gpuModel == model, node.state == .ready else { continue }
+            capacity[nil]! += node.gpuCount
+            if let site, self.site(of: node)?.id == site { capacity[site]! += node.gpuCount }
+        }
+        // Work that holds GPUs now, outside reservations, with when it ends at the latest.
+        var running: [(site: SiteID?, internal: Bool, gpus: Int, end: Timestamp?)] = []
+        for job in jobs.values where !job.state.isTerminal && job.spec.reservation == nil && job.spec.tier != .spot {
+            for a in job.allocations where !a.isEnded {
+                guard let node = nodes[a.node], node.gpuModel == model else { continue }
+                running.append((self.site(of: node)?.id, job.spec.tier == .internal, a.gpus.count, Self.expectedEnd(job)))
+            }
+        }
+        let others = reservations.values.filter { $0.gpuModel == model && $0.overlaps(from: start, to: end) }
+        let modelReserves = reserves.values.filter { $0.gpuModel == model }
+        var moments = [start]
+        for r in others where r.start > start { moments.append(r.start) }
+        for r in modelReserves { for p in r.series where p.from > start && p.from < end { moments.append(p.from) } }
+        for scope in capacity.keys.sorted(by: { ($0?.rawValue ?? "") < ($1?.rawValue ?? "") }) {
+            let total = capacity[scope]!
+            for t in Set(moments).sorted() {
+                let reserved = others.filter { $0.start <= t && t < $0.end && (scope == nil || $0.site == scope) }
+                    .reduce(0) { $0 + $1.gpus }
+                let siteReserves = modelReserves.filter { $0.site != nil && (scope == nil || $0.site == scope?.rawValue) }
+                    .reduce(0) { $0 + $1.gpus(at: t) }
+                let fleetReserve = scope == nil ? modelReserves.filter { $0.site == nil }.reduce(0) { $0 + $1.gpus(at: t) } : 0
+                let held = max(fleetReserve, siteReserves)
+                var internalWork = 0
+                var otherWork = 0
+                for w in running where (scope == nil || w.site == scope) && (w.end.map { $0 > t } ?? true) {
+                    if w.internal { internalWork += w.gpus } else { otherWork += w.gpus }
+                }
+                let committed = reserved + max(held, internalWork) + otherWork
+                if committed + gpus > total {
+                    let place = scope.map { "site \($0)" } ?? "the fleet"
+                    return
+                        "reservation: \(gpus) \(model) in \(place) is not available at \(t): \(committed) of \(total) are committed (reservations \(reserved), internal \(max(held, internalWork)), other running work \(otherWork))"
+                }
+            }
+        }
+        return nil
+    }
+
     mutating func cancelJob(_ c: CancelJob, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
         guard let job = jobs[c.job] else { throw StratusError.notFound("job", c.job.rawValue) }
         if job.state.isTerminal || job.cancelRequested { return .unchanged(c.job.rawValue) }
@@ -407,6 +541,11 @@ extension State {
         for p in plan.placements {
             guard let job = jobs[p.job], job.state == .queued else {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) is not queued")
+            }
+            if let id = job.spec.reservation {
+                guard let r = reservations[id], r.cancelledAt == nil, r.start <= at, at < r.end else {
+                    throw StratusError(.failedPrecondition, "plan: job \(p.job) is outside its reservation's window")
+                }
             }
             guard p.nodes.count == job.spec.numNodes, Set(p.nodes.map(\.node)).count == p.nodes.count else {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) needs \(job.spec.numNodes) distinct nodes")
@@ -469,7 +608,8 @@ extension State {
             guard let job = jobs[p.job], job.state == .queued, nominations[p.job] == nil else {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) cannot preempt now")
             }
-            guard !p.victims.isEmpty, p.noticeSeconds >= 0 else {
+            // Without victims only to hold free GPUs for a reservation's job ahead of its start.
+            guard !p.victims.isEmpty || (!p.target.isEmpty && job.spec.reservation != nil), p.noticeSeconds >= 0 else {
                 throw StratusError(.failedPrecondition, "plan: preemption for \(p.job) names no victims")
             }
             for v in p.victims {
@@ -501,6 +641,13 @@ extension State {
                     }
                     try claim(a.node, g, for: p.job)
                 }
+            }
+        }
+        for stop in plan.stops {
+            guard let job = jobs[stop.job], job.state == .starting || job.state == .running, !job.cancelRequested,
+                let id = job.spec.reservation, let r = reservations[id], r.cancelledAt != nil || stop.deadline >= r.end
+            else {
+                throw StratusError(.failedPrecondition, "plan: job \(stop.job) cannot be stopped for its reservation")
             }
         }
         guard !plan.isEmpty else { return .unchanged("plan") }
@@ -538,7 +685,18 @@ extension State {
                 jobs[v] = victim
             }
             if !p.target.isEmpty { nominations[p.job] = p.target }
-            jobs[p.job]!.record("preempting", p.reason, at: at)
+            jobs[p.job]!.record(p.victims.isEmpty ? "holding" : "preempting", p.reason, at: at)
+        }
+        for stop in plan.stops {
+            var job = jobs[stop.job]!
+            job.cancelRequested = true
+            job.reason = "stopped: \(stop.reason)"
+            for i in job.allocations.indices where !job.allocations[i].isEnded {
+                job.allocations[i].stopRequested = true
+                job.allocations[i].stopDeadline = stop.deadline
+            }
+            job.record("reservation_ending", "\(stop.reason); killed at \(stop.deadline) if still running", at: at)
+            jobs[stop.job] = job
         }
         return .applied("plan")
     }

@@ -34,6 +34,9 @@ public struct State: Codable, Equatable, Sendable {
     public internal(set) var reserves: [String: InternalReserve] = [:]
     /// Quota rules: GPUs each scope may hold at once.
     public internal(set) var quotas: [QuotaScope: Int] = [:]
+    /// Capacity blocks, cancelled and ended ones included.
+    public internal(set) var reservations: [ReservationID: Reservation] = [:]
+    var nextReservation: UInt64 = 1
     /// GPUs held for a queued job while the spot work it preempted stops.
     public internal(set) var nominations: [JobID: [NodeAssignment]] = [:]
 
@@ -88,8 +91,8 @@ public struct State: Codable, Equatable, Sendable {
         }
         let pending = queue.compactMap { id -> SchedulingSnapshot.PendingJob? in
             guard let job = jobs[id] else { return nil }
-            return Self.pendingView(
-                id: id, spec: job.spec, org: job.org, project: projects[job.project]?.name ?? "", nominated: nominations[id])
+            return pendingView(
+                id: id, job.spec, org: job.org, project: projects[job.project]?.name ?? "", nominated: nominations[id])
         }
         var holding: [JobID] = []
         var seen = Set<JobID>()
@@ -104,15 +107,22 @@ public struct State: Codable, Equatable, Sendable {
                 startedAt: job.startedAt ?? job.submittedAt,
                 allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
                 stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested),
-                expectedEnd: Self.expectedEnd(job))
+                expectedEnd: Self.expectedEnd(job), reservation: job.spec.reservation)
         }
         let tenants = Dictionary(
             uniqueKeysWithValues: orgs.values.map { org in
                 (org.id, SchedulingSnapshot.TenantUsage(weight: org.weight, dailyGPUMilliseconds: usageByOrgDay[org.id] ?? [:]))
             })
+        var blocks: [ReservationID: SchedulingSnapshot.ReservationView] = [:]
+        let use = reservations.isEmpty ? [:] : reservationUse()
+        for r in reservations.values where r.cancelledAt == nil {
+            blocks[r.id] = .init(
+                id: r.id, gpuModel: r.gpuModel, site: r.site.flatMap { siteIndex[$0] }, gpus: r.gpus, start: r.start,
+                end: r.end, used: use[r.id] ?? 0)
+        }
         return SchedulingSnapshot(
             nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants, quotas: quotas,
-            quotaUsed: quotaUsage(), reserves: reserves.keys.sorted().map { reserves[$0]! })
+            quotaUsed: quotaUsage(), reserves: reserves.keys.sorted().map { reserves[$0]! }, reservations: blocks)
     }
 
     /// The latest a job holding GPUs will have ended: its start (or placement) plus its
@@ -152,7 +162,31 @@ public struct State: Codable, Equatable, Sendable {
         .init(
             id: id, tier: spec.tier, gpuModel: spec.gpuModel, gpusPerNode: spec.gpusPerNode, numNodes: spec.numNodes,
             topology: spec.topology, nominated: nominated, placement: spec.placement, org: org, project: project,
-            maxDurationSeconds: spec.maxDurationSeconds, alternatives: spec.alternatives)
+            maxDurationSeconds: spec.maxDurationSeconds, alternatives: spec.alternatives, reservation: spec.reservation)
+    }
+
+    /// How the scheduler sees a job of this state: a job in a site-bound reservation may
+    /// only run in that site.
+    public func pendingView(
+        id: JobID, _ spec: JobSpec, org: OrgID, project: String, nominated: [NodeAssignment]? = nil
+    ) -> SchedulingSnapshot.PendingJob {
+        var spec = spec
+        if let id = spec.reservation, let site = reservations[id]?.site { spec.placement.sites = [site.rawValue] }
+        return Self.pendingView(id: id, spec: spec, org: org, project: project, nominated: nominated)
+    }
+
+    /// GPUs each reservation's jobs hold, or have held for them ahead of its start.
+    public func reservationUse() -> [ReservationID: Int] {
+        var used: [ReservationID: Int] = [:]
+        for job in jobs.values {
+            guard let id = job.spec.reservation else { continue }
+            if job.state == .queued {
+                used[id, default: 0] += nominations[job.id]?.reduce(0) { $0 + $1.gpus.count } ?? 0
+            } else if !job.state.isTerminal {
+                used[id, default: 0] += job.allocations.filter { !$0.isEnded }.reduce(0) { $0 + $1.gpus.count }
+            }
+        }
+        return used
     }
 
     /// The site a node is in.
@@ -211,7 +245,10 @@ extension State {
                     run: job.spec.run, envs: job.spec.envs, maxDurationSeconds: job.spec.maxDurationSeconds,
                     masterNode: job.allocations.first!.node, started: alloc.startedAt != nil,
                     stopRequested: alloc.stopRequested, stopDeadline: alloc.stopDeadline,
-                    stopReason: job.preemptedBy.map { "preempted by \($0)" } ?? (job.cancelRequested ? "cancelled" : nil)))
+                    stopReason: job.preemptedBy.map { "preempted by \($0)" }
+                        ?? (job.cancelRequested
+                            ? (job.reason?.hasPrefix("stopped: ") == true ? String(job.reason!.dropFirst(9)) : "cancelled")
+                            : nil)))
         }
         return out.sorted { $0.job < $1.job }
     }

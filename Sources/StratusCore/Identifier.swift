@@ -31,6 +31,7 @@ public enum RegionKind {}
 public enum SiteKind {}
 public enum RackKind {}
 public enum MemberKind {}
+public enum ReservationKind {}
 
 public typealias OrgID = Identifier<OrgKind>
 public typealias ProjectID = Identifier<ProjectKind>
@@ -41,6 +42,7 @@ public typealias RegionID = Identifier<RegionKind>
 public typealias SiteID = Identifier<SiteKind>
 public typealias RackID = Identifier<RackKind>
 public typealias MemberID = Identifier<MemberKind>
+public typealias ReservationID = Identifier<ReservationKind>
 
 /// Names chosen by people (orgs, projects, regions, sites, racks, nodes): lowercase
 /// letters, digits and dashes, starting with a letter or digit, at most `Limits.maxNameLength`.

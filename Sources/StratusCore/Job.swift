@@ -29,13 +29,16 @@ public struct JobSpec: Codable, Equatable, Sendable {
     /// Other acceptable GPU models (with their own count per node), in order of preference
     /// after `gpuModel`.
     public var alternatives: [Accelerator]
+    /// The capacity block the job runs in (tier reserved), if any.
+    public var reservation: ReservationID?
 
     public init(
         name: String, project: String? = nil, gpuModel: String, gpusPerNode: Int, numNodes: Int = 1,
         tier: Tier = .onDemand, run: String, envs: [String: String] = [:], maxDurationSeconds: Int64? = nil,
         retry: RetryPolicy? = nil, topology: TopologyLevel? = nil, placement: PlacementConstraints = .anywhere,
-        alternatives: [Accelerator] = []
+        alternatives: [Accelerator] = [], reservation: ReservationID? = nil
     ) {
+        self.reservation = reservation
         self.name = name
         self.project = project
         self.gpuModel = gpuModel
@@ -86,10 +89,22 @@ public struct JobSpec: Codable, Equatable, Sendable {
             throw StratusError(.limitExceeded, "num_nodes: at most \(Limits.maxNodesPerJob), got \(numNodes)")
         }
 
-        let tierText = try o.string("tier") ?? Tier.onDemand.rawValue
+        let reservation = try o.string("reservation").map { ReservationID($0) }
+        if let reservation { try Name.validate(reservation.rawValue, field: "reservation") }
+        let tierText = try o.string("tier") ?? (reservation == nil ? Tier.onDemand : Tier.reserved).rawValue
         guard let tier = Tier(rawValue: tierText) else {
             throw StratusError(
                 .invalidArgument, "tier: '\(tierText)' is not one of \(Tier.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if reservation != nil {
+            guard tier == .reserved else {
+                throw StratusError(
+                    .invalidArgument, "tier: a job in a reservation runs in the reserved tier, not \(tier.rawValue)")
+            }
+            guard choices.count == 1 else {
+                throw StratusError(
+                    .invalidArgument, "resources.accelerators: a job in a reservation takes the reservation's GPU model only")
+            }
         }
 
         let run = try o.requiredString("run")
@@ -147,7 +162,7 @@ public struct JobSpec: Codable, Equatable, Sendable {
         return JobSpec(
             name: name, project: project, gpuModel: model.name, gpusPerNode: count, numNodes: Int(numNodes),
             tier: tier, run: run, envs: envs, maxDurationSeconds: maxDuration, retry: retry, topology: topology,
-            placement: placement, alternatives: Array(choices.dropFirst()))
+            placement: placement, alternatives: Array(choices.dropFirst()), reservation: reservation)
     }
 
     /// One choice (`H100:8`), a list in order of preference (`[H100:8, H200:8]`) or a

@@ -51,6 +51,13 @@ public enum Limits {
     public static let defaultFairShareHalfLifeSeconds: Int64 = 7 * 86400
     /// Quota rules the control plane holds.
     public static let maxQuotaRules = 100_000
+    /// Reservations (capacity blocks) the control plane holds, ended ones included.
+    public static let maxReservations = 10_000
+    /// Longest reservation (one year) and the most GPUs one may hold.
+    public static let maxReservationSeconds: Int64 = 366 * 86400
+    public static let maxReservationGPUs = 1_048_576
+    /// How far ahead a reservation may start (one year).
+    public static let maxReservationLeadSeconds: Int64 = 366 * 86400
     /// Points in one internal-reserve forecast series.
     public static let maxReserveSeriesPoints = 10_000
 }

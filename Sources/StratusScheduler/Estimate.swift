@@ -50,6 +50,12 @@ extension Round {
         for a in r.allocations {
             guard let i = index[a.node] else { continue }
             capacity.give(i, a.gpus)
+            if let id = r.reservation {
+                reservationUsed[id, default: 0] -= a.gpus.count
+            } else if r.tier != .spot, outside[snapshot.nodes[i].gpuModel] != nil {
+                outside[snapshot.nodes[i].gpuModel, default: [:]][-1, default: 0] -= a.gpus.count
+                outside[snapshot.nodes[i].gpuModel, default: [:]][snapshot.nodes[i].site, default: 0] -= a.gpus.count
+            }
             let site = snapshot.nodes[i].site
             if site < powerLeft.count { powerLeft[site] += watts(i, gpus: a.gpus.count) }
             if r.tier == .onDemand || r.tier == .reserved, reserve[snapshot.nodes[i].gpuModel] != nil {

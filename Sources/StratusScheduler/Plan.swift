@@ -61,11 +61,14 @@ public struct SchedulingSnapshot: Sendable {
         public let stopping: Bool
         /// When it will have ended at the latest (start + max_duration); nil if unbounded.
         public let expectedEnd: Timestamp?
+        /// The capacity block it runs in, if any.
+        public let reservation: ReservationID?
 
         public init(
             id: JobID, tier: Tier, org: OrgID = "", project: String = "", startedAt: Timestamp, allocations: [NodeAssignment],
-            stopping: Bool, expectedEnd: Timestamp? = nil
+            stopping: Bool, expectedEnd: Timestamp? = nil, reservation: ReservationID? = nil
         ) {
+            self.reservation = reservation
             self.id = id
             self.tier = tier
             self.org = org
@@ -93,12 +96,16 @@ public struct SchedulingSnapshot: Sendable {
         public let maxDurationSeconds: Int64?
         /// Other acceptable GPU models, tried in order when `gpuModel` does not fit.
         public let alternatives: [Accelerator]
+        /// The capacity block it runs in, if any.
+        public let reservation: ReservationID?
 
         public init(
             id: JobID, tier: Tier, gpuModel: String, gpusPerNode: Int, numNodes: Int, topology: TopologyLevel? = nil,
             nominated: [NodeAssignment]? = nil, placement: PlacementConstraints = .anywhere, org: OrgID = "",
-            project: String = "", maxDurationSeconds: Int64? = nil, alternatives: [Accelerator] = []
+            project: String = "", maxDurationSeconds: Int64? = nil, alternatives: [Accelerator] = [],
+            reservation: ReservationID? = nil
         ) {
+            self.reservation = reservation
             self.id = id
             self.tier = tier
             self.gpuModel = gpuModel
@@ -117,7 +124,8 @@ public struct SchedulingSnapshot: Sendable {
         public func choosing(_ choice: Accelerator) -> PendingJob {
             PendingJob(
                 id: id, tier: tier, gpuModel: choice.model, gpusPerNode: choice.count, numNodes: numNodes, topology: topology,
-                nominated: nominated, placement: placement, org: org, project: project, maxDurationSeconds: maxDurationSeconds)
+                nominated: nominated, placement: placement, org: org, project: project, maxDurationSeconds: maxDurationSeconds,
+                reservation: reservation)
         }
 
         /// Every acceptable choice as its own job, most preferred first.
@@ -142,6 +150,34 @@ public struct SchedulingSnapshot: Sendable {
     /// Capacity held for internal demand.
     public let reserves: [InternalReserve]
 
+    /// Capacity blocks that are not cancelled, by ID.
+    public let reservations: [ReservationID: ReservationView]
+
+    /// A capacity block as the scheduler sees it.
+    public struct ReservationView: Sendable {
+        public let id: ReservationID
+        public let gpuModel: String
+        /// Index in `sites`; nil: anywhere.
+        public let site: Int?
+        public let gpus: Int
+        public let start: Timestamp
+        public let end: Timestamp
+        /// GPUs its jobs hold now.
+        public let used: Int
+
+        public init(
+            id: ReservationID, gpuModel: String, site: Int?, gpus: Int, start: Timestamp, end: Timestamp, used: Int
+        ) {
+            self.id = id
+            self.gpuModel = gpuModel
+            self.site = site
+            self.gpus = gpus
+            self.start = start
+            self.end = end
+            self.used = used
+        }
+    }
+
     /// What fair share needs of an org: its weight and GPU-milliseconds per day.
     public struct TenantUsage: Sendable {
         public let weight: Int
@@ -156,8 +192,9 @@ public struct SchedulingSnapshot: Sendable {
     public init(
         nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = [], sites: [SiteView] = [],
         tenants: [OrgID: TenantUsage] = [:], quotas: [QuotaScope: Int] = [:], quotaUsed: [QuotaScope: Int] = [:],
-        reserves: [InternalReserve] = []
+        reserves: [InternalReserve] = [], reservations: [ReservationID: ReservationView] = [:]
     ) {
+        self.reservations = reservations
         self.nodes = nodes
         self.pending = pending
         self.running = running
@@ -166,7 +203,9 @@ public struct SchedulingSnapshot: Sendable {
         self.quotas = quotas
         self.quotaUsed = quotaUsed
         self.reserves = reserves
-        self.prepared = Prepared(nodes: nodes, pending: pending, running: running, reserves: reserves)
+        self.prepared = Prepared(
+            nodes: nodes, pending: pending, running: running, reserves: reserves,
+            reservedModels: Set(reservations.values.map(\.gpuModel)))
     }
 
     private init(_ base: SchedulingSnapshot, pending: [PendingJob]) {
@@ -178,6 +217,7 @@ public struct SchedulingSnapshot: Sendable {
         quotas = base.quotas
         quotaUsed = base.quotaUsed
         reserves = base.reserves
+        reservations = base.reservations
         prepared = base.prepared
     }
 
@@ -187,7 +227,7 @@ public struct SchedulingSnapshot: Sendable {
         if self.pending.contains(where: { $0.nominated != nil }) || pending.contains(where: { $0.nominated != nil }) {
             return SchedulingSnapshot(
                 nodes: nodes, pending: pending, running: running, sites: sites, tenants: tenants, quotas: quotas,
-                quotaUsed: quotaUsed, reserves: reserves)
+                quotaUsed: quotaUsed, reserves: reserves, reservations: reservations)
         }
         return SchedulingSnapshot(self, pending: pending)
     }
@@ -252,20 +292,46 @@ public struct Wait: Codable, Equatable, Sendable {
     public var reason: String { reasons.joined(separator: "; ") }
 }
 
+/// Stop a running job whose capacity block ends: it gets a notice and is killed at `deadline`.
+public struct Stop: Codable, Equatable, Sendable {
+    public let job: JobID
+    public let deadline: Timestamp
+    public let reason: String
+
+    public init(job: JobID, deadline: Timestamp, reason: String) {
+        self.job = job
+        self.deadline = deadline
+        self.reason = reason
+    }
+}
+
 public struct Plan: Codable, Equatable, Sendable {
     public var placements: [Placement]
     public var preemptions: [Preemption]
+    public var stops: [Stop]
     public var waits: [Wait]
 
-    public init(placements: [Placement] = [], preemptions: [Preemption] = [], waits: [Wait] = []) {
+    public init(placements: [Placement] = [], preemptions: [Preemption] = [], stops: [Stop] = [], waits: [Wait] = []) {
         self.placements = placements
         self.preemptions = preemptions
+        self.stops = stops
         self.waits = waits
     }
 
+    enum CodingKeys: String, CodingKey { case placements, preemptions, stops, waits }
+
+    /// Plans logged before stops existed decode with none.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        placements = try c.decode([Placement].self, forKey: .placements)
+        preemptions = try c.decode([Preemption].self, forKey: .preemptions)
+        stops = try c.decodeIfPresent([Stop].self, forKey: .stops) ?? []
+        waits = try c.decode([Wait].self, forKey: .waits)
+    }
+
     /// Whether the plan changes anything (waits do not).
-    public var isEmpty: Bool { placements.isEmpty && preemptions.isEmpty }
+    public var isEmpty: Bool { placements.isEmpty && preemptions.isEmpty && stops.isEmpty }
 
     /// The part of the plan the state machine applies and the log records.
-    public var decisions: Plan { Plan(placements: placements, preemptions: preemptions) }
+    public var decisions: Plan { Plan(placements: placements, preemptions: preemptions, stops: stops) }
 }

@@ -20,10 +20,16 @@ struct Prepared: Sendable {
     /// site) and GPUs that on-demand and reserved work holds.
     let capacityByModel: [String: [Int: Int]]
     let sold: [String: [Int: Int]]
+    /// For models with reservations: GPUs held by non-spot work outside any reservation
+    /// (key -1 fleet-wide, then per site).
+    let outside: [String: [Int: Int]]
+    /// Running jobs in a reservation.
+    let inReservations: [Int]
 
     init(
         nodes: [SchedulingSnapshot.NodeView], pending: [SchedulingSnapshot.PendingJob],
-        running: [SchedulingSnapshot.RunningJob], reserves: [InternalReserve]
+        running: [SchedulingSnapshot.RunningJob], reserves: [InternalReserve],
+        reservedModels: Set<String> = []
     ) {
         var index: [NodeID: Int] = [:]
         index.reserveCapacity(nodes.count)
@@ -64,14 +70,28 @@ struct Prepared: Sendable {
         var capacityByModel: [String: [Int: Int]] = [:]
         var sold: [String: [Int: Int]] = [:]
         let reserved = Set(reserves.map(\.gpuModel))
-        if !reserved.isEmpty {
-            for n in nodes where reserved.contains(n.gpuModel) {
+        let counted = reserved.union(reservedModels)
+        var outside: [String: [Int: Int]] = [:]
+        var inReservations: [Int] = []
+        for (j, r) in running.enumerated() {
+            if r.reservation != nil { inReservations.append(j) }
+            guard !reservedModels.isEmpty, r.reservation == nil, r.tier != .spot else { continue }
+            for a in r.allocations {
+                guard let i = index[a.node], reservedModels.contains(nodes[i].gpuModel) else { continue }
+                outside[nodes[i].gpuModel, default: [:]][-1, default: 0] += a.gpus.count
+                outside[nodes[i].gpuModel, default: [:]][nodes[i].site, default: 0] += a.gpus.count
+            }
+        }
+        self.outside = outside
+        self.inReservations = inReservations
+        if !counted.isEmpty {
+            for n in nodes where counted.contains(n.gpuModel) {
                 capacityByModel[n.gpuModel, default: [:]][-1, default: 0] += n.gpuCount
                 capacityByModel[n.gpuModel, default: [:]][n.site, default: 0] += n.gpuCount
             }
             for r in running where r.tier == .onDemand || r.tier == .reserved {
                 for a in r.allocations {
-                    guard let i = index[a.node], reserved.contains(nodes[i].gpuModel) else { continue }
+                    guard let i = index[a.node], counted.contains(nodes[i].gpuModel) else { continue }
                     sold[nodes[i].gpuModel, default: [:]][-1, default: 0] += a.gpus.count
                     sold[nodes[i].gpuModel, default: [:]][nodes[i].site, default: 0] += a.gpus.count
                 }

@@ -53,6 +53,7 @@ public struct TieredScheduler: Scheduler {
                 let endsInTime = job.maxDurationSeconds.map { now.adding(seconds: $0) <= r.at } ?? false
                 round.blocked = endsInTime ? [] : r.nodes
             }
+            if let id = job.reservation, !gate(job, in: id, round: &round, plan: &plan, now: now) { continue }
             if let nominated = job.nominated {
                 // The choice whose GPU model the held nodes have.
                 let heldModel = nominated.first.flatMap { round.index[$0.node] }.map { snapshot.nodes[$0].gpuModel }
@@ -60,6 +61,10 @@ public struct TieredScheduler: Scheduler {
                 if round.allFree(nominated), round.powerAllows(nominated), case .none = round.quotaBlock(job, nominated),
                     round.protectionBlock(job, nominated) == nil
                 {
+                    // Held GPUs already count against the job's reservation.
+                    if let id = job.reservation {
+                        round.reservationUsed[id, default: 0] -= nominated.reduce(0) { $0 + $1.gpus.count }
+                    }
                     round.take(nominated.map { (round.index[$0.node]!, $0.gpus) }, for: job)
                     plan.placements.append(Placement(job: job.id, nodes: nominated, reason: "on the GPUs its preemption freed"))
                 } else if let blocked = round.quotaBlock(job, nominated) {
@@ -123,7 +128,69 @@ public struct TieredScheduler: Scheduler {
             }
             plan.waits.append(Wait(job: job.id, reasons: reasons))
         }
+        // Work in a capacity block stops when the block ends (notice first), or soon after
+        // the block is cancelled.
+        for j in snapshot.prepared.inReservations {
+            let r = snapshot.running[j]
+            guard !r.stopping, let id = r.reservation else { continue }
+            if let block = snapshot.reservations[id] {
+                guard now >= block.end.adding(seconds: -preemptionNoticeSeconds) else { continue }
+                plan.stops.append(
+                    Stop(job: r.id, deadline: max(block.end, now), reason: "reservation \(id) ends at \(block.end)"))
+            } else {
+                plan.stops.append(
+                    Stop(
+                        job: r.id, deadline: now.adding(seconds: preemptionNoticeSeconds),
+                        reason: "reservation \(id) was cancelled"))
+            }
+        }
         return plan
+    }
+
+    /// A job in a capacity block: true when it may go on to placement now; otherwise its
+    /// wait (or the hold taken for it) is in the plan. Within the preemption notice before
+    /// the block starts, its GPUs are held (free ones, or spot work's after a notice that
+    /// ends by the start), so that it starts on time.
+    func gate(
+        _ job: SchedulingSnapshot.PendingJob, in id: ReservationID, round: inout Round, plan: inout Plan, now: Timestamp
+    ) -> Bool {
+        func wait(_ reasons: [String]) -> Bool {
+            plan.waits.append(Wait(job: job.id, reasons: reasons))
+            return false
+        }
+        guard let r = round.snapshot.reservations[id] else { return wait(["reservation: \(id) was cancelled"]) }
+        if now >= r.end { return wait(["reservation: \(id) ended at \(r.end)"]) }
+        let need = job.gpusPerNode * job.numNodes
+        let used = round.reservationUsed[id] ?? 0
+        if job.nominated == nil, used + need > r.gpus {
+            return wait(["reservation: \(id) has \(used) of its \(r.gpus) \(r.gpuModel) in use (needs \(need))"])
+        }
+        if now >= r.start { return true }
+        if job.nominated != nil { return wait(["reservation: \(id) starts at \(r.start); its GPUs are held"]) }
+        if now < r.start.adding(seconds: -preemptionNoticeSeconds) {
+            return wait(["reservation: \(id) starts at \(r.start); the job starts then"])
+        }
+        switch round.fit(job) {
+        case .success(let c):
+            for (i, gpus) in c.nodes { round.capacity.hold(i, gpus, for: job.id) }
+            round.reservationUsed[id, default: 0] += need
+            plan.preemptions.append(
+                Preemption(
+                    job: job.id, victims: [],
+                    target: c.nodes.map { NodeAssignment(node: round.snapshot.nodes[$0.0].id, gpus: $0.1) }, noticeSeconds: 0,
+                    reason: "holding \(need) free \(r.gpuModel) for reservation \(id) from \(r.start)"))
+            return wait(["reservation: \(id) starts at \(r.start); \(need) free GPUs held for it"])
+        case .failure(let why):
+            let untilStart = (now.milliseconds(until: r.start) + 999) / 1000
+            if let p = round.preempt(for: job, noticeSeconds: min(preemptionNoticeSeconds, untilStart)) {
+                round.reservationUsed[id, default: 0] += need
+                plan.preemptions.append(p)
+                return wait([
+                    "reservation: \(id) starts at \(r.start); stopping \(p.victims.count) spot job(s) so that it starts on time"
+                ])
+            }
+            return wait(["reservation: \(id) starts at \(r.start)"] + why.reasons)
+        }
     }
 }
 
@@ -151,6 +218,11 @@ struct Round {
     /// site), and GPUs that on-demand and reserved work holds.
     var reserve: [String: [Int: Int]] = [:]
     var sold: [String: [Int: Int]]
+    /// Reservations: GPUs held by non-spot work outside them (as `sold`), and GPUs each
+    /// reservation's jobs hold (or are held for).
+    var outside: [String: [Int: Int]]
+    var reservationUsed: [ReservationID: Int] = [:]
+    let now: Timestamp
     /// Milliwatts per GPU of each pool.
     let poolMilliwatts: [Int64]
 
@@ -168,6 +240,9 @@ struct Round {
         powerLeft = s.sites.map { $0.budgetWatts - $0.usedWatts }
         quotaUsed = s.quotaUsed
         sold = s.prepared.sold
+        outside = s.prepared.outside
+        self.now = now
+        for (id, r) in s.reservations where r.used > 0 { reservationUsed[id] = r.used }
         poolMilliwatts = s.prepared.capacity.pools.map { Self.milliwatts(model: $0.model, site: $0.site, s) }
         if !s.reserves.isEmpty {
             var siteIndex: [String: Int] = [:]
@@ -269,6 +344,11 @@ struct Round {
     /// Why selling `need` more GPUs of the job's model in `site` would eat into the
     /// internal reserve, or nil. Only on-demand and reserved work is held back.
     func protectionBlock(_ job: SchedulingSnapshot.PendingJob, site: Int, need: Int) -> String? {
+        // A reservation's own jobs use what was set aside for it when it was accepted.
+        guard job.reservation == nil else { return nil }
+        if job.tier != .spot, !snapshot.reservations.isEmpty, let why = reservationBlock(job, site: site, need: need) {
+            return why
+        }
         guard job.tier == .onDemand || job.tier == .reserved, let reserves = reserve[job.gpuModel] else { return nil }
         for key in [-1, site] {
             guard let held = reserves[key], held > 0 else { continue }
@@ -283,7 +363,40 @@ struct Round {
         return nil
     }
 
+    /// Why `need` more GPUs of non-spot work outside reservations, running from now until
+    /// its time limit (or without end), would leave a reservation short at its start, or nil.
+    func reservationBlock(_ job: SchedulingSnapshot.PendingJob, site: Int, need: Int) -> String? {
+        let until = job.maxDurationSeconds.map { now.adding(seconds: $0) } ?? Timestamp(milliseconds: .max)
+        for key in [-1, site] {
+            var held = 0
+            var first: Timestamp?
+            for r in snapshot.reservations.values where r.gpuModel == job.gpuModel && r.start < until && now < r.end {
+                guard key < 0 || r.site == key else { continue }
+                held += r.gpus
+                first = min(first ?? r.start, r.start)
+            }
+            guard held > 0, let first else { continue }
+            let total = snapshot.prepared.capacityByModel[job.gpuModel]?[key] ?? 0
+            let used = outside[job.gpuModel]?[key] ?? 0
+            if used + need > total - held {
+                let scope = key < 0 ? "the fleet" : "site \(snapshot.sites[key].name)"
+                let when = first <= now ? "now" : "from \(first)"
+                return
+                    "reservations: \(held) \(job.gpuModel) reserved in \(scope) \(when), within this job's time limit (other non-spot work holds \(used) of \(total); needs \(need))"
+            }
+        }
+        return nil
+    }
+
     mutating func take(_ nodes: [(Int, [Int])], for job: SchedulingSnapshot.PendingJob) {
+        if let r = job.reservation {
+            reservationUsed[r, default: 0] += nodes.reduce(0) { $0 + $1.1.count }
+        } else if job.tier != .spot, snapshot.reservations.values.contains(where: { $0.gpuModel == job.gpuModel }) {
+            for (i, gpus) in nodes {
+                outside[job.gpuModel, default: [:]][-1, default: 0] += gpus.count
+                outside[job.gpuModel, default: [:]][snapshot.nodes[i].site, default: 0] += gpus.count
+            }
+        }
         if job.tier == .onDemand || job.tier == .reserved, reserve[job.gpuModel] != nil {
             for (i, gpus) in nodes {
                 sold[job.gpuModel, default: [:]][-1, default: 0] += gpus.count

@@ -30,6 +30,7 @@ public struct API: Sendable {
         addQuotas(v1)
         addReserves(v1)
         addJobs(v1)
+        addReservations(v1)
         v1.get("usage") { req, ctx in try await usage(req, ctx.caller()) }
         return router
     }
