@@ -198,7 +198,12 @@ public struct CreateReservation: Codable, Equatable, Sendable {
     public var org: OrgID
     public var spec: ReservationSpec
     public var by: KeyID
-    public init(org: OrgID, spec: ReservationSpec, by: KeyID) {
+    /// How long before the start its GPUs are held (the deployment's preemption notice).
+    public var leadSeconds: Int64
+    public init(
+        org: OrgID, spec: ReservationSpec, by: KeyID, leadSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds
+    ) {
+        self.leadSeconds = leadSeconds
         self.org = org
         self.spec = spec
         self.by = by

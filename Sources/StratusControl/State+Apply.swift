@@ -415,8 +415,12 @@ extension State {
         guard reservations.count < Limits.maxReservations else {
             throw StratusError(.limitExceeded, "reservations: at most \(Limits.maxReservations)")
         }
+        guard c.leadSeconds >= 0, c.leadSeconds <= Limits.maxJobDurationSeconds else {
+            throw StratusError(.invalidArgument, "lead: must be between 0 and \(Limits.maxJobDurationSeconds) seconds")
+        }
         if let problem = reservationProblem(
-            model: c.spec.gpuModel, gpus: c.spec.gpus, site: c.spec.site, start: start, end: end)
+            model: c.spec.gpuModel, gpus: c.spec.gpus, site: c.spec.site, start: max(at, start.adding(seconds: -c.leadSeconds)),
+            end: end, lead: c.leadSeconds, now: at)
         {
             throw StratusError(.failedPrecondition, problem)
         }
@@ -425,7 +429,7 @@ extension State {
         nextReservation += 1
         reservations[id] = Reservation(
             id: id, org: c.org, project: project.id, gpuModel: c.spec.gpuModel, gpus: c.spec.gpus, site: c.spec.site,
-            start: start, end: end, createdAt: at)
+            start: start, end: end, leadSeconds: c.leadSeconds, createdAt: at)
         return .applied(id.rawValue)
     }
 
@@ -449,12 +453,14 @@ extension State {
         return .applied(r.id.rawValue)
     }
 
-    /// Why `gpus` GPUs of `model` (in `site`, or anywhere) cannot be guaranteed over
-    /// [start, end), or nil. At every moment of the window, the accepted reservations, the
+    /// Why `gpus` GPUs of `model` (in `site`, or anywhere) cannot be held over [start, end)
+    /// (from when its GPUs are held until it ends), or nil. At every moment of the window, the accepted reservations, the
     /// internal reserve (or internal work, if more) and other non-spot work that may
     /// still run then (no time limit, or one that ends later) must leave room, in the fleet
     /// and in the site. Spot work does not count: it is preempted.
-    func reservationProblem(model: String, gpus: Int, site: SiteID?, start: Timestamp, end: Timestamp) -> String? {
+    func reservationProblem(
+        model: String, gpus: Int, site: SiteID?, start: Timestamp, end: Timestamp, lead: Int64, now: Timestamp
+    ) -> String? {
         var capacity: [SiteID?: Int] = [nil: 0]
         if let site { capacity[site] = 0 }
         for id in nodeOrder {
@@ -471,15 +477,25 @@ extension State {
                 running.append((self.site(of: node)?.id, job.spec.tier == .internal, a.gpus.count, Self.expectedEnd(job)))
             }
         }
+        // GPUs held for queued work whose preemption is under way: it starts by the
+        // victims' deadline (at most `lead` from now) and runs up to its time limit.
+        for (id, target) in nominations {
+            guard let job = jobs[id], job.spec.reservation == nil, job.spec.tier != .spot else { continue }
+            let end = job.spec.maxDurationSeconds.map { now.adding(seconds: lead + $0) }
+            for a in target {
+                guard let node = nodes[a.node], node.gpuModel == model else { continue }
+                running.append((self.site(of: node)?.id, job.spec.tier == .internal, a.gpus.count, end))
+            }
+        }
         let others = reservations.values.filter { $0.gpuModel == model && $0.overlaps(from: start, to: end) }
         let modelReserves = reserves.values.filter { $0.gpuModel == model }
         var moments = [start]
-        for r in others where r.start > start { moments.append(r.start) }
+        for r in others where r.holdFrom > start { moments.append(r.holdFrom) }
         for r in modelReserves { for p in r.series where p.from > start && p.from < end { moments.append(p.from) } }
         for scope in capacity.keys.sorted(by: { ($0?.rawValue ?? "") < ($1?.rawValue ?? "") }) {
             let total = capacity[scope]!
             for t in Set(moments).sorted() {
-                let reserved = others.filter { $0.start <= t && t < $0.end && (scope == nil || $0.site == scope) }
+                let reserved = others.filter { $0.holdFrom <= t && t < $0.end && (scope == nil || $0.site == scope) }
                     .reduce(0) { $0 + $1.gpus }
                 let siteReserves = modelReserves.filter { $0.site != nil && (scope == nil || $0.site == scope?.rawValue) }
                     .reduce(0) { $0 + $1.gpus(at: t) }

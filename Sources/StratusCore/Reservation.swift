@@ -12,13 +12,17 @@ public struct Reservation: Codable, Equatable, Sendable {
     public let site: SiteID?
     public let start: Timestamp
     public let end: Timestamp
+    /// Its GPUs are held from this long before the start (the deployment's preemption
+    /// notice when it was accepted), so that spot work can be stopped with notice in time.
+    public let leadSeconds: Int64
     public let createdAt: Timestamp
     public var cancelledAt: Timestamp?
 
     public init(
         id: ReservationID, org: OrgID, project: ProjectID, gpuModel: String, gpus: Int, site: SiteID?, start: Timestamp,
-        end: Timestamp, createdAt: Timestamp
+        end: Timestamp, leadSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds, createdAt: Timestamp
     ) {
+        self.leadSeconds = leadSeconds
         self.id = id
         self.org = org
         self.project = project
@@ -30,8 +34,11 @@ public struct Reservation: Codable, Equatable, Sendable {
         self.createdAt = createdAt
     }
 
+    /// When its GPUs start being held: `leadSeconds` before the start.
+    public var holdFrom: Timestamp { start.adding(seconds: -leadSeconds) }
+
     /// Whether it holds capacity at some moment of [from, to).
-    public func overlaps(from: Timestamp, to: Timestamp) -> Bool { cancelledAt == nil && start < to && from < end }
+    public func overlaps(from: Timestamp, to: Timestamp) -> Bool { cancelledAt == nil && holdFrom < to && from < end }
 
     public func status(at now: Timestamp) -> String {
         if cancelledAt != nil { return "cancelled" }

@@ -162,12 +162,16 @@ public struct SchedulingSnapshot: Sendable {
         public let gpus: Int
         public let start: Timestamp
         public let end: Timestamp
+        /// From when its GPUs are held for its jobs (some time before the start).
+        public let holdFrom: Timestamp
         /// GPUs its jobs hold now.
         public let used: Int
 
         public init(
-            id: ReservationID, gpuModel: String, site: Int?, gpus: Int, start: Timestamp, end: Timestamp, used: Int
+            id: ReservationID, gpuModel: String, site: Int?, gpus: Int, start: Timestamp, end: Timestamp, used: Int,
+            holdFrom: Timestamp? = nil
         ) {
+            self.holdFrom = holdFrom ?? start
             self.id = id
             self.gpuModel = gpuModel
             self.site = site

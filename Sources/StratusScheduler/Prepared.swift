@@ -82,6 +82,14 @@ struct Prepared: Sendable {
                 outside[nodes[i].gpuModel, default: [:]][nodes[i].site, default: 0] += a.gpus.count
             }
         }
+        // GPUs held for queued non-spot work whose preemption is under way count as theirs.
+        for job in pending where job.reservation == nil && job.tier != .spot && !reservedModels.isEmpty {
+            for a in job.nominated ?? [] {
+                guard let i = index[a.node], reservedModels.contains(nodes[i].gpuModel) else { continue }
+                outside[nodes[i].gpuModel, default: [:]][-1, default: 0] += a.gpus.count
+                outside[nodes[i].gpuModel, default: [:]][nodes[i].site, default: 0] += a.gpus.count
+            }
+        }
         self.outside = outside
         self.inReservations = inReservations
         if !counted.isEmpty {

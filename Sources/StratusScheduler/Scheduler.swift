@@ -53,25 +53,33 @@ public struct TieredScheduler: Scheduler {
                 let endsInTime = job.maxDurationSeconds.map { now.adding(seconds: $0) <= r.at } ?? false
                 round.blocked = endsInTime ? [] : r.nodes
             }
-            if let id = job.reservation, !gate(job, in: id, round: &round, plan: &plan, now: now) { continue }
+            if let id = job.reservation {
+                // A block's capacity was promised when it was accepted: backfill holds do not apply.
+                round.blocked = []
+                if !gate(job, in: id, round: &round, plan: &plan, now: now) { continue }
+            }
             if let nominated = job.nominated {
                 // The choice whose GPU model the held nodes have.
                 let heldModel = nominated.first.flatMap { round.index[$0.node] }.map { snapshot.nodes[$0].gpuModel }
                 let job = job.choices.first { $0.gpuModel == heldModel } ?? job
+                // Held GPUs already count against the job's reservation, or as work outside
+                // reservations: forget that while checking and placing.
+                round.unhold(nominated, for: job)
+                let protection = round.protectionBlock(job, nominated)
                 if round.allFree(nominated), round.powerAllows(nominated), case .none = round.quotaBlock(job, nominated),
-                    round.protectionBlock(job, nominated) == nil
+                    protection == nil
                 {
-                    // Held GPUs already count against the job's reservation.
-                    if let id = job.reservation {
-                        round.reservationUsed[id, default: 0] -= nominated.reduce(0) { $0 + $1.gpus.count }
-                    }
                     round.take(nominated.map { (round.index[$0.node]!, $0.gpus) }, for: job)
                     plan.placements.append(Placement(job: job.id, nodes: nominated, reason: "on the GPUs its preemption freed"))
-                } else if let blocked = round.quotaBlock(job, nominated) {
-                    plan.waits.append(Wait(job: job.id, reasons: [blocked]))
                 } else {
-                    let nodes = nominated.map(\.node.rawValue).joined(separator: ", ")
-                    plan.waits.append(Wait(job: job.id, reasons: ["preemption: waiting for preempted work to stop on \(nodes)"]))
+                    round.unhold(nominated, for: job, undo: true)
+                    if let blocked = round.quotaBlock(job, nominated) ?? protection {
+                        plan.waits.append(Wait(job: job.id, reasons: [blocked]))
+                    } else {
+                        let nodes = nominated.map(\.node.rawValue).joined(separator: ", ")
+                        plan.waits.append(
+                            Wait(job: job.id, reasons: ["preemption: waiting for preempted work to stop on \(nodes)"]))
+                    }
                 }
                 continue
             }
@@ -167,7 +175,7 @@ public struct TieredScheduler: Scheduler {
         }
         if now >= r.start { return true }
         if job.nominated != nil { return wait(["reservation: \(id) starts at \(r.start); its GPUs are held"]) }
-        if now < r.start.adding(seconds: -preemptionNoticeSeconds) {
+        if now < r.holdFrom {
             return wait(["reservation: \(id) starts at \(r.start); the job starts then"])
         }
         switch round.fit(job) {
@@ -270,7 +278,9 @@ struct Round {
     }
 
     func protectionBlock(_ job: SchedulingSnapshot.PendingJob, _ assignments: [NodeAssignment]) -> String? {
-        guard !reserve.isEmpty, let first = assignments.first, let i = index[first.node] else { return nil }
+        guard !reserve.isEmpty || !snapshot.reservations.isEmpty, let first = assignments.first, let i = index[first.node] else {
+            return nil
+        }
         return protectionBlock(job, site: snapshot.nodes[i].site, need: assignments.reduce(0) { $0 + $1.gpus.count })
     }
 
@@ -343,10 +353,13 @@ struct Round {
 
     /// Why selling `need` more GPUs of the job's model in `site` would eat into the
     /// internal reserve, or nil. Only on-demand and reserved work is held back.
-    func protectionBlock(_ job: SchedulingSnapshot.PendingJob, site: Int, need: Int) -> String? {
+    /// `delay`: how much later than now the job may start (a preemption's notice).
+    func protectionBlock(_ job: SchedulingSnapshot.PendingJob, site: Int, need: Int, delay: Int64 = 0) -> String? {
         // A reservation's own jobs use what was set aside for it when it was accepted.
         guard job.reservation == nil else { return nil }
-        if job.tier != .spot, !snapshot.reservations.isEmpty, let why = reservationBlock(job, site: site, need: need) {
+        if job.tier != .spot, !snapshot.reservations.isEmpty,
+            let why = reservationBlock(job, site: site, need: need, delay: delay)
+        {
             return why
         }
         guard job.tier == .onDemand || job.tier == .reserved, let reserves = reserve[job.gpuModel] else { return nil }
@@ -365,15 +378,15 @@ struct Round {
 
     /// Why `need` more GPUs of non-spot work outside reservations, running from now until
     /// its time limit (or without end), would leave a reservation short at its start, or nil.
-    func reservationBlock(_ job: SchedulingSnapshot.PendingJob, site: Int, need: Int) -> String? {
-        let until = job.maxDurationSeconds.map { now.adding(seconds: $0) } ?? Timestamp(milliseconds: .max)
+    func reservationBlock(_ job: SchedulingSnapshot.PendingJob, site: Int, need: Int, delay: Int64 = 0) -> String? {
+        let until = job.maxDurationSeconds.map { now.adding(seconds: delay + $0) } ?? Timestamp(milliseconds: .max)
         for key in [-1, site] {
             var held = 0
             var first: Timestamp?
-            for r in snapshot.reservations.values where r.gpuModel == job.gpuModel && r.start < until && now < r.end {
+            for r in snapshot.reservations.values where r.gpuModel == job.gpuModel && r.holdFrom < until && now < r.end {
                 guard key < 0 || r.site == key else { continue }
                 held += r.gpus
-                first = min(first ?? r.start, r.start)
+                first = min(first ?? r.holdFrom, r.holdFrom)
             }
             guard held > 0, let first else { continue }
             let total = snapshot.prepared.capacityByModel[job.gpuModel]?[key] ?? 0
@@ -386,6 +399,20 @@ struct Round {
             }
         }
         return nil
+    }
+
+    /// Forgets (or with `undo`, restores) the accounting of GPUs held for `job`.
+    mutating func unhold(_ held: [NodeAssignment], for job: SchedulingSnapshot.PendingJob, undo: Bool = false) {
+        let sign = undo ? 1 : -1
+        if let id = job.reservation {
+            reservationUsed[id, default: 0] += sign * held.reduce(0) { $0 + $1.gpus.count }
+        } else if job.tier != .spot, outside[job.gpuModel] != nil {
+            for a in held {
+                guard let i = index[a.node] else { continue }
+                outside[job.gpuModel, default: [:]][-1, default: 0] += sign * a.gpus.count
+                outside[job.gpuModel, default: [:]][snapshot.nodes[i].site, default: 0] += sign * a.gpus.count
+            }
+        }
     }
 
     mutating func take(_ nodes: [(Int, [Int])], for job: SchedulingSnapshot.PendingJob) {
@@ -512,7 +539,7 @@ struct Round {
                 cappedSites.insert(pool.site)
                 continue
             }
-            if !reserve.isEmpty, let why = protectionBlock(job, site: pool.site, need: need) {
+            if !reserve.isEmpty || !snapshot.reservations.isEmpty, let why = protectionBlock(job, site: pool.site, need: need) {
                 protected += fitting
                 protectionReason = protectionReason ?? why
                 continue
@@ -721,7 +748,7 @@ struct Round {
             let site = capacity.pools[p].site
             guard locationAllows(site, job) else { continue }
             if case .blocked = quota(job, region: region(site: site), need: g * job.numNodes) { continue }
-            if protectionBlock(job, site: site, need: g * job.numNodes) != nil { continue }
+            if protectionBlock(job, site: site, need: g * job.numNodes, delay: noticeSeconds) != nil { continue }
             eligible.insert(p)
         }
         let selector = !job.placement.nodeSelector.isEmpty

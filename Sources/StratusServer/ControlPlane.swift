@@ -22,6 +22,11 @@ public actor ControlPlane {
 
     public var now: Timestamp { clock() }
 
+    /// How long before its start a reservation's GPUs are held: the preemption notice.
+    public var reservationLeadSeconds: Int64 {
+        (engine.scheduler as? TieredScheduler)?.preemptionNoticeSeconds ?? Limits.defaultPreemptionNoticeSeconds
+    }
+
     @discardableResult
     public func execute(_ command: Command) throws -> Outcome {
         try engine.execute(command, at: clock())

@@ -41,7 +41,9 @@ extension API {
             let org = actingOrg(p)
             try p.requireWrite(org, "reservation", "")
             let spec = try ReservationSpec.parse(try await JSON.body(req))
-            let outcome = try await plane.execute(.createReservation(CreateReservation(org: org, spec: spec, by: p.key)))
+            let lead = await plane.reservationLeadSeconds
+            let outcome = try await plane.execute(
+                .createReservation(CreateReservation(org: org, spec: spec, by: p.key, leadSeconds: lead)))
             let now = await plane.now
             let view = await plane.read { s in s.reservations[ReservationID(outcome.id)].map { reservationView($0, s, now: now) }
             }

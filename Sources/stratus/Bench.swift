@@ -94,7 +94,8 @@ struct SchedulerBench: AsyncParsableCommand {
     }
 
     func stream(
-        _ name: String, _ base: SchedulingSnapshot, scheduler: TieredScheduler, job: (Int) -> SchedulingSnapshot.PendingJob, batchSize: Int,
+        _ name: String, _ base: SchedulingSnapshot, scheduler: TieredScheduler, job: (Int) -> SchedulingSnapshot.PendingJob,
+        batchSize: Int,
         expectPreemption: Bool = false
     ) -> Stream {
         guard streams.split(separator: ",").contains(Substring(name)) else {
