@@ -207,7 +207,7 @@ extension State {
         for s in spec.sites {
             sites[s.id] = Site(id: s.id, region: s.region, powerBudgetKW: s.powerBudgetKW, pueMilli: s.pueMilli)
         }
-        for r in spec.racks { racks[r.id] = Rack(id: r.id, site: r.site) }
+        for r in spec.racks { racks[r.id] = Rack(id: r.id, site: r.site, block: r.block) }
         for n in spec.nodes {
             let model = GPUCatalog.model(named: n.gpuModel)!.name
             if var existing = nodes[n.id] {

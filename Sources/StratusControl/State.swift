@@ -80,14 +80,17 @@ public struct State: Codable, Equatable, Sendable {
                 name: id.rawValue, region: site.region.rawValue, budgetWatts: site.powerBudgetKW * 1000,
                 usedWatts: used[id] ?? 0, pueMilli: site.pueMilli)
         }
+        let blockNames = Set(racks.values.compactMap { r in r.block.map { "\(r.site.rawValue)/\($0)" } }).sorted()
+        let blockIndex = Dictionary(uniqueKeysWithValues: blockNames.enumerated().map { ($1, $0) })
         let nodeViews = nodeOrder.map { id -> SchedulingSnapshot.NodeView in
             let node = nodes[id]!
+            let block = racks[node.rack].flatMap { r in r.block.flatMap { blockIndex["\(r.site.rawValue)/\($0)"] } } ?? -1
             let holders = gpuHolders[id] ?? []
             let free = holders.indices.filter { holders[$0] == nil }
             let site = racks[node.rack].map { siteIndex[$0.site] ?? 0 } ?? 0
             return .init(
                 id: id, gpuModel: node.gpuModel, schedulable: node.state == .ready, freeGPUs: free, gpuCount: node.gpuCount,
-                rack: rackIndex[node.rack] ?? 0, site: site, labels: node.labels)
+                rack: rackIndex[node.rack] ?? 0, site: site, labels: node.labels, block: block)
         }
         let pending = queue.compactMap { id -> SchedulingSnapshot.PendingJob? in
             guard let job = jobs[id] else { return nil }

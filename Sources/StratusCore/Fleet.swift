@@ -22,13 +22,16 @@ public struct Site: Codable, Equatable, Sendable {
 }
 
 public struct Rack: Codable, Equatable, Sendable {
-    public init(id: RackID, site: SiteID) {
+    public init(id: RackID, site: SiteID, block: String? = nil) {
         self.id = id
         self.site = site
+        self.block = block
     }
 
     public let id: RackID
     public var site: SiteID
+    /// The block (a group of racks on one network spine) it belongs to, if any.
+    public var block: String?
 }
 
 public enum NodeState: String, Codable, Sendable, CaseIterable {
@@ -72,13 +75,15 @@ public struct FleetSpec: Codable, Equatable, Sendable {
         public var pueMilli: Int64
     }
     public struct RackSpec: Codable, Equatable, Sendable {
-        public init(id: RackID, site: SiteID) {
+        public init(id: RackID, site: SiteID, block: String? = nil) {
             self.id = id
             self.site = site
+            self.block = block
         }
 
         public var id: RackID
         public var site: SiteID
+        public var block: String?
     }
     public struct NodeSpec: Codable, Equatable, Sendable {
         public init(id: NodeID, rack: RackID, gpuModel: String, gpuCount: Int, labels: [String: String]) {
@@ -113,6 +118,7 @@ public struct FleetSpec: Codable, Equatable, Sendable {
     ///         pue: 1.25
     ///         racks:
     ///           - name: rack-a
+    ///             block: b1        # optional: racks on one spine
     ///             nodes:
     ///               - {name: node-a, gpu: H100, gpus: 8, count: 4}
     /// ```
@@ -145,7 +151,9 @@ public struct FleetSpec: Codable, Equatable, Sendable {
                     var rack = try SpecObject(rackValue, path: "\(site.path).racks[\(ki)]")
                     let rackID = RackID(try rack.requiredString("name"))
                     try Name.validate(rackID.rawValue, field: rack.field("name"))
-                    spec.racks.append(RackSpec(id: rackID, site: siteID))
+                    let block = try rack.string("block")
+                    if let block { try Name.validate(block, field: rack.field("block")) }
+                    spec.racks.append(RackSpec(id: rackID, site: siteID, block: block))
                     for (ni, nodeValue) in (try rack.array("nodes") ?? []).enumerated() {
                         var node = try SpecObject(nodeValue, path: "\(rack.path).nodes[\(ni)]")
                         let name = try node.requiredString("name")

@@ -354,8 +354,11 @@ public struct JobEvent: Codable, Equatable, Sendable {
 }
 
 /// Topology domains, smallest first.
+/// The domains of the topology tree, smallest first: a rack (one NVLink domain), a block
+/// (racks on one spine), a site.
 public enum TopologyLevel: String, Codable, Sendable, CaseIterable {
     case rack
+    case block
     case site
 }
 

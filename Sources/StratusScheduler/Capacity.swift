@@ -66,6 +66,8 @@ struct CapacityIndex: Sendable {
         let allNodes: [Int]
         /// Most nodes in one slot.
         let maxSlotNodes: Int
+        /// Slots by block (racks on one spine), for racks that are in one.
+        let blocks: [(block: Int, slots: [Int])]
         /// Nodes with exactly f available GPUs, f in 0...maxGPUs.
         var hist: [Int]
         var available: Int
@@ -76,6 +78,8 @@ struct CapacityIndex: Sendable {
     struct Slot: Sendable {
         let pool: Int
         let rack: Int
+        /// The rack's block, or -1.
+        let block: Int
         /// Schedulable nodes, ascending.
         let nodes: [Int]
         /// Where this slot's counts start in `slotHist` (length pool.maxGPUs + 1).
@@ -132,7 +136,8 @@ struct CapacityIndex: Sendable {
                 for rack in racks.keys.sorted() {
                     let members = racks[rack]!
                     let s = slots.count
-                    slots.append(Slot(pool: p, rack: rack, nodes: members, histBase: slotHist.count))
+                    slots.append(
+                        Slot(pool: p, rack: rack, block: nodes[members[0]].block, nodes: members, histBase: slotHist.count))
                     var h = [UInt16](repeating: 0, count: maxGPUs + 1)
                     var sum: Int32 = 0
                     for i in members {
@@ -155,11 +160,15 @@ struct CapacityIndex: Sendable {
                     }
                 }
                 for f in buckets.indices { buckets[f].sort() }
+                var blocks: [Int: [Int]] = [:]
+                for s in firstSlot..<slots.count where slots[s].block >= 0 { blocks[slots[s].block, default: []].append(s) }
                 pools.append(
                     Pool(
                         model: model, site: site, maxGPUs: maxGPUs, slots: firstSlot..<slots.count, nodes: schedulable.sorted(),
                         total: everyNode.count, unschedulable: everyNode.count - schedulable.count, allNodes: everyNode,
-                        maxSlotNodes: racks.values.map(\.count).max() ?? 0, hist: hist, available: available, buckets: buckets))
+                        maxSlotNodes: racks.values.map(\.count).max() ?? 0,
+                        blocks: blocks.keys.sorted().map { ($0, blocks[$0]!) }, hist: hist, available: available,
+                        buckets: buckets))
                 poolsByModel[model, default: []].append(p)
             }
         }

@@ -12,12 +12,15 @@ public struct SchedulingSnapshot: Sendable {
         /// Index of the node's rack (its NVLink / topology domain) and site.
         public let rack: Int
         public let site: Int
+        /// Index of its block (a group of racks), or -1 when its rack is in none.
+        public let block: Int
         public let labels: [String: String]
 
         public init(
             id: NodeID, gpuModel: String, schedulable: Bool, freeGPUs: [Int], gpuCount: Int, rack: Int = 0, site: Int = 0,
-            labels: [String: String] = [:]
+            labels: [String: String] = [:], block: Int = -1
         ) {
+            self.block = block
             self.id = id
             self.gpuModel = gpuModel
             self.schedulable = schedulable

@@ -654,6 +654,29 @@ struct Round {
                     "topology: no rack with \(n) nodes with \(g) free \(model) (at most \(most) in one rack)", at: 0)
                 return .failure(Failure(reasons: reasons))
             }
+            // Then the smallest block (racks on one spine) that fits.
+            var bestBlock: (q: Int, block: Int, pool: Int, counts: [(slot: Int, q: Int)])?
+            var mostInBlock = 0
+            for (p, _) in open {
+                let pool = capacity.pools[p]
+                guard let probe = pool.allNodes.first, Int64(n) * watts(probe, gpus: g) <= powerLeft(probe) else { continue }
+                for (block, slots) in pool.blocks {
+                    let counts = slots.map { (slot: $0, q: fitting(inSlot: $0)) }.filter { $0.q > 0 }
+                    let q = counts.reduce(0) { $0 + $1.q }
+                    mostInBlock = max(mostInBlock, q)
+                    if q >= n, bestBlock == nil || q < bestBlock!.q { bestBlock = (q, block, p, counts) }
+                }
+            }
+            if let b = bestBlock {
+                let (picked, racks) = spread(
+                    b.counts, n: n, g: g, check: check, maxPerSlot: capacity.pools[b.pool].maxSlotNodes)
+                return .success(chosen(picked, "gang in one block (block #\(b.block), across \(racks) racks)"))
+            }
+            if job.topology == .block {
+                reasons.insert(
+                    "topology: no block with \(n) nodes with \(g) free \(model) (at most \(mostInBlock) in one block)", at: 0)
+                return .failure(Failure(reasons: reasons))
+            }
         }
         // Within one site (the one with the fewest nodes that fit), spanning as few racks as possible.
         var site: (fitting: Int, pool: Int)?
@@ -684,18 +707,27 @@ struct Round {
                 if q > 0 { counts.append((s, q)) }
             }
         }
+        let (picked, racks) = spread(counts, n: n, g: g, check: check, maxPerSlot: pool.maxSlotNodes)
+        return .success(chosen(picked, "gang across \(racks) racks of one site"))
+    }
+
+    /// `n` nodes from the given slots, taking the slots with the most fitting nodes first
+    /// (as few racks as possible), and within a slot the fullest nodes first.
+    func spread(
+        _ counts: [(slot: Int, q: Int)], n: Int, g: Int, check: SchedulingSnapshot.PendingJob?, maxPerSlot: Int
+    ) -> (nodes: [Int], racks: Int) {
         var picked: [Int] = []
         var racks = 0
-        fill: for level in stride(from: pool.maxSlotNodes, through: 1, by: -1) {
+        for level in stride(from: maxPerSlot, through: 1, by: -1) {
             for (s, q) in counts where q == level {
                 racks += 1
                 for i in packed(s, g: g, check: check) {
                     picked.append(i)
-                    if picked.count == n { break fill }
+                    if picked.count == n { return (picked, racks) }
                 }
             }
         }
-        return .success(chosen(picked, "gang across \(racks) racks of one site"))
+        return (picked, racks)
     }
 
     /// Whether node `i` passes the job's per-node checks: node labels and backfill holds.
@@ -838,7 +870,13 @@ struct Round {
                 // Group by the domain the gang must live in; pick the group with the fewest victims.
                 var groups: [Int: [Option]] = [:]
                 for o in options {
-                    let key = job.topology == .rack ? snapshot.nodes[o.i].rack : snapshot.nodes[o.i].site
+                    let node = snapshot.nodes[o.i]
+                    let key =
+                        switch job.topology {
+                        case .rack: node.rack
+                        case .block: node.block >= 0 ? node.block : -2 - node.rack
+                        default: node.site
+                        }
                     groups[key, default: []].append(o)
                 }
                 var best: (victims: Set<Int>, nodes: [Option], key: Int)?

@@ -8,8 +8,12 @@ import Testing
     typealias J = SchedulingSnapshot.PendingJob
     typealias R = SchedulingSnapshot.RunningJob
 
-    func node(_ id: String, free: [Int], model: String = "H100", ready: Bool = true, rack: Int = 0, site: Int = 0) -> N {
-        N(id: NodeID(id), gpuModel: model, schedulable: ready, freeGPUs: free, gpuCount: 8, rack: rack, site: site)
+    func node(
+        _ id: String, free: [Int], model: String = "H100", ready: Bool = true, rack: Int = 0, site: Int = 0, block: Int = -1
+    ) -> N {
+        N(
+            id: NodeID(id), gpuModel: model, schedulable: ready, freeGPUs: free, gpuCount: 8, rack: rack, site: site,
+            block: block)
     }
 
     func job(
@@ -73,6 +77,25 @@ import Testing
         ]
         let plan = s.plan(.init(nodes: nodes, pending: [job("g", 8, nodes: 2)]), now: .zero)
         #expect(plan.placements.first?.nodes.map(\.node) == ["b1", "b2"], "rack 1 fits exactly; rack 0 stays whole")
+    }
+
+    @Test func gangsTooBigForARackGoIntoTheSmallestBlockThatFits() {
+        // Block 0: racks 0 and 1 (2 + 2 nodes); block 1: racks 2, 3 and 4 (2 + 2 + 2); rack 5 in no block.
+        var nodes: [N] = []
+        for (rack, block) in [(0, 0), (1, 0), (2, 1), (3, 1), (4, 1), (5, -1)] {
+            for k in 0..<2 { nodes.append(node("r\(rack)n\(k)", free: all, rack: rack, block: block)) }
+        }
+        let four = s.plan(.init(nodes: nodes, pending: [job("g", 8, nodes: 4)]), now: .zero)
+        #expect(four.placements.first?.nodes.map(\.node) == ["r0n0", "r0n1", "r1n0", "r1n1"])
+        #expect(four.placements.first?.reason.hasPrefix("gang in one block (block #0") == true)
+        let five = s.plan(.init(nodes: nodes, pending: [job("g", 8, nodes: 5)]), now: .zero)
+        #expect(Set(five.placements.first?.nodes.map { String($0.node.rawValue.prefix(2)) } ?? []) == ["r2", "r3", "r4"])
+        // `topology: block` requires one block; a plain gang may span the site.
+        let seven = s.plan(.init(nodes: nodes, pending: [job("g", 8, nodes: 7, topology: .block)]), now: .zero)
+        #expect(seven.placements.isEmpty)
+        #expect(seven.waits.first?.reasons.first == "topology: no block with 7 nodes with 8 free H100 (at most 6 in one block)")
+        let spanning = s.plan(.init(nodes: nodes, pending: [job("g", 8, nodes: 7)]), now: .zero)
+        #expect(spanning.placements.first?.nodes.count == 7)
     }
 
     @Test func rackTopologyIsARequirementSiteAllowsSpanning() {

@@ -1,4 +1,6 @@
+import StratusControl
 import StratusCore
+import StratusStore
 import Testing
 
 @Suite struct JobSpecTests {
@@ -128,7 +130,7 @@ import Testing
                                         key: "racks",
                                         value: .array([
                                             .object([
-                                                (key: "name", value: .string("r1")),
+                                                (key: "name", value: .string("r1")), (key: "block", value: .string("b1")),
                                                 (key: "nodes", value: .array([.object(pairs)])),
                                             ])
                                         ])
@@ -152,6 +154,18 @@ import Testing
         #expect(spec.sites.first?.pueMilli == 1200)
         #expect(spec.nodes.map(\.id) == ["gb-1", "gb-2", "gb-3"])
         #expect(spec.nodes.allSatisfy { $0.gpuModel == "GB200" && $0.gpuCount == 72 })
+        #expect(spec.racks.first?.block == "b1")
+        // The state gives racks of one block (per site) one block index; racks in none get -1.
+        var fleet = spec
+        fleet.racks += [.init(id: "r2", site: "dc1", block: "b1"), .init(id: "r3", site: "dc1")]
+        fleet.nodes += [
+            .init(id: "x", rack: "r2", gpuModel: "H100", gpuCount: 8, labels: [:]),
+            .init(id: "y", rack: "r3", gpuModel: "H100", gpuCount: 8, labels: [:]),
+        ]
+        var e = try Engine(store: MemoryStore())
+        try e.execute(.applyFleet(fleet), at: .zero)
+        let blocks = Dictionary(uniqueKeysWithValues: e.state.schedulingSnapshot().nodes.map { ($0.id, $0.block) })
+        #expect(blocks["gb-1"] == 0 && blocks["x"] == 0 && blocks["y"] == -1)
     }
 
     @Test func rejectsBadNodes() {
