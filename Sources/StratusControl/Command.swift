@@ -20,6 +20,8 @@ public enum Command: Codable, Equatable, Sendable {
     case setInternalReserve(InternalReserve)
     case submitJob(SubmitJob)
     case cancelJob(CancelJob)
+    /// The tiers this deployment offers, highest priority first.
+    case setTiers(SetTiers)
     /// A capacity block, accepted only if it can be guaranteed.
     case createReservation(CreateReservation)
     case cancelReservation(CancelReservation)
@@ -41,6 +43,7 @@ public enum Command: Codable, Equatable, Sendable {
         case .setQuota: "set_quota"
         case .setInternalReserve: "set_internal_reserve"
         case .submitJob: "submit_job"
+        case .setTiers: "set_tiers"
         case .createReservation: "create_reservation"
         case .cancelReservation: "cancel_reservation"
         case .cancelJob: "cancel_job"
@@ -217,4 +220,9 @@ public struct CancelReservation: Codable, Equatable, Sendable {
         self.reservation = reservation
         self.by = by
     }
+}
+
+public struct SetTiers: Codable, Equatable, Sendable {
+    public var tiers: [Tier]
+    public init(tiers: [Tier]) { self.tiers = tiers }
 }

@@ -26,6 +26,7 @@ extension State {
         case .setInternalReserve(let c): outcome = try setInternalReserve(c, commit: commit)
         case .submitJob(let c): outcome = try submitJob(c, at: entry.at, commit: commit)
         case .cancelJob(let c): outcome = try cancelJob(c, at: entry.at, commit: commit)
+        case .setTiers(let c): outcome = try setTiers(c, at: entry.at, commit: commit)
         case .createReservation(let c): outcome = try createReservation(c, at: entry.at, commit: commit)
         case .cancelReservation(let c): outcome = try cancelReservation(c, at: entry.at, commit: commit)
         case .applyPlan(let c): outcome = try applyPlan(c, at: entry.at, commit: commit)
@@ -307,6 +308,11 @@ extension State {
         guard let project = project(org: c.org, name: projectName) else {
             throw StratusError.notFound("project", projectName)
         }
+        guard tiers.contains(c.spec.tier) else {
+            throw StratusError(
+                .invalidArgument,
+                "tier: \(c.spec.tier.rawValue) is not offered here (tiers: \(tiers.map(\.rawValue).joined(separator: ", ")))")
+        }
         if c.spec.tier == .internal, c.org != InternalOrg.id {
             throw StratusError(.permissionDenied, "tier: internal is reserved for the operator's own workloads")
         }
@@ -384,6 +390,34 @@ extension State {
                 "num_nodes: \(numNodes) nodes with \(choice.count) \(choice.model), but the fleet has \(fitting)\(within)")
         }
         return nil
+    }
+
+    // MARK: tiers
+
+    mutating func setTiers(_ c: SetTiers, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
+        let names = c.tiers.map(\.rawValue).joined(separator: ",")
+        guard !c.tiers.isEmpty, Set(c.tiers).count == c.tiers.count else {
+            throw StratusError(.invalidArgument, "tiers: a list of distinct tiers, highest priority first")
+        }
+        guard c.tiers.contains(.internal) else {
+            throw StratusError(.invalidArgument, "tiers: internal (the operator's own work) cannot be left out")
+        }
+        if let spot = c.tiers.firstIndex(of: .spot), spot != c.tiers.count - 1 {
+            throw StratusError(.invalidArgument, "tiers: spot is preemptible by every other tier, so it must come last")
+        }
+        for tier in tiers where !c.tiers.contains(tier) {
+            let live = jobs.values.filter { $0.spec.tier == tier && !$0.state.isTerminal }.count
+            guard live == 0 else {
+                throw StratusError(.failedPrecondition, "tiers: \(live) \(tier.rawValue) jobs are queued or running")
+            }
+            if tier == .reserved, reservations.values.contains(where: { $0.cancelledAt == nil && at < $0.end }) {
+                throw StratusError(.failedPrecondition, "tiers: reservations are scheduled or active")
+            }
+        }
+        if c.tiers == tiers { return .unchanged(names) }
+        guard commit else { return .applied(names) }
+        tiers = c.tiers
+        return .applied(names)
     }
 
     // MARK: reservations

@@ -34,6 +34,8 @@ public struct State: Codable, Equatable, Sendable {
     public internal(set) var reserves: [String: InternalReserve] = [:]
     /// Quota rules: GPUs each scope may hold at once.
     public internal(set) var quotas: [QuotaScope: Int] = [:]
+    /// The tiers offered, highest priority first (`stratus up --tiers`).
+    public internal(set) var tiers: [Tier] = Tier.allCases
     /// Capacity blocks, cancelled and ended ones included.
     public internal(set) var reservations: [ReservationID: Reservation] = [:]
     var nextReservation: UInt64 = 1
@@ -125,7 +127,8 @@ public struct State: Codable, Equatable, Sendable {
         }
         return SchedulingSnapshot(
             nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants, quotas: quotas,
-            quotaUsed: quotaUsage(), reserves: reserves.keys.sorted().map { reserves[$0]! }, reservations: blocks)
+            quotaUsed: quotaUsage(), reserves: reserves.keys.sorted().map { reserves[$0]! }, reservations: blocks,
+            tiers: tiers)
     }
 
     /// The latest a job holding GPUs will have ended: its start (or placement) plus its

@@ -153,6 +153,8 @@ public struct SchedulingSnapshot: Sendable {
     /// Capacity held for internal demand.
     public let reserves: [InternalReserve]
 
+    /// Tiers in priority order (highest first).
+    public let tiers: [Tier]
     /// Capacity blocks that are not cancelled, by ID.
     public let reservations: [ReservationID: ReservationView]
 
@@ -199,8 +201,10 @@ public struct SchedulingSnapshot: Sendable {
     public init(
         nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = [], sites: [SiteView] = [],
         tenants: [OrgID: TenantUsage] = [:], quotas: [QuotaScope: Int] = [:], quotaUsed: [QuotaScope: Int] = [:],
-        reserves: [InternalReserve] = [], reservations: [ReservationID: ReservationView] = [:]
+        reserves: [InternalReserve] = [], reservations: [ReservationID: ReservationView] = [:],
+        tiers: [Tier] = Tier.allCases
     ) {
+        self.tiers = tiers
         self.reservations = reservations
         self.nodes = nodes
         self.pending = pending
@@ -225,6 +229,7 @@ public struct SchedulingSnapshot: Sendable {
         quotaUsed = base.quotaUsed
         reserves = base.reserves
         reservations = base.reservations
+        tiers = base.tiers
         prepared = base.prepared
     }
 
@@ -234,7 +239,7 @@ public struct SchedulingSnapshot: Sendable {
         if self.pending.contains(where: { $0.nominated != nil }) || pending.contains(where: { $0.nominated != nil }) {
             return SchedulingSnapshot(
                 nodes: nodes, pending: pending, running: running, sites: sites, tenants: tenants, quotas: quotas,
-                quotaUsed: quotaUsed, reserves: reserves, reservations: reservations)
+                quotaUsed: quotaUsed, reserves: reserves, reservations: reservations, tiers: tiers)
         }
         return SchedulingSnapshot(self, pending: pending)
     }

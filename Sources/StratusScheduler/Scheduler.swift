@@ -38,7 +38,11 @@ public struct TieredScheduler: Scheduler {
         // Tier first; within a tier the org with the lowest fair-share score; then FIFO.
         let rank = Dictionary(
             uniqueKeysWithValues: fairShare.standings(snapshot, now: now).enumerated().map { ($1.org, $0) })
-        let keys = snapshot.pending.enumerated().map { i, job in (tier: job.tier.rank, org: rank[job.org] ?? Int.max, i: i) }
+        var tierRank: [Tier: Int] = [:]
+        for (i, tier) in snapshot.tiers.enumerated() { tierRank[tier] = i }
+        let keys = snapshot.pending.enumerated().map { i, job in
+            (tier: tierRank[job.tier] ?? Int.max, org: rank[job.org] ?? Int.max, i: i)
+        }
         let ordered = keys.sorted { a, b in
             a.tier != b.tier ? a.tier < b.tier : a.org != b.org ? a.org < b.org : a.i < b.i
         }

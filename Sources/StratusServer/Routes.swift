@@ -32,6 +32,11 @@ public struct API: Sendable {
         addJobs(v1)
         addReservations(v1)
         v1.get("usage") { req, ctx in try await usage(req, ctx.caller()) }
+        v1.get("tiers") { _, ctx in
+            _ = try ctx.caller()
+            let tiers = await plane.read { $0.tiers }
+            return JSON.response(Page(items: tiers.map(\.rawValue), nextCursor: nil))
+        }
         return router
     }
 

@@ -22,6 +22,8 @@ public struct Server {
         public var scheduleInterval: Duration = .milliseconds(250)
         /// Notice preempted spot work gets before it is killed.
         public var preemptionNoticeSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds
+        /// The tiers to offer, highest first; nil keeps what the data directory has.
+        public var tiers: [Tier]?
 
         public init(dataDirectory: String, host: String, port: Int) {
             self.dataDirectory = dataDirectory
@@ -52,6 +54,10 @@ public struct Server {
                 "resumed from \(data)/stratus.db at log entry \(state.seq): \(state.jobs.count) jobs, \(state.nodes.count) nodes")
         }
 
+        if let tiers = options.tiers, await plane.state.tiers != tiers {
+            try await plane.execute(.setTiers(SetTiers(tiers: tiers)))
+            logger.info("tiers: \(tiers.map(\.rawValue).joined(separator: " > "))")
+        }
         let files = JobFiles(root: data)
         let api = API(plane: plane, files: files)
         let app = Application(

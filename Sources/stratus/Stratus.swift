@@ -70,12 +70,27 @@ struct Up: AsyncParsableCommand {
     @Option(name: .long, help: "Notice preempted spot jobs get before they are killed (e.g. 120s, 2m).")
     var preemptionNotice = "120s"
 
+    @Option(
+        name: .long,
+        help: "Tiers to offer, highest priority first (default: internal,reserved,on-demand,spot; spot, if offered, last).")
+    var tiers: String?
+
     func run() async throws {
         var logger = Logger(label: "stratus")
         logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         do {
             var options = Server.Options(dataDirectory: data, host: host, port: port)
             options.preemptionNoticeSeconds = try DurationText.parseSeconds(preemptionNotice, field: "--preemption-notice")
+            if let tiers {
+                options.tiers = try tiers.split(separator: ",").map { name throws(StratusError) in
+                    guard let tier = Tier(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                        throw StratusError(
+                            .invalidArgument,
+                            "--tiers: '\(name)' is not one of \(Tier.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    return tier
+                }
+            }
             try await Server.run(options, logger: logger)
         } catch let e as StratusError {
             FileHandle.standardError.write(Data("error: \(e.message)\n".utf8))
