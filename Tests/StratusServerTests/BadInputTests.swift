@@ -86,6 +86,43 @@ import Testing
         }
     }
 
+    @Test(arguments: Mode.allCases)
+    func badReservationsAreRefusedAndLeaveNoTrace(mode: Mode) async throws {
+        let cloud = try await TestCloud.make()
+        let acme = try await cloud.tenant("acme")
+        try await cloud.app().test(mode.setup) { client in
+            let before = await cloud.seq
+            let cases: [(String, Int, String, String)] = [
+                (#"{"gpus":8,"duration":"1h"}"#, 400, "invalid_argument", "gpu: required"),
+                (#"{"gpu":"H900","gpus":8,"duration":"1h"}"#, 400, "invalid_argument", "unknown GPU model 'H900'"),
+                (#"{"gpu":"H100","gpus":0,"duration":"1h"}"#, 400, "invalid_argument", "gpus: must be at least 1"),
+                (#"{"gpu":"H100","gpus":8}"#, 400, "invalid_argument", "give either duration or end"),
+                (#"{"gpu":"H100","gpus":8,"duration":"1h","start":"soon"}"#, 400, "invalid_argument", "start: 'soon'"),
+                (
+                    #"{"gpu":"H100","gpus":8,"duration":"1h","start":"2020-01-01T00:00:00Z"}"#, 400, "invalid_argument",
+                    "in the past"
+                ),
+                (#"{"gpu":"H100","gpus":8,"duration":"400d"}"#, 422, "limit_exceeded", "duration: at most"),
+                (
+                    #"{"gpu":"H100","gpus":65,"duration":"1h"}"#, 409, "failed_precondition",
+                    "65 H100 in the fleet is not available"
+                ),
+                (#"{"gpu":"H100","gpus":8,"duration":"1h","site":"mars"}"#, 404, "not_found", "site 'mars' not found"),
+                (#"{"gpu":"H100","gpus":8,"duration":"1h","color":"red"}"#, 400, "unknown_field", "color: unknown field"),
+            ]
+            for (body, status, code, message) in cases {
+                let r = try await client.call(.post, "/v1/reservations", key: acme, body: body)
+                #expect(r.status == status, "\(body): \(r.status) \(r.text)")
+                #expect(r.errorCode == code, "\(body): \(r.text)")
+                #expect(r.errorMessage.contains(message), "\(body): wanted '\(message)' in '\(r.errorMessage)'")
+            }
+            #expect(await cloud.seq == before)
+            let ok = try await client.call(
+                .post, "/v1/reservations", key: acme, body: #"{"gpu":"H100","gpus":64,"start":"+10m","duration":"1h"}"#)
+            #expect(ok.status == 201 && ok["status"] as? String == "scheduled" && ok["gpus"] as? Int == 64, "\(ok.text)")
+        }
+    }
+
     @Test func malformedYAMLNamesTheProblem() {
         let error = #expect(throws: StratusError.self) { try SpecDocument.parseYAML("name: [unclosed\n") }
         #expect(error?.code == .invalidArgument)

@@ -17,13 +17,17 @@ import Testing
             _ = try await client.call(.post, "/v1/projects", key: a, body: #"{"name":"secret-project"}"#)
             _ = try await client.call(.post, "/v1/members", key: a, body: #"{"email":"a@a.test"}"#)
             let aKeyID = try #require(try await client.call(.get, "/v1/keys", key: a).items.first?["id"] as? String)
+            let block = try await client.call(
+                .post, "/v1/reservations", key: a, body: #"{"gpu":"H100","gpus":8,"start":"+1h","duration":"2h"}"#)
+            #expect(block.status == 201, "\(block.text)")
+            let blockID = try #require(block["id"] as? String)
             let before = await cloud.seq
 
             // Reads of A's objects by B: 404 with a JSON error.
             for path in [
                 "/v1/jobs/\(job)", "/v1/jobs/\(job)/logs", "/v1/jobs/\(job)/explain", "/v1/orgs/org-a", "/v1/projects?org=org-a",
                 "/v1/members?org=org-a", "/v1/keys?org=org-a", "/v1/usage?org=org-a", "/v1/usage?job=\(job)",
-                "/v1/jobs?org=org-a",
+                "/v1/jobs?org=org-a", "/v1/reservations/\(blockID)", "/v1/reservations?org=org-a",
             ] {
                 let r = try await client.call(.get, path, key: b)
                 #expect(r.status == 404, "GET \(path): \(r.status) \(r.text)")
@@ -33,7 +37,11 @@ import Testing
             for (path, body) in [
                 ("/v1/jobs/\(job)/cancel", nil), ("/v1/keys/\(aKeyID)/revoke", nil),
                 ("/v1/projects", #"{"name":"x","org":"org-a"}"#), ("/v1/members", #"{"email":"x@x.test","org":"org-a"}"#),
-                ("/v1/keys", #"{"org":"org-a","role":"member"}"#),
+                ("/v1/keys", #"{"org":"org-a","role":"member"}"#), ("/v1/reservations/\(blockID)/cancel", nil),
+                (
+                    "/v1/jobs",
+                    #"{"resources":{"accelerators":"H100:8"},"run":"x","reservation":"\#(blockID)"}"#
+                ),
             ] as [(String, String?)] {
                 let r = try await client.call(.post, path, key: b, body: body)
                 #expect(r.status == 404, "POST \(path): \(r.status) \(r.text)")
@@ -42,6 +50,8 @@ import Testing
 
             // Lists show only B's own objects.
             #expect(try await client.call(.get, "/v1/jobs", key: b).items.isEmpty)
+            #expect(try await client.call(.get, "/v1/reservations", key: b).items.isEmpty)
+            #expect(try await client.call(.get, "/v1/reservations", key: a).items.count == 1)
             #expect(try await client.call(.get, "/v1/usage", key: b).items.isEmpty)
             #expect(try await client.call(.get, "/v1/orgs", key: b).items.compactMap { $0["name"] as? String } == ["org-b"])
             #expect(
