@@ -135,3 +135,24 @@ import Testing
         #expect(spec?.envs == ["A": "1", "B": "true"])
     }
 }
+
+/// The examples in the repository parse as what they claim to be.
+@Suite struct ExampleTests {
+    @Test func everyExampleParses() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples")
+            .standardized
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files.contains("reserved.yaml") && files.contains("fleet.yaml"))
+        for file in files {
+            let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+            let value = try SpecDocument.parseYAML(text)
+            if file == "fleet.yaml" {
+                let fleet = try FleetSpec.parse(value)
+                #expect(fleet.racks.allSatisfy { $0.block == "spine-1" }, "\(file)")
+            } else {
+                let job = try JobSpec.parse(value)
+                if file == "reserved.yaml" { #expect(job.reservation == "res-1" && job.tier == .reserved) }
+            }
+        }
+    }
+}
