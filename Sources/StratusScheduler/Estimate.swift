@@ -12,10 +12,13 @@ extension TieredScheduler {
     public func earliestStart(_ job: SchedulingSnapshot.PendingJob, in snapshot: SchedulingSnapshot, now: Timestamp)
         -> StartEstimate?
     {
-        let probe = SchedulingSnapshot(
-            nodes: snapshot.nodes, pending: [], running: snapshot.running, sites: snapshot.sites, tenants: snapshot.tenants,
-            quotas: snapshot.quotas, quotaUsed: snapshot.quotaUsed, reserves: snapshot.reserves)
-        return Self.earliestStart(job, from: Round(probe, now: now), now: now)
+        let probe = snapshot.replacingPending([])
+        guard let estimate = Self.earliestStart(job, from: Round(probe, now: now), now: now) else { return nil }
+        // A job in a capacity block starts no earlier than the block.
+        if let id = job.reservation, let block = snapshot.reservations[id], block.start > estimate.at {
+            return StartEstimate(at: block.start, nodes: estimate.nodes)
+        }
+        return estimate
     }
 
     /// The same, from a round part-way through planning (its placements count as work

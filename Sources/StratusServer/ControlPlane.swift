@@ -69,7 +69,9 @@ public actor ControlPlane {
     public func quote(_ spec: JobSpec, org: OrgID, by key: KeyID) throws -> [(
         tier: Tier, startsNow: Bool, start: Timestamp?, reasons: [String]
     )] {
-        let tiers: [Tier] = org == InternalOrg.id ? [.internal, .onDemand, .spot] : [.onDemand, .spot]
+        let candidates: [Tier] =
+            spec.reservation != nil ? [.reserved] : org == InternalOrg.id ? [.internal, .onDemand, .spot] : [.onDemand, .spot]
+        let tiers = candidates.filter(engine.state.tiers.contains)
         let now = clock()
         var out: [(Tier, Bool, Timestamp?, [String])] = []
         let scheduler = (engine.scheduler as? TieredScheduler) ?? TieredScheduler()
@@ -83,10 +85,8 @@ public actor ControlPlane {
                     seq: probe.seq + 1, at: now, command: .submitJob(SubmitJob(org: org, spec: s, idempotencyKey: nil, by: key))),
                 commit: false)
             let project = s.project ?? InternalOrg.defaultProject
-            let pending = State.pendingView(id: JobID("quote"), spec: s, org: org, project: project)
-            let alone = SchedulingSnapshot(
-                nodes: base.nodes, pending: [pending], running: base.running, sites: base.sites, tenants: base.tenants,
-                quotas: base.quotas, quotaUsed: base.quotaUsed, reserves: base.reserves)
+            let pending = engine.state.pendingView(id: JobID("quote"), s, org: org, project: project)
+            let alone = base.replacingPending([pending])
             let plan = scheduler.plan(alone, now: now)
             if !plan.placements.isEmpty {
                 out.append((tier, true, now, []))
