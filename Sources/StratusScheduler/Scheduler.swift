@@ -25,11 +25,22 @@ public struct TieredScheduler: Scheduler {
     public var preemptionNoticeSeconds: Int64
     public var fairShare: FairShare
 
+    /// How a project gets back quota that other projects' spot work borrowed.
+    public enum QuotaReclaim: String, Sendable, CaseIterable {
+        /// Preempt the borrowers (most recently started first), with notice.
+        case preempt
+        /// Wait for the borrowers to end.
+        case wait
+    }
+    public var quotaReclaim: QuotaReclaim
+
     public init(
-        preemptionNoticeSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds, fairShare: FairShare = FairShare()
+        preemptionNoticeSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds, fairShare: FairShare = FairShare(),
+        quotaReclaim: QuotaReclaim = .preempt
     ) {
         self.preemptionNoticeSeconds = preemptionNoticeSeconds
         self.fairShare = fairShare
+        self.quotaReclaim = quotaReclaim
     }
 
     public func plan(_ snapshot: SchedulingSnapshot, now: Timestamp) -> Plan {
@@ -106,7 +117,7 @@ public struct TieredScheduler: Scheduler {
                 if placed { break }
             }
             guard !placed, let why = firstFailure else { continue }
-            if why.reasons.first?.hasPrefix("quota: org") == true,
+            if why.reasons.first?.hasPrefix("quota: org") == true, quotaReclaim == .preempt,
                 let p = round.reclaim(for: job, noticeSeconds: preemptionNoticeSeconds)
             {
                 plan.preemptions.append(p)

@@ -22,6 +22,8 @@ public struct Server {
         public var scheduleInterval: Duration = .milliseconds(250)
         /// Notice preempted spot work gets before it is killed.
         public var preemptionNoticeSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds
+        /// How borrowed project quota is taken back: by preempting the borrowers, or waiting.
+        public var quotaReclaim: TieredScheduler.QuotaReclaim = .preempt
         /// The tiers to offer, highest first; nil keeps what the data directory has.
         public var tiers: [Tier]?
 
@@ -44,7 +46,9 @@ public struct Server {
 
         let store = try SQLiteStore(path: "\(data)/stratus.db")
         let plane = try ControlPlane(
-            store: store, scheduler: TieredScheduler(preemptionNoticeSeconds: options.preemptionNoticeSeconds),
+            store: store,
+            scheduler: TieredScheduler(
+                preemptionNoticeSeconds: options.preemptionNoticeSeconds, quotaReclaim: options.quotaReclaim),
             clock: { WallClock.now() })
         let state = await plane.state
         if !state.isBootstrapped {

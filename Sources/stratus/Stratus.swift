@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import StratusCore
+import StratusScheduler
 import StratusServer
 
 @main
@@ -70,6 +71,9 @@ struct Up: AsyncParsableCommand {
     @Option(name: .long, help: "Notice preempted spot jobs get before they are killed (e.g. 120s, 2m).")
     var preemptionNotice = "120s"
 
+    @Option(name: .long, help: "How a project takes back quota other projects' spot work borrowed: preempt or wait.")
+    var quotaReclaim = "preempt"
+
     @Option(
         name: .long,
         help: "Tiers to offer, highest priority first (default: internal,reserved,on-demand,spot; spot, if offered, last).")
@@ -81,6 +85,10 @@ struct Up: AsyncParsableCommand {
         do {
             var options = Server.Options(dataDirectory: data, host: host, port: port)
             options.preemptionNoticeSeconds = try DurationText.parseSeconds(preemptionNotice, field: "--preemption-notice")
+            guard let reclaim = TieredScheduler.QuotaReclaim(rawValue: quotaReclaim) else {
+                throw StratusError(.invalidArgument, "--quota-reclaim: '\(quotaReclaim)' is not preempt or wait")
+            }
+            options.quotaReclaim = reclaim
             if let tiers {
                 options.tiers = try tiers.split(separator: ",").map { name throws(StratusError) in
                     guard let tier = Tier(rawValue: name.trimmingCharacters(in: .whitespaces)) else {

@@ -77,6 +77,14 @@ import Testing
         #expect(p.victims == ["borrow"])
         #expect(p.target.isEmpty, "quota is what it lacked; GPUs are not held for it")
         #expect(plan.waits.first?.reasons == ["quota: org acme GPUs at 8/8 (needs 8)", p.reason])
+        // A deployment that reclaims by waiting leaves the borrower running.
+        let patient = TieredScheduler(quotaReclaim: .wait).plan(
+            snapshot(
+                [job("mine", 8, project: "research")], quotas: [org: 8, project: 4, research: 8],
+                used: [org: 8, project: 8, research: 0], running: [borrower]),
+            now: .zero)
+        #expect(patient.preemptions.isEmpty)
+        #expect(patient.waits.first?.reasons.first == "quota: org acme GPUs at 8/8 (needs 8)")
     }
 
     @Test func theStateMachineValidatesAndEnforcesQuotas() throws {
