@@ -429,8 +429,11 @@ extension State {
         guard GPUCatalog.model(named: c.spec.gpuModel)?.name == c.spec.gpuModel else {
             throw StratusError(.invalidArgument, "gpu: unknown GPU model '\(c.spec.gpuModel)'")
         }
-        guard c.spec.gpus >= 1, c.spec.gpus <= Limits.maxReservationGPUs else {
+        guard c.spec.racks != nil || (c.spec.gpus >= 1 && c.spec.gpus <= Limits.maxReservationGPUs) else {
             throw StratusError(.invalidArgument, "gpus: must be between 1 and \(Limits.maxReservationGPUs)")
+        }
+        if let n = c.spec.racks, n < 1 || n > Limits.maxReservationRacks {
+            throw StratusError(.invalidArgument, "racks: must be between 1 and \(Limits.maxReservationRacks)")
         }
         if let site = c.spec.site, sites[site] == nil { throw StratusError.notFound("site", site.rawValue) }
         let (start, end) = c.spec.window(now: at)
@@ -452,9 +455,23 @@ extension State {
         guard c.leadSeconds >= 0, c.leadSeconds <= Limits.maxJobDurationSeconds else {
             throw StratusError(.invalidArgument, "lead: must be between 0 and \(Limits.maxJobDurationSeconds) seconds")
         }
+        let holdFrom = max(at, start.adding(seconds: -c.leadSeconds))
+        var gpus = c.spec.gpus
+        var chosen: [RackID] = []
+        if let n = c.spec.racks {
+            let free = freeRacks(
+                model: c.spec.gpuModel, site: c.spec.site, from: holdFrom, end: end, lead: c.leadSeconds, now: at)
+            guard free.count >= n else {
+                throw StratusError(
+                    .failedPrecondition,
+                    "reservation: \(n) whole \(c.spec.gpuModel) racks are not available from \(holdFrom) to \(end); \(free.count) are (all nodes ready, no other block, no non-spot work that may still run then)"
+                )
+            }
+            chosen = free.prefix(n).map(\.rack)
+            gpus = free.prefix(n).reduce(0) { $0 + $1.gpus }
+        }
         if let problem = reservationProblem(
-            model: c.spec.gpuModel, gpus: c.spec.gpus, site: c.spec.site, start: max(at, start.adding(seconds: -c.leadSeconds)),
-            end: end, lead: c.leadSeconds, now: at)
+            model: c.spec.gpuModel, gpus: gpus, site: c.spec.site, start: holdFrom, end: end, lead: c.leadSeconds, now: at)
         {
             throw StratusError(.failedPrecondition, problem)
         }
@@ -462,8 +479,8 @@ extension State {
         guard commit else { return .applied(id.rawValue) }
         nextReservation += 1
         reservations[id] = Reservation(
-            id: id, org: c.org, project: project.id, gpuModel: c.spec.gpuModel, gpus: c.spec.gpus, site: c.spec.site,
-            start: start, end: end, leadSeconds: c.leadSeconds, createdAt: at)
+            id: id, org: c.org, project: project.id, gpuModel: c.spec.gpuModel, gpus: gpus, site: c.spec.site,
+            start: start, end: end, leadSeconds: c.leadSeconds, createdAt: at, racks: chosen)
         return .applied(id.rawValue)
     }
 
@@ -485,6 +502,46 @@ extension State {
         }
         queue.removeAll { jobs[$0]?.state == .cancelled }
         return .applied(r.id.rawValue)
+    }
+
+    /// Whole racks of `model` (in `site`) that can be held over [from, end), in rack order:
+    /// every node of the model and ready, in no other block of racks that overlaps, and
+    /// with no non-spot work (or GPUs held for it) that may still run at `from`.
+    func freeRacks(model: String, site: SiteID?, from: Timestamp, end: Timestamp, lead: Int64, now: Timestamp) -> [(
+        rack: RackID, gpus: Int
+    )] {
+        var members: [RackID: [Node]] = [:]
+        for id in nodeOrder {
+            let node = nodes[id]!
+            members[node.rack, default: []].append(node)
+        }
+        var taken = Set<RackID>()
+        for r in reservations.values where r.overlaps(from: from, to: end) { taken.formUnion(r.racks) }
+        // Non-spot work that may still run at `from`, by rack (work in a block ends with it).
+        var busy = Set<RackID>()
+        func latestEnd(_ job: Job, _ limit: Timestamp?) -> Timestamp {
+            min(
+                limit ?? Timestamp(milliseconds: .max),
+                job.spec.reservation.flatMap { reservations[$0]?.end } ?? .init(milliseconds: .max))
+        }
+        for job in jobs.values where !job.state.isTerminal && job.spec.tier != .spot {
+            guard latestEnd(job, Self.expectedEnd(job)) > from else { continue }
+            for a in job.allocations where !a.isEnded { if let n = nodes[a.node] { busy.insert(n.rack) } }
+        }
+        for (id, target) in nominations {
+            guard let job = jobs[id], job.spec.tier != .spot else { continue }
+            guard latestEnd(job, job.spec.maxDurationSeconds.map { now.adding(seconds: lead + $0) }) > from else { continue }
+            for a in target { if let n = nodes[a.node] { busy.insert(n.rack) } }
+        }
+        var out: [(RackID, Int)] = []
+        for rack in racks.keys.sorted() {
+            guard let nodes = members[rack], !nodes.isEmpty, !taken.contains(rack), !busy.contains(rack),
+                site == nil || racks[rack]?.site == site,
+                nodes.allSatisfy({ $0.gpuModel == model && $0.state == .ready })
+            else { continue }
+            out.append((rack, nodes.reduce(0) { $0 + $1.gpuCount }))
+        }
+        return out
     }
 
     /// Why `gpus` GPUs of `model` (in `site`, or anywhere) cannot be held over [start, end)

@@ -123,7 +123,7 @@ public struct State: Codable, Equatable, Sendable {
         for r in reservations.values where r.cancelledAt == nil {
             blocks[r.id] = .init(
                 id: r.id, gpuModel: r.gpuModel, site: r.site.flatMap { siteIndex[$0] }, gpus: r.gpus, start: r.start,
-                end: r.end, used: use[r.id] ?? 0, holdFrom: r.holdFrom)
+                end: r.end, used: use[r.id] ?? 0, holdFrom: r.holdFrom, racks: Set(r.racks.compactMap { rackIndex[$0] }))
         }
         return SchedulingSnapshot(
             nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants, quotas: quotas,

@@ -56,6 +56,8 @@ public enum Limits {
     /// Longest reservation (one year) and the most GPUs one may hold.
     public static let maxReservationSeconds: Int64 = 366 * 86400
     public static let maxReservationGPUs = 1_048_576
+    /// Most whole racks one reservation may hold.
+    public static let maxReservationRacks = 1024
     /// How far ahead a reservation may start (one year).
     public static let maxReservationLeadSeconds: Int64 = 366 * 86400
     /// Points in one internal-reserve forecast series.

@@ -8,6 +8,9 @@ public struct Reservation: Codable, Equatable, Sendable {
     public let project: ProjectID
     public let gpuModel: String
     public let gpus: Int
+    /// For a block of whole racks (NVLink domains): the racks, chosen when it was accepted;
+    /// only its jobs (and spot) run on them during the block. Empty: any GPUs of the model.
+    public let racks: [RackID]
     /// nil: anywhere in the fleet.
     public let site: SiteID?
     public let start: Timestamp
@@ -20,8 +23,10 @@ public struct Reservation: Codable, Equatable, Sendable {
 
     public init(
         id: ReservationID, org: OrgID, project: ProjectID, gpuModel: String, gpus: Int, site: SiteID?, start: Timestamp,
-        end: Timestamp, leadSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds, createdAt: Timestamp
+        end: Timestamp, leadSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds, createdAt: Timestamp,
+        racks: [RackID] = []
     ) {
+        self.racks = racks
         self.leadSeconds = leadSeconds
         self.id = id
         self.org = org
@@ -47,7 +52,8 @@ public struct Reservation: Codable, Equatable, Sendable {
 }
 
 /// A reservation request as people write it:
-/// `{gpu: H100, gpus: 64, start: 2026-12-01T00:00:00Z, duration: 7d, site: ams}`.
+/// `{gpu: H100, gpus: 64, start: 2026-12-01T00:00:00Z, duration: 7d, site: ams}`, or with
+/// `racks: 2` instead of `gpus`, two whole racks (NVL72 domains) of the model.
 /// `start` may be `now` or `+2h` (from the time of the request); `end` may replace `duration`.
 public struct ReservationSpec: Codable, Equatable, Sendable {
     public enum Start: Codable, Equatable, Sendable {
@@ -56,7 +62,10 @@ public struct ReservationSpec: Codable, Equatable, Sendable {
     }
     public var project: String?
     public var gpuModel: String
+    /// GPUs, or 0 when `racks` is given.
     public var gpus: Int
+    /// Whole racks, or nil.
+    public var racks: Int?
     public var site: SiteID?
     public var start: Start
     /// Either a length or an end time.
@@ -64,11 +73,12 @@ public struct ReservationSpec: Codable, Equatable, Sendable {
     public var end: Timestamp?
 
     public init(
-        project: String? = nil, gpuModel: String, gpus: Int, site: SiteID? = nil, start: Start,
+        project: String? = nil, gpuModel: String, gpus: Int, racks: Int? = nil, site: SiteID? = nil, start: Start,
         durationSeconds: Int64? = nil, end: Timestamp? = nil
     ) {
         self.project = project
         self.gpuModel = gpuModel
+        self.racks = racks
         self.gpus = gpus
         self.site = site
         self.start = start
@@ -94,8 +104,18 @@ public struct ReservationSpec: Codable, Equatable, Sendable {
             throw StratusError(.invalidArgument, "gpu: required (a GPU model, e.g. H100)")
         }
         let model = try GPUCatalog.require(modelName, field: "gpu")
-        guard let gpus = try o.int("gpus") else { throw StratusError(.invalidArgument, "gpus: required") }
-        guard gpus >= 1 else { throw StratusError(.invalidArgument, "gpus: must be at least 1, got \(gpus)") }
+        let racks = try o.int("racks")
+        if let racks {
+            guard racks >= 1, racks <= Int64(Limits.maxReservationRacks) else {
+                throw StratusError(.invalidArgument, "racks: must be between 1 and \(Limits.maxReservationRacks), got \(racks)")
+            }
+        }
+        let gpusValue = try o.int("gpus")
+        guard (gpusValue == nil) != (racks == nil) else {
+            throw StratusError(.invalidArgument, "gpus: give either gpus or racks")
+        }
+        let gpus = gpusValue ?? 0
+        guard racks != nil || gpus >= 1 else { throw StratusError(.invalidArgument, "gpus: must be at least 1, got \(gpus)") }
         guard gpus <= Limits.maxReservationGPUs else {
             throw StratusError(.limitExceeded, "gpus: at most \(Limits.maxReservationGPUs), got \(gpus)")
         }
@@ -139,7 +159,8 @@ public struct ReservationSpec: Codable, Equatable, Sendable {
         }
         try o.finish()
         return ReservationSpec(
-            project: project, gpuModel: model.name, gpus: Int(gpus), site: site, start: start, durationSeconds: duration,
+            project: project, gpuModel: model.name, gpus: Int(gpus), racks: racks.map { Int($0) }, site: site, start: start,
+            durationSeconds: duration,
             end: end)
     }
 }

@@ -171,11 +171,14 @@ public struct SchedulingSnapshot: Sendable {
         public let holdFrom: Timestamp
         /// GPUs its jobs hold now.
         public let used: Int
+        /// For a block of whole racks: their indices (as in `NodeView.rack`); empty otherwise.
+        public let racks: Set<Int>
 
         public init(
             id: ReservationID, gpuModel: String, site: Int?, gpus: Int, start: Timestamp, end: Timestamp, used: Int,
-            holdFrom: Timestamp? = nil
+            holdFrom: Timestamp? = nil, racks: Set<Int> = []
         ) {
+            self.racks = racks
             self.holdFrom = holdFrom ?? start
             self.id = id
             self.gpuModel = gpuModel
@@ -216,7 +219,8 @@ public struct SchedulingSnapshot: Sendable {
         self.reserves = reserves
         self.prepared = Prepared(
             nodes: nodes, pending: pending, running: running, reserves: reserves,
-            reservedModels: Set(reservations.values.map(\.gpuModel)))
+            reservedModels: Set(reservations.values.map(\.gpuModel)),
+            rackBlocks: Set(reservations.values.flatMap(\.racks)))
     }
 
     private init(_ base: SchedulingSnapshot, pending: [PendingJob]) {

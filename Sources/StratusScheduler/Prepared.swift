@@ -25,12 +25,21 @@ struct Prepared: Sendable {
     let outside: [String: [Int: Int]]
     /// Running jobs in a reservation.
     let inReservations: [Int]
+    /// Nodes of each rack held by a block of whole racks.
+    let nodesInRackBlocks: [Int: [Int]]
 
     init(
         nodes: [SchedulingSnapshot.NodeView], pending: [SchedulingSnapshot.PendingJob],
         running: [SchedulingSnapshot.RunningJob], reserves: [InternalReserve],
-        reservedModels: Set<String> = []
+        reservedModels: Set<String> = [], rackBlocks: Set<Int> = []
     ) {
+        var nodesInRackBlocks: [Int: [Int]] = [:]
+        if !rackBlocks.isEmpty {
+            for (i, n) in nodes.enumerated() where rackBlocks.contains(n.rack) {
+                nodesInRackBlocks[n.rack, default: []].append(i)
+            }
+        }
+        self.nodesInRackBlocks = nodesInRackBlocks
         var index: [NodeID: Int] = [:]
         index.reserveCapacity(nodes.count)
         for (i, n) in nodes.enumerated() { index[n.id] = i }

@@ -45,6 +45,7 @@ public struct TieredScheduler: Scheduler {
 
     public func plan(_ snapshot: SchedulingSnapshot, now: Timestamp) -> Plan {
         var round = Round(snapshot, now: now)
+        round.noticeSeconds = preemptionNoticeSeconds
         var plan = Plan()
         // Tier first; within a tier the org with the lowest fair-share score; then FIFO.
         let rank = Dictionary(
@@ -68,6 +69,7 @@ public struct TieredScheduler: Scheduler {
                 let endsInTime = job.maxDurationSeconds.map { now.adding(seconds: $0) <= r.at } ?? false
                 round.blocked = endsInTime ? [] : r.nodes
             }
+            round.fence(for: job)
             if let id = job.reservation {
                 // A block's capacity was promised when it was accepted: backfill holds do not apply.
                 round.blocked = []
@@ -224,6 +226,12 @@ struct Round {
     let snapshot: SchedulingSnapshot
     var capacity: CapacityIndex
     var victimTaken: Set<Int> = []
+    /// For the job being decided: nodes in racks reserved for a block it is not in, and
+    /// for a job in a block of whole racks, those racks.
+    var fenced: Set<Int> = []
+    var allowedRacks: Set<Int>?
+    /// The deployment's preemption notice.
+    var noticeSeconds: Int64 = 0
     /// Per GPU model and GPU count, how many of the most recent spot jobs are known to be
     /// taken or too small this round.
     var spotCursor: [SpotCursor: Int] = [:]
@@ -416,6 +424,27 @@ struct Round {
         return nil
     }
 
+    /// Sets the racks `job` may not use (those of blocks of whole racks it is not in,
+    /// reserved during its time), or the only racks it may use (its own block's).
+    mutating func fence(for job: SchedulingSnapshot.PendingJob) {
+        allowedRacks = nil
+        fenced = []
+        guard !snapshot.prepared.nodesInRackBlocks.isEmpty else { return }
+        if let id = job.reservation, let own = snapshot.reservations[id], !own.racks.isEmpty {
+            allowedRacks = own.racks
+            return
+        }
+        guard job.tier != .spot else { return }
+        // The latest it could end: a preemption's notice, then its time limit.
+        // (Work in a block ends with its block.)
+        var until = job.maxDurationSeconds.map { now.adding(seconds: noticeSeconds + $0) }
+        if let id = job.reservation, let own = snapshot.reservations[id] { until = min(until ?? own.end, own.end) }
+        for r in snapshot.reservations.values where !r.racks.isEmpty && r.id != job.reservation {
+            guard r.gpuModel == job.gpuModel, now < r.end, until.map({ r.holdFrom < $0 }) ?? true else { continue }
+            for rack in r.racks { fenced.formUnion(snapshot.prepared.nodesInRackBlocks[rack] ?? []) }
+        }
+    }
+
     /// Forgets (or with `undo`, restores) the accounting of GPUs held for `job`.
     mutating func unhold(_ held: [NodeAssignment], for job: SchedulingSnapshot.PendingJob, undo: Bool = false) {
         let sign = undo ? 1 : -1
@@ -478,10 +507,11 @@ struct Round {
         guard let pools = capacity.poolsByModel[model] else {
             return .failure(Failure(reasons: ["capacity: no \(model) nodes in the fleet"]))
         }
-        let selector = !job.placement.nodeSelector.isEmpty
-        // Per-node checks are needed only for node labels and backfill holds; only
-        // labels need a scan to count.
-        let filtered = selector || !blocked.isEmpty
+        let labels = !job.placement.nodeSelector.isEmpty
+        // Node labels and a block's own racks need a scan to count; backfill holds and
+        // racks fenced for blocks are few nodes, counted from their lists.
+        let selector = labels || allowedRacks != nil
+        let filtered = selector || !blocked.isEmpty || !fenced.isEmpty
         var ofModel = 0
         var unschedulable = 0
         var outside = 0
@@ -494,20 +524,22 @@ struct Round {
         var protected = 0
         var protectionReason: String?
         var reservedForOther = 0
+        var fencedNodes = 0
         var verdicts: [String: QuotaVerdict] = [:]
         var open: [(pool: Int, fitting: Int)] = []
         var scanned = 0
         // Backfill holds, counted per pool and per slot (they are few), so that the
         // counts stay summaries rather than scans.
         var heldNodes: [Int: Int] = [:]
+        var fencedInPool: [Int: Int] = [:]
         var heldFitting: [Int: Int] = [:]
         var heldFittingInSlot: [Int: Int] = [:]
         if !selector {
-            for i in blocked {
+            for i in fenced.isEmpty ? blocked : blocked.union(fenced) {
                 let s = Int(capacity.nodeSlot[i])
                 guard s >= 0, snapshot.nodes[i].gpuModel == model else { continue }
                 let p = capacity.slots[s].pool
-                heldNodes[p, default: 0] += 1
+                if blocked.contains(i) { heldNodes[p, default: 0] += 1 } else { fencedInPool[p, default: 0] += 1 }
                 if Int(capacity.availableCount[i]) >= g {
                     heldFitting[p, default: 0] += 1
                     heldFittingInSlot[s, default: 0] += 1
@@ -526,7 +558,8 @@ struct Round {
                 for i in pool.allNodes {
                     scanned += 1
                     if scanned > Limits.maxNodesScannedPerJob { break }
-                    if selector, !job.placement.matches(snapshot.nodes[i].labels) {
+                    if let allowedRacks, !allowedRacks.contains(snapshot.nodes[i].rack) { continue }
+                    if labels, !job.placement.matches(snapshot.nodes[i].labels) {
                         unlabeled += 1
                         continue
                     }
@@ -538,6 +571,10 @@ struct Round {
                         reservedForOther += 1
                         continue
                     }
+                    if fenced.contains(i) {
+                        fencedNodes += 1
+                        continue
+                    }
                     let a = Int(capacity.availableCount[i])
                     freeOfModel += a
                     if a >= g { fitting += 1 }
@@ -546,6 +583,7 @@ struct Round {
                 unschedulable += pool.unschedulable
                 freeOfModel += pool.available
                 reservedForOther += heldNodes[p] ?? 0
+                fencedNodes += fencedInPool[p] ?? 0
                 fitting = capacity.nodes(withAtLeast: g, in: p) - (heldFitting[p] ?? 0)
             }
             guard fitting > 0, let probe = pool.allNodes.first else { continue }
@@ -587,6 +625,9 @@ struct Round {
         }
         if quotaBlocked > 0, let quotaReason { reasons.insert(quotaReason, at: 0) }
         if protected > 0, let protectionReason { reasons.insert(protectionReason, at: 0) }
+        if fencedNodes > 0 {
+            reasons.append("reservations: \(fencedNodes) \(model) nodes are in racks reserved for a block during this job's time")
+        }
         if reservedForOther > 0 {
             reasons.append(
                 "backfill: \(reservedForOther) \(model) nodes are held for a job ahead of it that this one would delay")
@@ -748,6 +789,7 @@ struct Round {
     /// Whether node `i` passes the job's per-node checks: node labels and backfill holds.
     func usable(_ i: Int, _ job: SchedulingSnapshot.PendingJob) -> Bool {
         (job.placement.nodeSelector.isEmpty || job.placement.matches(snapshot.nodes[i].labels)) && !blocked.contains(i)
+            && !fenced.contains(i) && (allowedRacks?.contains(snapshot.nodes[i].rack) ?? true)
     }
 
     /// Nodes of slot `s` that can take `g` GPUs (and pass `check`'s per-node checks),
@@ -801,6 +843,8 @@ struct Round {
         let selector = !job.placement.nodeSelector.isEmpty
         func nodeOK(_ i: Int) -> Bool {
             guard let p = capacity.pool(ofNode: i), eligible.contains(p) else { return false }
+            if !fenced.isEmpty, fenced.contains(i) { return false }
+            if let allowedRacks, !allowedRacks.contains(snapshot.nodes[i].rack) { return false }
             return !selector || job.placement.matches(snapshot.nodes[i].labels)
         }
         /// Free GPUs plus the victims' GPUs, less GPUs held for someone else.
@@ -820,7 +864,7 @@ struct Round {
             let spot = snapshot.prepared.spotByRecency[job.gpuModel] ?? []
             // Within a round GPUs only get scarcer, so a spot job that was taken, or whose
             // GPUs were not enough for `g`, stays so: unconstrained jobs resume after them.
-            let unconstrained = !selector && eligible.count == pools.count
+            let unconstrained = !selector && eligible.count == pools.count && fenced.isEmpty && allowedRacks == nil
             let key = SpotCursor(model: job.gpuModel, gpus: g)
             var k = unconstrained ? spotCursor[key] ?? 0 : 0
             while k < spot.count {
@@ -851,7 +895,7 @@ struct Round {
                 for i in capacity.pools[p].nodes {
                     scanned += 1
                     if scanned > Limits.maxNodesScannedPerJob { break }
-                    if selector, !job.placement.matches(snapshot.nodes[i].labels) { continue }
+                    if !nodeOK(i) { continue }
                     var room = available(i, for: job.id)
                     var victims: [Int] = []
                     if room.count < g {

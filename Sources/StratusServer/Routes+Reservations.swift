@@ -11,6 +11,8 @@ extension API {
         let gpu: String
         let gpus: Int
         let site: String?
+        /// For a block of whole racks: the racks.
+        let racks: [String]
         let start: String
         let end: String
         let status: String
@@ -23,7 +25,8 @@ extension API {
     func reservationView(_ r: Reservation, _ s: State, now: Timestamp) -> ReservationView {
         ReservationView(
             id: r.id.rawValue, org: r.org.rawValue, project: s.projects[r.project]?.name ?? "", gpu: r.gpuModel, gpus: r.gpus,
-            site: r.site?.rawValue, start: r.start.description, end: r.end.description, status: r.status(at: now),
+            site: r.site?.rawValue, racks: r.racks.map(\.rawValue), start: r.start.description, end: r.end.description,
+            status: r.status(at: now),
             used: s.reservationUse()[r.id] ?? 0, createdAt: r.createdAt.description, cancelledAt: r.cancelledAt?.description)
     }
 

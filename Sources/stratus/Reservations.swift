@@ -39,7 +39,8 @@ struct Reservations: AsyncParsableCommand {
             abstract: "Reserve GPUs; accepted only if the block can be guaranteed.",
             discussion: "Example: stratus reservations create --gpu H100 --gpus 16 --start +1h --duration 2d")
         @Option(name: .long, help: "GPU model, e.g. H100.") var gpu: String
-        @Option(name: .long, help: "How many GPUs.") var gpus: Int
+        @Option(name: .long, help: "How many GPUs (or give --racks).") var gpus: Int?
+        @Option(name: .long, help: "How many whole racks (NVLink domains) of the model.") var racks: Int?
         @Option(name: .long, help: "now, +DURATION (e.g. +2h) or an RFC 3339 time.") var start = "now"
         @Option(name: .long, help: "Length, e.g. 7d (or give --end).") var duration: String?
         @Option(name: .long, help: "End, as an RFC 3339 time.") var end: String?
@@ -49,7 +50,9 @@ struct Reservations: AsyncParsableCommand {
 
         func run() async throws {
             try await cli {
-                var body: [String: Any] = ["gpu": gpu, "gpus": gpus, "start": start]
+                var body: [String: Any] = ["gpu": gpu, "start": start]
+                if let gpus { body["gpus"] = gpus }
+                if let racks { body["racks"] = racks }
                 if let duration { body["duration"] = duration }
                 if let end { body["end"] = end }
                 if let site { body["site"] = site }

@@ -171,6 +171,45 @@ import Testing
         #expect(placed.placements[0].nodes == ahead.preemptions[0].target)
     }
 
+    @Test func blocksOfWholeRacksHoldThoseRacks() throws {
+        var e = try Fixture.engine()
+        // Unbounded on-demand work on rack-a (node-1): only rack-b is whole and free.
+        let busy = try Fixture.submit(&e, Fixture.spec(8))
+        _ = try e.schedule(at: t0)
+        #expect(e.state.jobs[busy]!.allocations.first?.node == "node-1")
+        func rackBlock(_ n: Int, org: OrgID = "acme") throws -> ReservationID {
+            let spec = ReservationSpec(
+                gpuModel: "H100", gpus: 0, racks: n, start: .at(t0.adding(seconds: 600)), durationSeconds: 3600)
+            return ReservationID(
+                try e.execute(.createReservation(CreateReservation(org: org, spec: spec, by: "key-1")), at: t0).id)
+        }
+        let error = #expect(throws: StratusError.self) { try rackBlock(2) }
+        #expect(error?.message.contains("2 whole H100 racks are not available") == true, "\(error?.message ?? "")")
+        let block = try rackBlock(1)
+        #expect(e.state.reservations[block]?.racks == ["rack-b"])
+        #expect(e.state.reservations[block]?.gpus == 32)
+        // A count-based block must fit beside it: 64 - 32 - 8 (running) leaves 24.
+        #expect(throws: StratusError.self) { try reserve(&e, gpus: 25, start: t0.adding(seconds: 600), seconds: 60) }
+        // Spot may use the idle racks; unbounded on-demand work may not, and says why.
+        let onDemand = try Fixture.submit(&e, Fixture.spec(8, nodes: 4))
+        let spot = try Fixture.submit(&e, Fixture.spec(8, nodes: 5, tier: .spot))
+        let plan = try e.schedule(at: t0.adding(seconds: 1))
+        #expect(plan.placements.map(\.job) == [spot])
+        #expect(
+            plan.placements[0].nodes.filter { ["node-5", "node-6", "node-7", "node-8"].contains($0.node.rawValue) }.count == 4)
+        let why = plan.waits.first { $0.job == onDemand }?.reason ?? ""
+        #expect(why.contains("reservations: 4 H100 nodes are in racks reserved for a block"), "\(why)")
+        // The block's job runs only on its racks, from its start, preempting the spot work ahead.
+        let mine = try Fixture.submit(&e, inBlock(block, nodes: 4), at: t0.adding(seconds: 2))
+        try startAll(&e, at: t0.adding(seconds: 2))
+        let ahead = try e.schedule(at: t0.adding(seconds: 600 - 120))
+        #expect(ahead.preemptions.first { $0.job == mine }?.victims == [spot])
+        try exit(&e, spot, at: t0.adding(seconds: 590))
+        let start = try e.schedule(at: t0.adding(seconds: 600))
+        let placed = try #require(start.placements.first { $0.job == mine })
+        #expect(Set(placed.nodes.map(\.node)) == ["node-5", "node-6", "node-7", "node-8"])
+    }
+
     @Test func workStopsWhenTheBlockEndsAndWhenItIsCancelled() throws {
         var e = try Fixture.engine()
         let block = try reserve(&e, gpus: 16, start: t0, seconds: 3600)
@@ -201,27 +240,29 @@ import Testing
     /// block requests on a healthy fleet whose agents stop work as soon as asked: every
     /// accepted block's jobs run from the block's first second.
     @Test func acceptedBlocksStartOnTime() throws {
-        var total = (blocks: 0, refused: 0, preemptedAhead: 0, held: 0)
+        var total = (blocks: 0, refused: 0, preemptedAhead: 0, held: 0, racks: 0)
         for seed in 0..<12 {
             let r = try blocksStartOnTime(seed: seed)
             total.blocks += r.blocks
             total.refused += r.refused
             total.preemptedAhead += r.preemptedAhead
             total.held += r.held
+            total.racks += r.racks
         }
         // The streams must reach the interesting cases.
         #expect(total.blocks > 60, "\(total)")
         #expect(total.refused > 10, "\(total)")
         #expect(total.preemptedAhead > 10, "\(total)")
         #expect(total.held > 10, "\(total)")
+        #expect(total.racks > 5, "\(total)")
     }
 
-    func blocksStartOnTime(seed: Int) throws -> (blocks: Int, refused: Int, preemptedAhead: Int, held: Int) {
+    func blocksStartOnTime(seed: Int) throws -> (blocks: Int, refused: Int, preemptedAhead: Int, held: Int, racks: Int) {
         var rng = SeededRandom(seed: UInt64(seed))
         var e = try Fixture.engine()
         var t = t0
         var blocks: [(id: ReservationID, start: Timestamp, end: Timestamp, jobs: [JobID])] = []
-        var result = (blocks: 0, refused: 0, preemptedAhead: 0, held: 0)
+        var result = (blocks: 0, refused: 0, preemptedAhead: 0, held: 0, racks: 0)
         for _ in 0..<300 {
             t = t.adding(seconds: 1)
             switch Int.random(in: 0..<10, using: &rng) {
@@ -234,14 +275,21 @@ import Testing
             case 3:
                 let start = t.adding(seconds: Int64.random(in: 130...400, using: &rng))
                 let end = start.adding(seconds: Int64.random(in: 30...200, using: &rng))
-                let gpus = Int.random(in: 1...40, using: &rng)
+                // One request in four is for a whole rack (32 GPUs on the demo fleet).
+                let wholeRack = Int.random(in: 0..<4, using: &rng) == 0
+                let gpus = wholeRack ? 32 : Int.random(in: 1...40, using: &rng)
+                let spec = ReservationSpec(
+                    gpuModel: "H100", gpus: wholeRack ? 0 : gpus, racks: wholeRack ? 1 : nil, start: .at(start),
+                    durationSeconds: end.milliseconds / 1000 - start.milliseconds / 1000)
                 guard
-                    let id = try? reserve(
-                        &e, gpus: gpus, start: start, seconds: end.milliseconds / 1000 - start.milliseconds / 1000, at: t)
+                    let outcome = try? e.execute(
+                        .createReservation(CreateReservation(org: "acme", spec: spec, by: "key-1")), at: t)
                 else {
                     result.refused += 1
                     continue
                 }
+                let id = ReservationID(outcome.id)
+                if wholeRack { result.racks += 1 }
                 let jobs = try (0..<gpus).map { _ in try Fixture.submit(&e, inBlock(id, gpus: 1), at: t) }
                 blocks.append((id, start, end, jobs))
                 result.blocks += 1

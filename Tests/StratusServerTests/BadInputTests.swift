@@ -120,6 +120,13 @@ import Testing
             let ok = try await client.call(
                 .post, "/v1/reservations", key: acme, body: #"{"gpu":"H100","gpus":64,"start":"+10m","duration":"1h"}"#)
             #expect(ok.status == 201 && ok["status"] as? String == "scheduled" && ok["gpus"] as? Int == 64, "\(ok.text)")
+            // Whole racks count too: the block above holds all 64 GPUs.
+            let racks = try await client.call(
+                .post, "/v1/reservations", key: acme, body: #"{"gpu":"H100","racks":1,"start":"+10m","duration":"1h"}"#)
+            #expect(racks.status == 409 && racks.errorMessage.contains("32 H100 in the fleet is not available"), "\(racks.text)")
+            let both = try await client.call(
+                .post, "/v1/reservations", key: acme, body: #"{"gpu":"H100","gpus":8,"racks":1,"duration":"1h"}"#)
+            #expect(both.status == 400 && both.errorMessage == "gpus: give either gpus or racks", "\(both.text)")
         }
     }
 
