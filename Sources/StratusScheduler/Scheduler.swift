@@ -253,7 +253,8 @@ struct Round {
     /// reservation's jobs hold (or are held for).
     var outside: [String: [Int: Int]]
     var reservationUsed: [ReservationID: Int] = [:]
-    let now: Timestamp
+    /// The round's time (injected, never read from a clock).
+    let time: Timestamp
     /// Milliwatts per GPU of each pool.
     let poolMilliwatts: [Int64]
 
@@ -272,7 +273,7 @@ struct Round {
         quotaUsed = s.quotaUsed
         sold = s.prepared.sold
         outside = s.prepared.outside
-        self.now = now
+        time = now
         for (id, r) in s.reservations where r.used > 0 { reservationUsed[id] = r.used }
         poolMilliwatts = s.prepared.capacity.pools.map { Self.milliwatts(model: $0.model, site: $0.site, s) }
         if !s.reserves.isEmpty {
@@ -402,11 +403,11 @@ struct Round {
     /// Why `need` more GPUs of non-spot work outside reservations, running from now until
     /// its time limit (or without end), would leave a reservation short at its start, or nil.
     func reservationBlock(_ job: SchedulingSnapshot.PendingJob, site: Int, need: Int, delay: Int64 = 0) -> String? {
-        let until = job.maxDurationSeconds.map { now.adding(seconds: delay + $0) } ?? Timestamp(milliseconds: .max)
+        let until = job.maxDurationSeconds.map { time.adding(seconds: delay + $0) } ?? Timestamp(milliseconds: .max)
         for key in [-1, site] {
             var held = 0
             var first: Timestamp?
-            for r in snapshot.reservations.values where r.gpuModel == job.gpuModel && r.holdFrom < until && now < r.end {
+            for r in snapshot.reservations.values where r.gpuModel == job.gpuModel && r.holdFrom < until && time < r.end {
                 guard key < 0 || r.site == key else { continue }
                 held += r.gpus
                 first = min(first ?? r.holdFrom, r.holdFrom)
@@ -416,7 +417,7 @@ struct Round {
             let used = outside[job.gpuModel]?[key] ?? 0
             if used + need > total - held {
                 let scope = key < 0 ? "the fleet" : "site \(snapshot.sites[key].name)"
-                let when = first <= now ? "now" : "from \(first)"
+                let when = first <= time ? "now" : "from \(first)"
                 return
                     "reservations: \(held) \(job.gpuModel) reserved in \(scope) \(when), within this job's time limit (other non-spot work holds \(used) of \(total); needs \(need))"
             }
@@ -437,10 +438,10 @@ struct Round {
         guard job.tier != .spot else { return }
         // The latest it could end: a preemption's notice, then its time limit.
         // (Work in a block ends with its block.)
-        var until = job.maxDurationSeconds.map { now.adding(seconds: noticeSeconds + $0) }
+        var until = job.maxDurationSeconds.map { time.adding(seconds: noticeSeconds + $0) }
         if let id = job.reservation, let own = snapshot.reservations[id] { until = min(until ?? own.end, own.end) }
         for r in snapshot.reservations.values where !r.racks.isEmpty && r.id != job.reservation {
-            guard r.gpuModel == job.gpuModel, now < r.end, until.map({ r.holdFrom < $0 }) ?? true else { continue }
+            guard r.gpuModel == job.gpuModel, time < r.end, until.map({ r.holdFrom < $0 }) ?? true else { continue }
             for rack in r.racks { fenced.formUnion(snapshot.prepared.nodesInRackBlocks[rack] ?? []) }
         }
     }
