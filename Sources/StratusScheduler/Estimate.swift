@@ -56,14 +56,12 @@ extension Round {
             if let id = r.reservation {
                 reservationUsed[id, default: 0] -= a.gpus.count
             } else if r.tier != .spot, outside[snapshot.nodes[i].gpuModel] != nil {
-                outside[snapshot.nodes[i].gpuModel, default: [:]][-1, default: 0] -= a.gpus.count
-                outside[snapshot.nodes[i].gpuModel, default: [:]][snapshot.nodes[i].site, default: 0] -= a.gpus.count
+                outside.add(-a.gpus.count, model: snapshot.nodes[i].gpuModel, site: snapshot.nodes[i].site)
             }
             let site = snapshot.nodes[i].site
             if site < powerLeft.count { powerLeft[site] += watts(i, gpus: a.gpus.count) }
             if r.tier == .onDemand || r.tier == .reserved, reserve[snapshot.nodes[i].gpuModel] != nil {
-                sold[snapshot.nodes[i].gpuModel, default: [:]][-1, default: 0] -= a.gpus.count
-                sold[snapshot.nodes[i].gpuModel, default: [:]][site, default: 0] -= a.gpus.count
+                sold.add(-a.gpus.count, model: snapshot.nodes[i].gpuModel, site: site)
             }
             if !snapshot.quotas.isEmpty {
                 for scope in QuotaScope.all(

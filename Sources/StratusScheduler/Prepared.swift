@@ -87,30 +87,26 @@ struct Prepared: Sendable {
             guard !reservedModels.isEmpty, r.reservation == nil, r.tier != .spot else { continue }
             for a in r.allocations {
                 guard let i = index[a.node], reservedModels.contains(nodes[i].gpuModel) else { continue }
-                outside[nodes[i].gpuModel, default: [:]][-1, default: 0] += a.gpus.count
-                outside[nodes[i].gpuModel, default: [:]][nodes[i].site, default: 0] += a.gpus.count
+                outside.add(a.gpus.count, model: nodes[i].gpuModel, site: nodes[i].site)
             }
         }
         // GPUs held for queued non-spot work whose preemption is under way count as theirs.
         for job in pending where job.reservation == nil && job.tier != .spot && !reservedModels.isEmpty {
             for a in job.nominated ?? [] {
                 guard let i = index[a.node], reservedModels.contains(nodes[i].gpuModel) else { continue }
-                outside[nodes[i].gpuModel, default: [:]][-1, default: 0] += a.gpus.count
-                outside[nodes[i].gpuModel, default: [:]][nodes[i].site, default: 0] += a.gpus.count
+                outside.add(a.gpus.count, model: nodes[i].gpuModel, site: nodes[i].site)
             }
         }
         self.outside = outside
         self.inReservations = inReservations
         if !counted.isEmpty {
             for n in nodes where counted.contains(n.gpuModel) {
-                capacityByModel[n.gpuModel, default: [:]][-1, default: 0] += n.gpuCount
-                capacityByModel[n.gpuModel, default: [:]][n.site, default: 0] += n.gpuCount
+                capacityByModel.add(n.gpuCount, model: n.gpuModel, site: n.site)
             }
             for r in running where r.tier == .onDemand || r.tier == .reserved {
                 for a in r.allocations {
                     guard let i = index[a.node], counted.contains(nodes[i].gpuModel) else { continue }
-                    sold[nodes[i].gpuModel, default: [:]][-1, default: 0] += a.gpus.count
-                    sold[nodes[i].gpuModel, default: [:]][nodes[i].site, default: 0] += a.gpus.count
+                    sold.add(a.gpus.count, model: nodes[i].gpuModel, site: nodes[i].site)
                 }
             }
         }
@@ -122,5 +118,15 @@ struct Prepared: Sendable {
         self.runningByOrg = byOrg
         self.capacityByModel = capacityByModel
         self.sold = sold
+    }
+}
+
+extension Dictionary where Key == String, Value == [Int: Int] {
+    /// GPU counts by model, fleet-wide (key -1) and per site: adds `n` to both.
+    mutating func add(_ n: Int, model: String, site: Int) {
+        var counts = self[model] ?? [:]
+        counts[-1, default: 0] += n
+        counts[site, default: 0] += n
+        self[model] = counts
     }
 }

@@ -454,8 +454,7 @@ struct Round {
         } else if job.tier != .spot, outside[job.gpuModel] != nil {
             for a in held {
                 guard let i = index[a.node] else { continue }
-                outside[job.gpuModel, default: [:]][-1, default: 0] += sign * a.gpus.count
-                outside[job.gpuModel, default: [:]][snapshot.nodes[i].site, default: 0] += sign * a.gpus.count
+                outside.add(sign * a.gpus.count, model: job.gpuModel, site: snapshot.nodes[i].site)
             }
         }
     }
@@ -465,14 +464,12 @@ struct Round {
             reservationUsed[r, default: 0] += nodes.reduce(0) { $0 + $1.1.count }
         } else if job.tier != .spot, snapshot.reservations.values.contains(where: { $0.gpuModel == job.gpuModel }) {
             for (i, gpus) in nodes {
-                outside[job.gpuModel, default: [:]][-1, default: 0] += gpus.count
-                outside[job.gpuModel, default: [:]][snapshot.nodes[i].site, default: 0] += gpus.count
+                outside.add(gpus.count, model: job.gpuModel, site: snapshot.nodes[i].site)
             }
         }
         if job.tier == .onDemand || job.tier == .reserved, reserve[job.gpuModel] != nil {
             for (i, gpus) in nodes {
-                sold[job.gpuModel, default: [:]][-1, default: 0] += gpus.count
-                sold[job.gpuModel, default: [:]][snapshot.nodes[i].site, default: 0] += gpus.count
+                sold.add(gpus.count, model: job.gpuModel, site: snapshot.nodes[i].site)
             }
         }
         if !snapshot.quotas.isEmpty {
