@@ -68,6 +68,7 @@ let package = Package(
         .testTarget(
             name: "StratusCoreTests",
             dependencies: ["StratusCore", "StratusScheduler", "StratusLedger", "StratusControl", "StratusStore"],
+            exclude: ["Golden"],
             swiftSettings: strict),
         .testTarget(
             name: "StratusServerTests",

@@ -1,4 +1,5 @@
 import StratusCore
+import StratusLedger
 import StratusScheduler
 
 /// Every change to the control plane is one of these, appended to the log before it
@@ -29,6 +30,16 @@ public enum Command: Codable, Equatable, Sendable {
     case applyPlan(Plan)
     case allocationStarted(AllocationStarted)
     case allocationExited(AllocationExited)
+    /// List prices (effective-dated) and negotiated org prices.
+    case setPrices(SetPrices)
+    /// A batch of usage events from a meter or an outside source, counted once each.
+    case recordUsage(RecordUsage)
+    /// Invoices every org for the months up to a period.
+    case closePeriod(ClosePeriod)
+    /// Money received into an org's prepaid wallet.
+    case deposit(Deposit)
+    /// A credit granted to an org, shown on its next invoice.
+    case grantCredit(GrantCredit)
 
     public var name: String {
         switch self {
@@ -50,6 +61,11 @@ public enum Command: Codable, Equatable, Sendable {
         case .applyPlan: "apply_plan"
         case .allocationStarted: "allocation_started"
         case .allocationExited: "allocation_exited"
+        case .setPrices: "set_prices"
+        case .recordUsage: "record_usage"
+        case .closePeriod: "close_period"
+        case .deposit: "deposit"
+        case .grantCredit: "grant_credit"
         }
     }
 }
@@ -225,4 +241,57 @@ public struct CancelReservation: Codable, Equatable, Sendable {
 public struct SetTiers: Codable, Equatable, Sendable {
     public var tiers: [Tier]
     public init(tiers: [Tier]) { self.tiers = tiers }
+}
+
+public struct ListPrice: Codable, Equatable, Sendable {
+    public var sku: SKU
+    public var point: PricePoint
+    public init(sku: SKU, point: PricePoint) {
+        self.sku = sku
+        self.point = point
+    }
+}
+
+public struct SetPrices: Codable, Equatable, Sendable {
+    public var list: [ListPrice]
+    public var orgPrices: [OrgPrice]
+    public init(list: [ListPrice] = [], orgPrices: [OrgPrice] = []) {
+        self.list = list
+        self.orgPrices = orgPrices
+    }
+}
+
+public struct RecordUsage: Codable, Equatable, Sendable {
+    public var events: [UsageEvent]
+    public init(events: [UsageEvent]) { self.events = events }
+}
+
+public struct ClosePeriod: Codable, Equatable, Sendable {
+    public var period: Period
+    public init(period: Period) { self.period = period }
+}
+
+public struct Deposit: Codable, Equatable, Sendable {
+    public var org: OrgID
+    public var amount: Money
+    public var currency: Currency
+    /// The payment's reference (e.g. a bank transfer id), kept on the ledger transfer.
+    public var reference: String
+    public init(org: OrgID, amount: Money, currency: Currency, reference: String) {
+        self.org = org
+        self.amount = amount
+        self.currency = currency
+        self.reference = reference
+    }
+}
+
+public struct GrantCredit: Codable, Equatable, Sendable {
+    public var org: OrgID
+    public var amount: Money
+    public var description: String
+    public init(org: OrgID, amount: Money, description: String) {
+        self.org = org
+        self.amount = amount
+        self.description = description
+    }
 }

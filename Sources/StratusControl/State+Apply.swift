@@ -32,6 +32,11 @@ extension State {
         case .applyPlan(let c): outcome = try applyPlan(c, at: entry.at, commit: commit)
         case .allocationStarted(let c): outcome = try allocationStarted(c, at: entry.at, commit: commit)
         case .allocationExited(let c): outcome = try allocationExited(c, at: entry.at, commit: commit)
+        case .setPrices(let c): outcome = try setPrices(c, at: entry.at, commit: commit)
+        case .recordUsage(let c): outcome = try recordUsage(c, at: entry.at, commit: commit)
+        case .closePeriod(let c): outcome = try closePeriod(c, at: entry.at, commit: commit)
+        case .deposit(let c): outcome = try deposit(c, at: entry.at, commit: commit)
+        case .grantCredit(let c): outcome = try grantCredit(c, at: entry.at, commit: commit)
         }
         if commit, case .applied = outcome { seq = entry.seq }
         return outcome
@@ -850,6 +855,7 @@ extension State {
         if let record {
             _ = try! usage.record(record)
             addToHistory(record)
+            billing.count(usageEvent(record), now: at)
         }
         for g in alloc.gpus where gpuHolders[c.node]?[g] == c.job { gpuHolders[c.node]![g] = nil }
         var updated = job

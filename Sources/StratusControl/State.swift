@@ -43,6 +43,9 @@ public struct State: Codable, Equatable, Sendable {
     public internal(set) var nominations: [JobID: [NodeAssignment]] = [:]
 
     public internal(set) var usage = UsageMeter()
+    /// Prices, metered usage, the ledger and invoices.
+    public internal(set) var billing = Billing()
+    var nextCredit: UInt64 = 1
     /// GPU-milliseconds per org per day (days since the epoch), for fair share: exact
     /// integers, so state does not depend on the scheduler's half-life.
     public internal(set) var usageByOrgDay: [OrgID: [Int64: Int64]] = [:]

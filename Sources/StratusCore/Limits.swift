@@ -62,4 +62,26 @@ public enum Limits {
     public static let maxReservationLeadSeconds: Int64 = 366 * 86400
     /// Points in one internal-reserve forecast series.
     public static let maxReserveSeriesPoints = 10_000
+    /// Points of price history kept per SKU (spot prices move every few minutes).
+    public static let maxPricePointsPerSKU = 200_000
+    /// Negotiated prices one org may have.
+    public static let maxOrgPrices = 1000
+    /// Longest id, source or subject of a usage event.
+    public static let maxUsageIDBytes = 255
+    /// GPUs one usage event may cover.
+    public static let maxGPUsPerUsageEvent = 1_048_576
+    /// Longest span one usage event may cover (31 days).
+    public static let maxUsageEventSeconds: Int64 = 31 * 86400
+    /// Usage events in one batch (one request, one log entry).
+    public static let maxUsageEventsPerBatch = 10_000
+    /// How far in the future an event may end (clock skew between a source and us).
+    public static let usageClockSkewSeconds: Int64 = 300
+    /// How late a usage event may arrive by default (35 days).
+    public static let defaultLateUsageWindowSeconds: Int64 = 35 * 86400
+    /// Transfers kept in memory for the journal view; all of them are in the log.
+    public static let journalKept = 10_000
+    /// Settled holds kept before they are pruned.
+    public static let holdsKept = 100_000
+    /// Prices (list and org) one request may set.
+    public static let maxPricesPerCommand = 10_000
 }

@@ -13,3 +13,9 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 }
+
+extension SeededRandom {
+    /// A value in 0..<bound (bound > 0), without modulo bias worth caring about in tests
+    /// and simulations (bound is far below 2^64).
+    public mutating func next(below bound: UInt64) -> UInt64 { next() % bound }
+}

@@ -1,0 +1,259 @@
+import StratusCore
+
+/// One invoice line's identity: usage of a project's GPUs of one model, region and tier
+/// at one price. A price change during the month starts a new line.
+public struct LineKey: Hashable, Comparable, Codable, Sendable {
+    public var project: String
+    public var gpuModel: String
+    public var region: String
+    public var tier: Tier
+    /// What the org pays per GPU-hour, and the list price it was derived from.
+    public var unitPrice: Money
+    public var listPrice: Money
+
+    public static func < (a: LineKey, b: LineKey) -> Bool {
+        (a.project, a.gpuModel, a.region, a.tier.rank, a.unitPrice.micros, a.listPrice.micros)
+            < (b.project, b.gpuModel, b.region, b.tier.rank, b.unitPrice.micros, b.listPrice.micros)
+    }
+}
+
+/// GPU time and money accumulated on one line. `amount` is always
+/// `Money.charge(gpuSeconds, unitPrice)`: the ledger is posted the difference each time
+/// the line grows, so rounding never depends on how usage was batched or ordered.
+public struct LineTotal: Codable, Equatable, Sendable {
+    public var gpuSeconds: Int64 = 0
+    public var amount = Money.zero
+    public init(gpuSeconds: Int64 = 0, amount: Money = .zero) {
+        self.gpuSeconds = gpuSeconds
+        self.amount = amount
+    }
+}
+
+/// Late usage for a month already invoiced, carried into a later invoice.
+public struct AdjustmentKey: Hashable, Comparable, Codable, Sendable {
+    public var forPeriod: Period
+    public var line: LineKey
+    public static func < (a: AdjustmentKey, b: AdjustmentKey) -> Bool { (a.forPeriod, a.line) < (b.forPeriod, b.line) }
+}
+
+/// A service credit (SLA breach) or a granted credit; it lowers the invoice total.
+public struct Credit: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Sendable { case sla, grant }
+    public var id: String
+    public var kind: Kind
+    public var description: String
+    public var amount: Money
+    public init(id: String, kind: Kind, description: String, amount: Money) {
+        self.id = id
+        self.kind = kind
+        self.description = description
+        self.amount = amount
+    }
+}
+
+/// Everything an org has been charged for one month that is not yet invoiced.
+public struct PeriodCharges: Codable, Equatable, Sendable {
+    public var lines: [LineKey: LineTotal] = [:]
+    public var adjustments: [AdjustmentKey: LineTotal] = [:]
+    public var credits: [Credit] = []
+    public init() {}
+
+    public var total: Money {
+        let usage = lines.values.reduce(0) { $0 + $1.amount.micros } + adjustments.values.reduce(0) { $0 + $1.amount.micros }
+        return Money(micros: usage - credits.reduce(0) { $0 + $1.amount.micros })
+    }
+
+    /// Charges of one project, for its budget.
+    public func total(project: String) -> Money {
+        Money(
+            micros: lines.reduce(0) { $0 + ($1.key.project == project ? $1.value.amount.micros : 0) }
+                + adjustments.reduce(0) { $0 + ($1.key.line.project == project ? $1.value.amount.micros : 0) })
+    }
+}
+
+/// The pure billing state machine: prices, the usage meter, the ledger and invoices.
+/// `State` owns one and calls it while applying commands; nothing here reads a clock.
+public struct Billing: Codable, Equatable, Sendable {
+    public var currency = Currency.usd
+    /// Set through `State` (which validates changes with `PriceBook.check`).
+    public var prices = PriceBook()
+    public internal(set) var ledger = Ledger()
+    var seen: [String: SeenEvent] = [:]
+    /// Charges not yet invoiced, per org per month.
+    public internal(set) var open: [OrgID: [Period: PeriodCharges]] = [:]
+    public internal(set) var invoices: [String: Invoice] = [:]
+    public internal(set) var invoicesByOrg: [OrgID: [String]] = [:]
+    /// Every month up to this one is invoiced; usage for it is an adjustment.
+    public internal(set) var closedThrough: Period?
+    /// How late a usage event may arrive (default 35 days).
+    public var lateWindowSeconds: Int64 = Limits.defaultLateUsageWindowSeconds
+    public internal(set) var eventsCounted: UInt64 = 0
+    var lastPrune: Int64 = 0
+
+    public init() {}
+
+    public enum EventOutcome: String, Equatable, Sendable {
+        case counted
+        /// Seen before with the same content: nothing changes.
+        case duplicate
+    }
+
+    /// Checks an event against what billing knows. Throws with the reason it is refused.
+    public func check(_ e: UsageEvent, now: Timestamp) throws(StratusError) -> EventOutcome {
+        try e.validate()
+        if let s = seen[e.key] {
+            guard s.fingerprint == e.fingerprint else {
+                throw StratusError(
+                    .idempotencyMismatch, "usage event '\(e.id)' from '\(e.source)' was already counted with different content")
+            }
+            return .duplicate
+        }
+        guard e.end <= now.adding(seconds: Limits.usageClockSkewSeconds) else {
+            throw StratusError(
+                .invalidArgument,
+                "end: \(e.end) is in the future (now \(now), at most \(Limits.usageClockSkewSeconds) s of clock skew)")
+        }
+        guard e.end >= now.adding(seconds: -lateWindowSeconds) else {
+            throw StratusError(
+                .failedPrecondition,
+                "end: \(e.end) is older than the late-usage window of \(lateWindowSeconds / 86400) days")
+        }
+        if e.org != InternalOrg.id, e.endSecond > e.startSecond {
+            let sku = SKU(gpuModel: e.gpuModel, region: e.region, tier: e.tier)
+            guard prices.price(org: e.org, sku, at: Timestamp(seconds: e.startSecond)) != nil else {
+                throw StratusError(
+                    .failedPrecondition, "no price for \(sku) at \(Timestamp(seconds: e.startSecond)) (unknown SKU)")
+            }
+        }
+        return .counted
+    }
+
+    /// Checks a batch as a whole (ids repeated within it included); counts it only when
+    /// `commit` and every event passes. One bad event refuses the batch: nothing is counted.
+    public mutating func ingest(_ events: [UsageEvent], now: Timestamp, commit: Bool) throws(StratusError)
+        -> [EventOutcome]
+    {
+        guard events.count <= Limits.maxUsageEventsPerBatch else {
+            throw StratusError(.limitExceeded, "events: at most \(Limits.maxUsageEventsPerBatch) per batch, got \(events.count)")
+        }
+        var outcomes: [EventOutcome] = []
+        outcomes.reserveCapacity(events.count)
+        var inBatch: [String: UInt64] = [:]
+        for (i, e) in events.enumerated() {
+            let outcome: EventOutcome
+            do throws(StratusError) {
+                outcome = try check(e, now: now)
+                if outcome == .counted {
+                    let f = e.fingerprint
+                    if let earlier = inBatch[e.key] {
+                        guard earlier == f else {
+                            throw StratusError(
+                                .idempotencyMismatch, "usage event '\(e.id)' appears twice in the batch with different content")
+                        }
+                        outcomes.append(.duplicate)
+                        continue
+                    }
+                    inBatch[e.key] = f
+                }
+            } catch {
+                throw StratusError(error.code, "events[\(i)] (id '\(e.id)'): \(error.message)")
+            }
+            outcomes.append(outcome)
+        }
+        guard commit else { return outcomes }
+        for (e, o) in zip(events, outcomes) where o == .counted { count(e, now: now) }
+        pruneSeen(now: now)
+        return outcomes
+    }
+
+    /// Counts and rates one checked event: remembers its id, splits it at month ends and
+    /// price changes, adds each piece to its invoice line and posts the line's growth to
+    /// the ledger (receivable -> revenue of the tier).
+    public mutating func count(_ e: UsageEvent, now: Timestamp) {
+        seen[e.key] = SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond)
+        eventsCounted += 1
+        guard e.org != InternalOrg.id else { return }
+        let sku = SKU(gpuModel: e.gpuModel, region: e.region, tier: e.tier)
+        var from = e.startSecond
+        let to = e.endSecond
+        guard to > from else { return }
+        var cuts = prices.changes(org: e.org, sku, from: Timestamp(seconds: from), to: Timestamp(seconds: to)).map {
+            $0.milliseconds / 1000
+        }
+        var month = Period(containing: Timestamp(seconds: from))
+        while month.end.milliseconds / 1000 < to {
+            cuts.append(month.end.milliseconds / 1000)
+            month = month.next
+        }
+        if cuts.count > 1 { cuts.sort() }
+        cuts.append(to)
+        let current = Period(containing: now)
+        for cut in cuts where cut > from {
+            let at = Timestamp(seconds: from)
+            let price = prices.price(org: e.org, sku, at: at) ?? .zero
+            let list = prices.listPoint(sku, at: at)?.price ?? .zero
+            let key = LineKey(
+                project: e.project, gpuModel: e.gpuModel, region: e.region, tier: e.tier, unitPrice: price, listPrice: list)
+            let gpuSeconds = Int64(e.gpus) * (cut - from)
+            let period = Period(containing: at)
+            if let closed = closedThrough, period <= closed {
+                addAdjustment(
+                    org: e.org, into: max(current, closed.next), AdjustmentKey(forPeriod: period, line: key), gpuSeconds, now,
+                    e.id)
+            } else {
+                addUsage(org: e.org, period: period, key, gpuSeconds, now, e.id)
+            }
+            from = cut
+        }
+    }
+
+    private mutating func addUsage(
+        org: OrgID, period: Period, _ key: LineKey, _ gpuSeconds: Int64, _ now: Timestamp, _ ref: String
+    ) {
+        var total = open[org]?[period]?.lines[key] ?? LineTotal()
+        let delta = grow(&total, gpuSeconds, key.unitPrice)
+        open[org, default: [:]][period, default: PeriodCharges()].lines[key] = total
+        post(org: org, tier: key.tier, delta, now, .usage, ref)
+    }
+
+    private mutating func addAdjustment(
+        org: OrgID, into period: Period, _ key: AdjustmentKey, _ gpuSeconds: Int64, _ now: Timestamp, _ ref: String
+    ) {
+        var total = open[org]?[period]?.adjustments[key] ?? LineTotal()
+        let delta = grow(&total, gpuSeconds, key.line.unitPrice)
+        open[org, default: [:]][period, default: PeriodCharges()].adjustments[key] = total
+        post(org: org, tier: key.line.tier, delta, now, .adjustment, ref)
+    }
+
+    private func grow(_ total: inout LineTotal, _ gpuSeconds: Int64, _ price: Money) -> Money {
+        total.gpuSeconds += gpuSeconds
+        let amount = Money.charge(gpuSeconds: total.gpuSeconds, pricePerGPUHour: price)
+        let delta = Money(micros: amount.micros - total.amount.micros)
+        total.amount = amount
+        return delta
+    }
+
+    private mutating func post(org: OrgID, tier: Tier, _ delta: Money, _ now: Timestamp, _ code: TransferCode, _ ref: String) {
+        guard delta.micros > 0 else { return }
+        do {
+            try ledger.post(debit: .receivable(org), credit: .revenue(tier), amount: delta, at: now, code: code, ref: ref)
+        } catch {
+            // Amounts are bounded by the limits on prices, GPUs and durations, far below
+            // Int64: an overflow here is a bug, and a silent one would lose money.
+            fatalError("ledger overflow posting usage \(ref): \(error)")
+        }
+    }
+
+    /// Forgets event ids whose events ended before the late window (a resend would be
+    /// refused as too late), at most once a day.
+    mutating func pruneSeen(now: Timestamp) {
+        let day = now.milliseconds / 86_400_000
+        guard day > lastPrune else { return }
+        lastPrune = day
+        let horizon = now.adding(seconds: -lateWindowSeconds - Limits.usageClockSkewSeconds).milliseconds / 1000
+        seen = seen.filter { $0.value.endSecond >= horizon }
+    }
+
+    /// Event ids the meter remembers now.
+    public var rememberedEvents: Int { seen.count }
+}

@@ -1,0 +1,378 @@
+import StratusControl
+import StratusCore
+import StratusLedger
+import StratusStore
+import Testing
+
+@Suite struct MoneyTests {
+    @Test func parsesAndPrintsExactly() {
+        #expect(Money.parse("2.49")?.micros == 2_490_000)
+        #expect(Money.parse("0.000001")?.micros == 1)
+        #expect(Money.parse("0.0000001") == nil)
+        #expect(Money.parse("1e3") == nil)
+        #expect(Money.parse("99999999999999999999") == nil)
+        #expect(Money(micros: 2_490_000).description == "2.49")
+        #expect(Money(micros: 691).description == "0.000691")
+        #expect(Money(micros: -1_500_000).description == "-1.50")
+    }
+
+    @Test func refusesNegativeAndHugeAmounts() {
+        #expect(throws: StratusError.self) { try Money.parse("-1", field: "price") }
+        #expect(throws: StratusError.self) { try Money.parse("1000000000001", field: "price") }
+        #expect(throws: StratusError.self) { try Money(micros: .max).adding(Money(micros: 1)) }
+    }
+
+    @Test func chargesRoundHalfUpToTheCentOnce() {
+        // 1 GPU-second at 6.16/h = 0.0017111 -> 0.00; 1,800 GPU-seconds -> 3.08 exactly.
+        #expect(Money.charge(gpuSeconds: 1, pricePerGPUHour: Money.parse("6.16")!) == .zero)
+        #expect(Money.charge(gpuSeconds: 1800, pricePerGPUHour: Money.parse("6.16")!).description == "3.08")
+        // 0.005 rounds up: 18 s at 1.00/h = 0.005.
+        #expect(Money.charge(gpuSeconds: 18, pricePerGPUHour: Money.parse("1")!).description == "0.01")
+        // No overflow at the limits: a million GPUs for 31 days at the largest price.
+        let big = Money.charge(gpuSeconds: 1_048_576 * 31 * 86400, pricePerGPUHour: Money(micros: 1_000_000_000))
+        #expect(big.micros > 0)
+    }
+
+    @Test func periodsAreCalendarMonths() throws {
+        let t = try #require(ISO8601.parse("2026-02-28T23:59:59Z"))
+        let p = Period(containing: t)
+        #expect(p.description == "2026-02")
+        #expect(p.end == ISO8601.parse("2026-03-01T00:00:00Z"))
+        #expect(Period(containing: ISO8601.parse("2024-12-31T23:59:59Z")!).next.description == "2025-01")
+        #expect(Period.parse("2026-13") == nil)
+    }
+}
+
+@Suite struct PriceBookTests {
+    let h100 = SKU(gpuModel: "H100", region: "*", tier: .onDemand)
+    let east = SKU(gpuModel: "H100", region: "us-east", tier: .onDemand)
+
+    @Test func pricesAreEffectiveDatedAndHistoryIsKept() throws {
+        var book = PriceBook()
+        book.set(h100, PricePoint(from: Timestamp(seconds: 100), price: Money.parse("6")!))
+        book.set(h100, PricePoint(from: Timestamp(seconds: 200), price: Money.parse("5")!))
+        #expect(book.price(org: "a", h100, at: Timestamp(seconds: 99)) == nil)
+        #expect(book.price(org: "a", h100, at: Timestamp(seconds: 150))?.description == "6.00")
+        #expect(book.price(org: "a", h100, at: Timestamp(seconds: 200))?.description == "5.00")
+        // A region without its own price takes the `*` one.
+        #expect(book.price(org: "a", east, at: Timestamp(seconds: 150))?.description == "6.00")
+        #expect(book.list[h100]?.count == 2)
+        // History is not rewritten.
+        #expect(throws: StratusError.self) { try book.check(h100, PricePoint(from: Timestamp(seconds: 150), price: .zero)) }
+        #expect(throws: StratusError.self) {
+            try book.check(h100, PricePoint(from: Timestamp(milliseconds: 300_500), price: .zero))
+        }
+        #expect(throws: StratusError.self) {
+            try book.check(SKU(gpuModel: "H999", region: "*", tier: .spot), PricePoint(from: .zero, price: .zero))
+        }
+    }
+
+    @Test func orgPricesOverrideTheListMostSpecificFirst() {
+        var book = PriceBook()
+        book.set(h100, PricePoint(from: .zero, price: Money.parse("10")!))
+        book.set(OrgPrice(org: "a", tier: .onDemand, from: .zero, discountBasisPoints: 2000))
+        book.set(
+            OrgPrice(
+                org: "a", gpuModel: "H100", region: "us-east", tier: .onDemand, from: Timestamp(seconds: 50),
+                price: Money.parse("3")!))
+        #expect(book.price(org: "a", h100, at: Timestamp(seconds: 10))?.description == "8.00")
+        #expect(book.price(org: "a", east, at: Timestamp(seconds: 10))?.description == "8.00")
+        #expect(book.price(org: "a", east, at: Timestamp(seconds: 60))?.description == "3.00")
+        #expect(book.price(org: "b", east, at: Timestamp(seconds: 60))?.description == "10.00")
+        #expect(throws: StratusError.self) {
+            try book.check(OrgPrice(org: "a", tier: .spot, from: .zero, price: .zero, discountBasisPoints: 10))
+        }
+        #expect(throws: StratusError.self) {
+            try book.check(OrgPrice(org: "a", tier: .spot, from: .zero, discountBasisPoints: 10_001))
+        }
+    }
+}
+
+/// A small world for metering: acme with projects, H100 on-demand and spot priced.
+enum Meter {
+    static let t0 = Timestamp(seconds: 1_790_000_000)  // 2026-09-21
+    static func engine() throws -> Engine {
+        var e = try Fixture.engine()
+        try e.execute(.createProject(CreateProject(org: "acme", name: "train")), at: t0)
+        try e.execute(.createOrg(CreateOrg(id: "beta", displayName: "Beta")), at: t0)
+        try e.execute(
+            .setPrices(
+                SetPrices(list: [
+                    ListPrice(
+                        sku: SKU(gpuModel: "H100", region: "*", tier: .onDemand),
+                        point: PricePoint(from: Timestamp(seconds: 1_700_000_000), price: Money.parse("6.16")!)),
+                    ListPrice(
+                        sku: SKU(gpuModel: "H100", region: "*", tier: .spot),
+                        point: PricePoint(from: Timestamp(seconds: 1_700_000_000), price: Money.parse("2.46")!)),
+                ])), at: t0)
+        return e
+    }
+
+    static func event(
+        _ id: String, org: OrgID = "acme", project: String = "train", tier: Tier = .onDemand, gpus: Int = 8,
+        start: Int64 = -3600, seconds: Int64 = 3600
+    ) -> UsageEvent {
+        UsageEvent(
+            source: "test", id: id, org: org, project: project, gpuModel: "H100", region: "us-east", tier: tier, gpus: gpus,
+            start: t0.adding(seconds: start), end: t0.adding(seconds: start + seconds))
+    }
+}
+
+@Suite struct MeteringTests {
+    @Test func sameIdTwiceCountsOnce() throws {
+        var e = try Meter.engine()
+        try e.execute(.recordUsage(RecordUsage(events: [Meter.event("e1")])), at: Meter.t0)
+        let seq = e.state.seq
+        let again = try e.execute(.recordUsage(RecordUsage(events: [Meter.event("e1")])), at: Meter.t0)
+        #expect(again == .unchanged("0 counted, 1 duplicate"))
+        #expect(e.state.seq == seq)
+        #expect(e.state.billing.ledger.balance(.receivable("acme")).description == "49.28")  // 8 GPU-h x 6.16
+    }
+
+    @Test func sameIdWithOtherContentIsRefusedAndNothingIsPosted() throws {
+        var e = try Meter.engine()
+        try e.execute(.recordUsage(RecordUsage(events: [Meter.event("e1")])), at: Meter.t0)
+        let before = e.state
+        #expect(
+            throws: StratusError(
+                .idempotencyMismatch,
+                "events[1] (id 'e1'): usage event 'e1' from 'test' was already counted with different content")
+        ) {
+            try e.execute(.recordUsage(RecordUsage(events: [Meter.event("e2"), Meter.event("e1", gpus: 4)])), at: Meter.t0)
+        }
+        #expect(e.state == before)
+        #expect(throws: StratusError.self) {
+            try e.execute(.recordUsage(RecordUsage(events: [Meter.event("x"), Meter.event("x", gpus: 2)])), at: Meter.t0)
+        }
+        #expect(e.state == before)
+    }
+
+    @Test func badEventsAreRefusedWithTheReason() throws {
+        var e = try Meter.engine()
+        let before = e.state
+        func refused(_ event: UsageEvent, _ text: String) {
+            do {
+                try e.execute(.recordUsage(RecordUsage(events: [event])), at: Meter.t0)
+                Issue.record("accepted \(event)")
+            } catch let error as StratusError {
+                #expect(error.message.contains(text), "\(error.message)")
+            } catch { Issue.record("\(error)") }
+        }
+        refused(Meter.event("future", start: 0, seconds: 3600), "in the future")
+        refused(Meter.event("late", start: -40 * 86400), "older than the late-usage window")
+        var unknown = Meter.event("sku")
+        unknown.gpuModel = "A100"
+        refused(unknown, "no price for A100")
+        unknown.gpuModel = "Z9"
+        refused(unknown, "unknown GPU model")
+        refused(Meter.event("neg", seconds: -5), "before start")
+        refused(Meter.event("zero", gpus: 0), "gpus")
+        refused(Meter.event("org", org: "nope"), "org 'nope' not found")
+        refused(Meter.event("proj", project: "nope"), "project 'acme/nope' not found")
+        var long = Meter.event(String(repeating: "x", count: 300))
+        refused(long, "id: must be 1 to 255")
+        long = Meter.event("span", start: -32 * 86400, seconds: 32 * 86400)
+        refused(long, "at most 31 days")
+        #expect(e.state == before)
+        // Within the skew is fine.
+        try e.execute(.recordUsage(RecordUsage(events: [Meter.event("skew", start: -3500, seconds: 3600)])), at: Meter.t0)
+    }
+
+    @Test func tooManyEventsInOneBatchIsRefused() throws {
+        var e = try Meter.engine()
+        let events = (0...Limits.maxUsageEventsPerBatch).map { Meter.event("e\($0)") }
+        #expect(throws: StratusError.self) { try e.execute(.recordUsage(RecordUsage(events: events)), at: Meter.t0) }
+    }
+
+    @Test func usageAfterACloseBecomesAnAdjustmentOnTheNextInvoice() throws {
+        var e = try Meter.engine()
+        let sept = Period(containing: Meter.t0)
+        try e.execute(.recordUsage(RecordUsage(events: [Meter.event("a")])), at: Meter.t0)
+        let oct2 = sept.end.adding(seconds: 86400)
+        #expect(throws: StratusError.self) { try e.execute(.closePeriod(ClosePeriod(period: sept.next)), at: oct2) }
+        try e.execute(.closePeriod(ClosePeriod(period: sept)), at: oct2)
+        #expect(try e.execute(.closePeriod(ClosePeriod(period: sept)), at: oct2) == .unchanged(sept.description))
+        // Late: the event happened in September.
+        try e.execute(.recordUsage(RecordUsage(events: [Meter.event("late", gpus: 1)])), at: oct2)
+        let inv = try #require(e.state.billing.invoices[Invoice.id(org: "acme", period: sept)])
+        #expect(inv.total.description == "49.28")
+        let next = e.state.billing.preview(org: "acme", now: oct2)
+        #expect(next.lines.count == 1)
+        #expect(next.lines[0].kind == .adjustment)
+        #expect(next.lines[0].forPeriod == sept)
+        #expect(next.lines[0].amount.description == "6.16")
+        #expect(e.state.billing.ledger.checkBalanced())
+    }
+
+    @Test func allocationsOfTenantsAreBilledAndInternalWorkIsNot() throws {
+        var e = try Meter.engine()
+        let job = try Fixture.submit(&e, Fixture.spec(8))
+        try e.schedule(at: Meter.t0)
+        let node = try #require(e.state.jobs[job]?.allocations.first?.node)
+        try e.execute(.allocationStarted(AllocationStarted(job: job, node: node)), at: Meter.t0)
+        try e.execute(
+            .allocationExited(AllocationExited(job: job, node: node, exitCode: 0, reason: nil)),
+            at: Meter.t0.adding(seconds: 1800))
+        let preview = e.state.billing.preview(org: "acme", now: Meter.t0.adding(seconds: 1800))
+        #expect(preview.lines.map(\.gpuSeconds) == [8 * 1800])
+        #expect(preview.total.description == "24.64")  // 4 GPU-h x 6.16
+        let internalJob = try Fixture.submit(&e, Fixture.spec(8, tier: .internal), org: InternalOrg.id)
+        try e.schedule(at: Meter.t0.adding(seconds: 1800))
+        let n2 = try #require(e.state.jobs[internalJob]?.allocations.first?.node)
+        try e.execute(.allocationStarted(AllocationStarted(job: internalJob, node: n2)), at: Meter.t0.adding(seconds: 1800))
+        try e.execute(
+            .allocationExited(AllocationExited(job: internalJob, node: n2, exitCode: 0, reason: nil)),
+            at: Meter.t0.adding(seconds: 3600))
+        #expect(e.state.billing.open[InternalOrg.id] == nil)
+        #expect(e.state.billing.ledger.checkBalanced())
+    }
+}
+
+@Suite struct LedgerTests {
+    @Test func transfersBalanceAndHoldsPostOrVoid() throws {
+        var l = Ledger()
+        try l.post(debit: .cash, credit: .wallet("a"), amount: Money.parse("100")!, at: .zero, code: .deposit, ref: "d")
+        let h = try l.hold(debit: .wallet("a"), credit: .receivable("a"), amount: Money.parse("30")!, at: .zero, ref: "job-1")
+        #expect(l.pendingDebits(.wallet("a")).description == "30.00")
+        #expect(l.balance(.wallet("a")).description == "100.00")
+        try l.settle(hold: h, amount: Money.parse("12.5")!, at: .zero)
+        #expect(l.pendingDebits(.wallet("a")) == .zero)
+        #expect(l.balance(.wallet("a")).description == "87.50")
+        #expect(l.holds[h]?.status == .posted)
+        #expect(throws: StratusError.self) { try l.settle(hold: h, amount: .zero, at: .zero) }
+        let v = try l.hold(debit: .wallet("a"), credit: .receivable("a"), amount: Money.parse("5")!, at: .zero, ref: "job-2")
+        try l.settle(hold: v, amount: .zero, at: .zero)
+        #expect(l.holds[v]?.status == .voided)
+        #expect(l.balance(.wallet("a")).description == "87.50")
+        #expect(throws: StratusError.self) {
+            try l.post(debit: .cash, credit: .cash, amount: Money.parse("1")!, at: .zero, code: .deposit, ref: "")
+        }
+        #expect(throws: StratusError.self) {
+            try l.post(debit: .cash, credit: .wallet("a"), amount: Money(micros: -1), at: .zero, code: .deposit, ref: "")
+        }
+        #expect(l.checkBalanced())
+    }
+
+    @Test func depositsCheckCurrencyAndAmount() throws {
+        var e = try Meter.engine()
+        let before = e.state
+        #expect(throws: StratusError.self) {
+            try e.execute(.deposit(Deposit(org: "acme", amount: Money.parse("10")!, currency: .eur, reference: "")), at: Meter.t0)
+        }
+        #expect(throws: StratusError.self) {
+            try e.execute(.deposit(Deposit(org: "acme", amount: Money(micros: -5), currency: .usd, reference: "")), at: Meter.t0)
+        }
+        #expect(throws: StratusError.self) {
+            try e.execute(
+                .deposit(Deposit(org: "acme", amount: Money(micros: .max), currency: .usd, reference: "")), at: Meter.t0)
+        }
+        #expect(throws: StratusError.self) {
+            try e.execute(.deposit(Deposit(org: "ghost", amount: Money.parse("1")!, currency: .usd, reference: "")), at: Meter.t0)
+        }
+        #expect(e.state == before)
+        #expect(throws: StratusError.self) { try Currency.parse("XYZ", field: "currency") }
+    }
+}
+
+/// Properties over random usage: the ledger always balances, and what is billed does not
+/// depend on how events are ordered or batched.
+@Suite struct BillingPropertyTests {
+    static func randomEvents(_ rng: inout SeededRandom, count: Int) -> [UsageEvent] {
+        (0..<count).map { i in
+            let seconds = Int64(rng.next(below: 20_000))
+            let start = -Int64(rng.next(below: 30 * 86400)) - seconds
+            var e = Meter.event(
+                "e\(i % (count * 3 / 4 + 1))", org: rng.next(below: 3) == 0 ? "beta" : "acme",
+                project: "default", tier: rng.next(below: 2) == 0 ? .spot : .onDemand, gpus: 1 + Int(rng.next(below: 16)),
+                start: start, seconds: seconds)
+            let ms = Int64(rng.next(below: 1000))
+            e.start = Timestamp(milliseconds: e.start.milliseconds + ms)
+            e.end = Timestamp(milliseconds: e.end.milliseconds + ms - Int64(rng.next(below: 1000)) * (seconds > 0 ? 1 : 0))
+            return e
+        }
+    }
+
+    /// Keeps the first of each id (a repeated id with other content would be refused).
+    static func unique(_ events: [UsageEvent]) -> [UsageEvent] {
+        var seen = Set<String>()
+        return events.filter { seen.insert($0.id).inserted }
+    }
+
+    @Test(arguments: 1...12) func ratingIgnoresOrderAndBatching(seed: UInt64) throws {
+        var rng = SeededRandom(seed: seed)
+        let events = Self.unique(Self.randomEvents(&rng, count: 300))
+        // A spot price change in the middle of the events splits some of them.
+        let change = SetPrices(list: [
+            ListPrice(
+                sku: SKU(gpuModel: "H100", region: "*", tier: .spot),
+                point: PricePoint(from: Meter.t0.adding(seconds: -10 * 86400), price: Money.parse("3.1234")!))
+        ])
+        var a = try Meter.engine()
+        var b = try Meter.engine()
+        try a.execute(.setPrices(change), at: Meter.t0)
+        try b.execute(.setPrices(change), at: Meter.t0)
+        try a.execute(.recordUsage(RecordUsage(events: events)), at: Meter.t0)
+        var shuffled = events
+        for i in stride(from: shuffled.count - 1, to: 0, by: -1) { shuffled.swapAt(i, Int(rng.next(below: UInt64(i + 1)))) }
+        // Resend a random part of it, too: duplicates change nothing.
+        shuffled += shuffled.prefix(Int(rng.next(below: 50)))
+        var i = 0
+        while i < shuffled.count {
+            let n = 1 + Int(rng.next(below: 40))
+            let batch = Array(shuffled[i..<min(shuffled.count, i + n)])
+            try b.execute(.recordUsage(RecordUsage(events: batch)), at: Meter.t0)
+            #expect(b.state.billing.ledger.checkBalanced())
+            i += n
+        }
+        #expect(a.state.billing.open == b.state.billing.open)
+        #expect(a.state.billing.ledger.accounts == b.state.billing.ledger.accounts)
+        #expect(a.state.billing.ledger.checkBalanced())
+        // The receivables equal the invoice lines' sums.
+        for org: OrgID in ["acme", "beta"] {
+            let charged = a.state.billing.open[org]?.values.reduce(0) { $0 + $1.total.micros } ?? 0
+            #expect(a.state.billing.ledger.balance(.receivable(org)).micros == charged)
+        }
+    }
+
+    @Test(arguments: 1...8) func theLedgerAlwaysBalances(seed: UInt64) throws {
+        var rng = SeededRandom(seed: seed)
+        var e = try Meter.engine()
+        var now = Meter.t0
+        for step in 0..<200 {
+            now = now.adding(seconds: Int64(rng.next(below: 6 * 3600)))
+            let org: OrgID = rng.next(below: 2) == 0 ? "acme" : "beta"
+            switch rng.next(below: 5) {
+            case 0, 1:
+                var events = Self.randomEvents(&rng, count: 1 + Int(rng.next(below: 10)))
+                for k in events.indices {
+                    events[k].id = "s\(step)-\(k)"
+                    events[k].start = Timestamp(
+                        milliseconds: events[k].start.milliseconds + now.milliseconds - Meter.t0.milliseconds)
+                    events[k].end = Timestamp(milliseconds: events[k].end.milliseconds + now.milliseconds - Meter.t0.milliseconds)
+                }
+                try e.execute(.recordUsage(RecordUsage(events: events)), at: now)
+            case 2:
+                try e.execute(
+                    .deposit(
+                        Deposit(
+                            org: org, amount: Money(cents: Int64(1 + rng.next(below: 50_000))), currency: .usd,
+                            reference: "p\(step)")), at: now)
+            case 3:
+                try e.execute(
+                    .grantCredit(GrantCredit(org: org, amount: Money(cents: Int64(1 + rng.next(below: 5000))), description: "c")),
+                    at: now)
+            default:
+                let last = Period(containing: now).previous
+                try e.execute(.closePeriod(ClosePeriod(period: last)), at: now)
+            }
+            #expect(e.state.billing.ledger.checkBalanced(), "seed \(seed) step \(step)")
+        }
+        // Every invoice's total is what it added to the receivable, less what the wallet paid.
+        let b = e.state.billing
+        for org: OrgID in ["acme", "beta"] {
+            let invoiced = (b.invoicesByOrg[org] ?? []).reduce(0) { $0 + b.invoices[$1]!.amountDue.micros }
+            let open = b.open[org]?.values.reduce(0) { $0 + $1.total.micros } ?? 0
+            #expect(b.ledger.balance(.receivable(org)).micros == invoiced + open, "seed \(seed) org \(org)")
+        }
+    }
+}
