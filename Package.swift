@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "StratusServer",
             dependencies: [
-                "StratusCore", "StratusScheduler", "StratusControl", "StratusStore", "StratusStoreSQLite",
+                "StratusCore", "StratusScheduler", "StratusLedger", "StratusControl", "StratusStore", "StratusStoreSQLite",
                 "StratusAgent",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

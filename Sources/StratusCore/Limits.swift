@@ -84,4 +84,9 @@ public enum Limits {
     public static let holdsKept = 100_000
     /// Prices (list and org) one request may set.
     public static let maxPricesPerCommand = 10_000
+    /// Largest usage batch request body (10,000 CloudEvents fit comfortably).
+    public static let maxUsageBodyBytes = 16 << 20
+    /// How long after a month ends the server waits for late usage before it closes the
+    /// month and issues invoices (usage later than that becomes an adjustment).
+    public static let defaultInvoiceGraceSeconds: Int64 = 86400
 }

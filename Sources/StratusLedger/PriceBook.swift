@@ -185,8 +185,10 @@ public struct PriceBook: Codable, Equatable, Sendable {
         ("A100", "2.70"), ("H100", "6.16"), ("H200", "6.31"), ("B200", "8.60"), ("GB200", "10.50"),
     ]
 
+    /// The defaults, effective from the start of the month that the late-usage window
+    /// reaches back into, so that usage a source reports late is priced too.
     public static func defaultPoints(at: Timestamp) -> [(SKU, PricePoint)] {
-        let from = Timestamp(seconds: at.milliseconds / 1000)
+        let from = Period(containing: at.adding(seconds: -Limits.defaultLateUsageWindowSeconds)).start
         return defaults.flatMap { d -> [(SKU, PricePoint)] in
             let od = Money.parse(d.onDemand)!
             func pct(_ p: Int64) -> Money { Money(micros: od.micros * p / 100 / Money.microsPerCent * Money.microsPerCent) }

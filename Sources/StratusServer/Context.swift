@@ -128,6 +128,17 @@ enum JSON {
             body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
+    /// Reads the raw request body, enforcing `limit`.
+    static func rawBody(_ request: Request, limit: Int) async throws -> Data {
+        var request = request
+        do {
+            let buffer = try await request.collectBody(upTo: limit)
+            return Data(buffer.readableBytesView)
+        } catch {
+            throw StratusError(.payloadTooLarge, "request body larger than \(limit) bytes")
+        }
+    }
+
     /// Reads the request body as a spec tree, enforcing the body limit.
     static func body(_ request: Request) async throws -> SpecValue {
         var request = request

@@ -1,5 +1,6 @@
 import StratusControl
 import StratusCore
+import StratusLedger
 import StratusScheduler
 import StratusStore
 
@@ -64,18 +65,30 @@ public actor ControlPlane {
         return scheduler.earliestStart(pending, in: snapshot, now: clock())?.at
     }
 
-    /// A dry run: for each tier, whether and when `spec` could start, without changing
-    /// anything. The spec is validated as a submission would be.
-    public func quote(_ spec: JobSpec, org: OrgID, by key: KeyID) throws -> [(
-        tier: Tier, startsNow: Bool, start: Timestamp?, reasons: [String]
-    )] {
+    /// One tier of a quote: when the spec could start and what it would cost.
+    public struct QuoteRow: Sendable {
+        public let tier: Tier
+        public let startsNow: Bool
+        public let start: Timestamp?
+        public let reasons: [String]
+        /// Per GPU-hour for this org, in the region it would start in (or, when it cannot
+        /// start now, the highest price among the regions it may run in).
+        public let pricePerGPUHour: Money?
+        /// GPUs x max_duration x price, when the spec has a max_duration.
+        public let projectedCost: Money?
+    }
+
+    /// A dry run: for each tier, whether and when `spec` could start and at what price,
+    /// without changing anything. The spec is validated as a submission would be.
+    public func quote(_ spec: JobSpec, org: OrgID, by key: KeyID) throws -> [QuoteRow] {
         let candidates: [Tier] =
             spec.reservation != nil ? [.reserved] : org == InternalOrg.id ? [.internal, .onDemand, .spot] : [.onDemand, .spot]
         let tiers = candidates.filter(engine.state.tiers.contains)
         let now = clock()
-        var out: [(Tier, Bool, Timestamp?, [String])] = []
+        var out: [QuoteRow] = []
         let scheduler = (engine.scheduler as? TieredScheduler) ?? TieredScheduler()
         let base = engine.state.schedulingSnapshot()
+        let state = engine.state
         for tier in tiers {
             var s = spec
             s.tier = tier
@@ -88,14 +101,49 @@ public actor ControlPlane {
             let pending = engine.state.pendingView(id: JobID("quote"), s, org: org, project: project)
             let alone = base.replacingPending([pending])
             let plan = scheduler.plan(alone, now: now)
+            var regions: [String]
+            var model = s.gpuModel
+            if let placed = plan.placements.first, let node = placed.nodes.first.flatMap({ state.nodes[$0.node] }) {
+                regions = [state.site(of: node)?.region.rawValue ?? SKU.anyRegion]
+                model = node.gpuModel
+            } else {
+                regions = state.regions.keys.map(\.rawValue).filter {
+                    s.placement.regions.isEmpty || s.placement.regions.contains($0)
+                }
+                if regions.isEmpty { regions = [SKU.anyRegion] }
+            }
+            let price: Money? =
+                tier == .internal
+                ? nil
+                : regions.compactMap {
+                    state.billing.prices.price(org: org, SKU(gpuModel: model, region: $0, tier: tier), at: now)
+                }.max()
+            let gpus = Int64((s.gpusPerNode(on: model) ?? s.gpusPerNode) * s.numNodes)
+            var cost: Money?
+            if let price, let seconds = s.maxDurationSeconds {
+                cost = Money.charge(gpuSeconds: gpus * seconds, pricePerGPUHour: price)
+            }
             if !plan.placements.isEmpty {
-                out.append((tier, true, now, []))
+                out.append(
+                    QuoteRow(tier: tier, startsNow: true, start: now, reasons: [], pricePerGPUHour: price, projectedCost: cost))
             } else {
                 let start = scheduler.earliestStart(pending, in: base, now: now)?.at
-                out.append((tier, false, start, plan.waits.first?.reasons ?? []))
+                out.append(
+                    QuoteRow(
+                        tier: tier, startsNow: false, start: start, reasons: plan.waits.first?.reasons ?? [],
+                        pricePerGPUHour: price, projectedCost: cost))
             }
         }
         return out
+    }
+
+    /// Counts a batch of usage events (all or nothing) and says what happened to each.
+    public func recordUsage(_ events: [UsageEvent]) throws -> [Billing.EventOutcome] {
+        let now = clock()
+        var probe = engine.state.billing
+        let outcomes = try probe.ingest(events, now: now, commit: false)
+        try engine.execute(.recordUsage(RecordUsage(events: events)), at: now)
+        return outcomes
     }
 
     /// Fair-share standings now, with the scheduler's own half-life.

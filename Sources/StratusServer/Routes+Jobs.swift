@@ -47,13 +47,18 @@ extension API {
                 let startsNow: Bool
                 let earliestStart: String?
                 let reasons: [String]
+                let pricePerGpuHour: String?
+                let projectedCost: String?
+                let currency: String
             }
+            let currency = await plane.read { $0.billing.currency.rawValue }
             return JSON.response(
                 Page(
                     items: rows.map {
                         Row(
                             tier: $0.tier.rawValue, startsNow: $0.startsNow, earliestStart: $0.start?.description,
-                            reasons: $0.reasons)
+                            reasons: $0.reasons, pricePerGpuHour: $0.pricePerGPUHour?.description,
+                            projectedCost: $0.projectedCost?.description, currency: currency)
                     }, nextCursor: nil))
         }
         v1.get("jobs") { req, ctx in

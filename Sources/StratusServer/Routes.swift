@@ -31,6 +31,7 @@ public struct API: Sendable {
         addReserves(v1)
         addJobs(v1)
         addReservations(v1)
+        addBilling(v1)
         v1.get("usage") { req, ctx in try await usage(req, ctx.caller()) }
         v1.get("tiers") { _, ctx in
             _ = try ctx.caller()

@@ -5,6 +5,7 @@ import ServiceLifecycle
 import StratusAgent
 import StratusControl
 import StratusCore
+import StratusLedger
 import StratusScheduler
 import StratusStoreSQLite
 import UnixSignals
@@ -26,6 +27,8 @@ public struct Server {
         public var quotaReclaim: TieredScheduler.QuotaReclaim = .preempt
         /// The tiers to offer, highest first; nil keeps what the data directory has.
         public var tiers: [Tier]?
+        /// How long after a month ends its invoices are issued.
+        public var invoiceGraceSeconds: Int64 = Limits.defaultInvoiceGraceSeconds
 
         public init(dataDirectory: String, host: String, port: Int) {
             self.dataDirectory = dataDirectory
@@ -58,6 +61,12 @@ public struct Server {
                 "resumed from \(data)/stratus.db at log entry \(state.seq): \(state.jobs.count) jobs, \(state.nodes.count) nodes")
         }
 
+        if await plane.state.billing.prices.list.isEmpty {
+            let now = await plane.now
+            let defaults = PriceBook.defaultPoints(at: now).map { ListPrice(sku: $0.0, point: $0.1) }
+            try await plane.execute(.setPrices(SetPrices(list: defaults)))
+            logger.info("prices: the default list (stratus prices shows it; stratus prices set changes it)")
+        }
         if let tiers = options.tiers, await plane.state.tiers != tiers {
             try await plane.execute(.setTiers(SetTiers(tiers: tiers)))
             logger.info("tiers: \(tiers.map(\.rawValue).joined(separator: " > "))")
@@ -70,6 +79,7 @@ public struct Server {
             services: [
                 SchedulerService(plane: plane, interval: options.scheduleInterval, logger: logger),
                 LocalAgentsService(plane: plane, files: files, logger: logger),
+                BillingService(plane: plane, graceSeconds: options.invoiceGraceSeconds, logger: logger),
             ],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? options.port

@@ -82,3 +82,29 @@ struct LocalAgentsService: Service {
         }
     }
 }
+
+/// Closes each month once its grace period for late usage has passed, issuing invoices.
+struct BillingService: Service {
+    let plane: ControlPlane
+    let graceSeconds: Int64
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let now = await plane.now
+                    let last = Period(containing: now.adding(seconds: -graceSeconds)).previous
+                    if await plane.read({ !$0.billing.isClosed(last) }) {
+                        try await plane.execute(.closePeriod(ClosePeriod(period: last)))
+                        let issued = await plane.read { s in s.billing.invoices.values.filter { $0.period == last }.count }
+                        logger.info("closed \(last): \(issued) invoices issued")
+                    }
+                } catch {
+                    logger.error("closing the billing period failed: \(error)")
+                }
+                try? await Task.sleep(for: .seconds(60))
+            }
+        }
+    }
+}

@@ -96,7 +96,7 @@ struct Status: AsyncParsableCommand {
 
 struct Quote: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Dry run: when could this job start in each tier? Changes nothing. (Prices come with billing.)")
+        abstract: "Dry run: when could this job start in each tier, and at what price? Changes nothing.")
 
     @Argument var file: String
     @OptionGroup var global: GlobalOptions
@@ -109,12 +109,15 @@ struct Quote: AsyncParsableCommand {
             if global.json { return Output.json(data) }
             let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
             Output.table(
-                ["TIER", "EARLIEST START", "WHY NOT NOW"],
+                ["TIER", "PRICE/GPU-HOUR", "COST (MAX DURATION)", "EARLIEST START", "WHY NOT NOW"],
                 Output.items(obj).map { r in
                     let start =
                         (r["starts_now"] as? Bool) == true
                         ? "now" : (r["earliest_start"] as? String ?? "unknown (running work has no time limit)")
-                    return [Output.str(r["tier"]), start, (r["reasons"] as? [String])?.first ?? "-"]
+                    let currency = Output.str(r["currency"])
+                    let price = (r["price_per_gpu_hour"] as? String).map { "\($0) \(currency)" } ?? "-"
+                    let cost = (r["projected_cost"] as? String).map { "\($0) \(currency)" } ?? "-"
+                    return [Output.str(r["tier"]), price, cost, start, (r["reasons"] as? [String])?.first ?? "-"]
                 })
         }
     }
@@ -202,39 +205,46 @@ struct Cancel: AsyncParsableCommand {
 }
 
 struct Usage: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "GPU time used, grouped (default: project, GPU model, tier).")
+    static let configuration = CommandConfiguration(
+        abstract: "GPU time used, and posting usage measured elsewhere.", subcommands: [Report.self, UsagePost.self],
+        defaultSubcommand: Report.self)
 
-    @Option(name: .long, help: "Comma-separated: org, project, job, gpu_model, tier, node.")
-    var groupBy: String?
+    struct Report: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "report", abstract: "GPU time used, grouped (default: project, GPU model, tier).")
 
-    @Option(name: .long, help: "Only this org (operators).")
-    var org: String?
+        @Option(name: .long, help: "Comma-separated: org, project, job, gpu_model, tier, node.")
+        var groupBy: String?
 
-    @Option(name: .long, help: "Only this job.")
-    var job: String?
+        @Option(name: .long, help: "Only this org (operators).")
+        var org: String?
 
-    @OptionGroup var global: GlobalOptions
+        @Option(name: .long, help: "Only this job.")
+        var job: String?
 
-    func run() async throws {
-        try await cli {
-            var params: [String] = []
-            if let groupBy { params.append("group_by=\(percentEncode(groupBy))") }
-            if let org { params.append("org=\(percentEncode(org))") }
-            if let job { params.append("job=\(percentEncode(job))") }
-            let data = try await global.client().call(
-                .GET, "/v1/usage" + (params.isEmpty ? "" : "?" + params.joined(separator: "&")))
-            if global.json { return Output.json(data) }
-            let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-            let dims = obj["group_by"] as? [String] ?? []
-            let rows = Output.items(obj).map { row -> [String] in
-                let key = row["key"] as? [String: Any] ?? [:]
-                let ms = row["gpu_milliseconds"] as? Int64 ?? Int64(row["gpu_milliseconds"] as? Int ?? 0)
-                return dims.map { Output.str(key[$0]) } + [DecimalText.format(ms, scale: 1000), Output.str(row["records"])]
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                var params: [String] = []
+                if let groupBy { params.append("group_by=\(percentEncode(groupBy))") }
+                if let org { params.append("org=\(percentEncode(org))") }
+                if let job { params.append("job=\(percentEncode(job))") }
+                let data = try await global.client().call(
+                    .GET, "/v1/usage" + (params.isEmpty ? "" : "?" + params.joined(separator: "&")))
+                if global.json { return Output.json(data) }
+                let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+                let dims = obj["group_by"] as? [String] ?? []
+                let rows = Output.items(obj).map { row -> [String] in
+                    let key = row["key"] as? [String: Any] ?? [:]
+                    let ms = row["gpu_milliseconds"] as? Int64 ?? Int64(row["gpu_milliseconds"] as? Int ?? 0)
+                    return dims.map { Output.str(key[$0]) } + [DecimalText.format(ms, scale: 1000), Output.str(row["records"])]
+                }
+                if rows.isEmpty { return print("No usage recorded yet (usage is recorded when a job's process ends).") }
+                Output.table(dims.map { $0.uppercased() } + ["GPU-SECONDS", "RECORDS"], rows)
+                let total = obj["total_gpu_milliseconds"] as? Int64 ?? Int64(obj["total_gpu_milliseconds"] as? Int ?? 0)
+                print("total: \(DecimalText.format(total, scale: 1000)) GPU-seconds")
             }
-            if rows.isEmpty { return print("No usage recorded yet (usage is recorded when a job's process ends).") }
-            Output.table(dims.map { $0.uppercased() } + ["GPU-SECONDS", "RECORDS"], rows)
-            let total = obj["total_gpu_milliseconds"] as? Int64 ?? Int64(obj["total_gpu_milliseconds"] as? Int ?? 0)
-            print("total: \(DecimalText.format(total, scale: 1000)) GPU-seconds")
         }
     }
 }
