@@ -37,6 +37,12 @@ public struct Money: Hashable, Comparable, Codable, Sendable, CustomStringConver
     /// Parses a non-negative amount no larger than `maxAmount`, or says why not.
     public static func parse(_ text: String, field: String) throws(StratusError) -> Money {
         guard let m = parse(text) else {
+            let digits = text.drop { $0 == "-" }
+            if !digits.isEmpty, digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+                digits.split(separator: ".").first.map({ $0.count > 12 }) == true
+            {
+                throw StratusError(.invalidArgument, "\(field): \(text) is larger than the limit \(maxAmount)")
+            }
             throw StratusError(.invalidArgument, "\(field): '\(text)' is not an amount (e.g. 2.49, at most six decimals)")
         }
         try m.checkAmount(field: field)

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import StratusAgent
 import StratusControl
 import StratusCore
+import StratusLedger
 import StratusScheduler
 import StratusServer
 import StratusStore
@@ -28,6 +29,9 @@ struct TestCloud {
                 CreateKey(
                     org: nil, role: .operatorAdmin, name: "op", secretHash: APIKeySecret.hash(admin), hint: "")))
         try await plane.execute(.applyFleet(FleetSpec.demo))
+        // The list `stratus up` starts with.
+        let prices = PriceBook.defaultPoints(at: WallClock.now()).map { ListPrice(sku: $0.0, point: $0.1) }
+        try await plane.execute(.setPrices(SetPrices(list: prices)))
         return TestCloud(plane: plane, admin: admin, files: JobFiles(root: dir))
     }
 

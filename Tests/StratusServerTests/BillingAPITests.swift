@@ -1,0 +1,168 @@
+import Foundation
+import HummingbirdTesting
+import StratusControl
+import StratusCore
+import StratusAgent
+import StratusLedger
+import StratusServer
+import Testing
+
+/// A CloudEvents usage event as an outside meter would post it.
+func usageEvent(
+    _ id: String, org: String = "acme", gpus: Int = 8, tier: String = "on-demand", start: Timestamp, end: Timestamp,
+    source: String = "meter/test", extra: String = ""
+) -> String {
+    #"{"specversion":"1.0","type":"dev.stratus.usage.gpu","id":"\#(id)","source":"\#(source)","time":"\#(end)","data":{"org":"\#(org)","gpu_model":"H100","region":"us-east","tier":"\#(tier)","gpus":\#(gpus),"start":"\#(start)","end":"\#(end)"}\#(extra)}"#
+}
+
+@Suite struct BillingAPITests {
+    static func hourAgo() -> (Timestamp, Timestamp) {
+        let now = Timestamp(seconds: WallClock.now().milliseconds / 1000)
+        return (now.adding(seconds: -3600), now)
+    }
+
+    @Test(arguments: Mode.allCases)
+    func usageEventsAreCountedOnceAndBadOnesChangeNothing(mode: Mode) async throws {
+        let cloud = try await TestCloud.make()
+        let acme = try await cloud.tenant("acme")
+        let (start, end) = Self.hourAgo()
+        try await cloud.app().test(mode.setup) { client in
+            let batch = "[\(usageEvent("e1", start: start, end: end)),\(usageEvent("e2", gpus: 2, tier: "spot", start: start, end: end))]"
+            let first = try await client.call(.post, "/v1/usage/events", key: cloud.admin, body: batch)
+            #expect(first.status == 200, "\(first.text)")
+            #expect(first["counted"] as? Int == 2)
+            let again = try await client.call(.post, "/v1/usage/events", key: cloud.admin, body: batch)
+            #expect(again["counted"] as? Int == 0)
+            #expect(again["duplicates"] as? Int == 2)
+            let ledger = await cloud.plane.read { $0.billing.ledger }
+            #expect(ledger.balance(.receivable("acme")).description == "54.20")  // 8 x 6.16 + 2 x 2.46
+
+            let seq = await cloud.seq
+            func refused(_ body: String, _ status: Int, _ text: String, key: String? = nil) async throws {
+                let r = try await client.call(.post, "/v1/usage/events", key: key ?? cloud.admin, body: body)
+                #expect(r.status == status, "\(r.text)")
+                #expect(r.errorMessage.contains(text), "\(r.errorMessage)")
+            }
+            // The same id with other content.
+            try await refused("[\(usageEvent("e1", gpus: 4, start: start, end: end))]", 409, "different content")
+            // Tenants cannot post usage, not even their own.
+            try await refused(usageEvent("t1", start: start, end: end), 403, "operator", key: acme)
+            try await refused(usageEvent("f1", start: start, end: end.adding(seconds: 3600)), 400, "in the future")
+            try await refused(
+                usageEvent("l1", start: start.adding(seconds: -40 * 86400), end: end.adding(seconds: -40 * 86400)), 409,
+                "late-usage window")
+            try await refused(usageEvent("g1", gpus: -1, start: start, end: end), 400, "gpus")
+            try await refused(usageEvent("o1", org: "ghost", start: start, end: end), 404, "org 'ghost'")
+            try await refused(
+                usageEvent("s1", start: start, end: end).replacingOccurrences(of: "\"1.0\"", with: "\"0.3\""), 400,
+                "events[0].specversion")
+            try await refused(
+                "[\(usageEvent("ok", start: start, end: end)),\(usageEvent("bad", start: start, end: end).replacingOccurrences(of: "\"gpus\":8", with: "\"gpus\":\"8\""))]",
+                400, "events[1].data.gpus")
+            try await refused("{not json", 400, "JSON")
+            try await refused("[]", 400, "empty")
+            // One bad event refuses the whole batch: "ok" was not counted.
+            #expect(await cloud.seq == seq)
+            #expect(await cloud.plane.read { $0.billing.ledger.balance(.receivable("acme")).description } == "54.20")
+        }
+    }
+
+    @Test func pricesAreSetByOperatorsAndSeenByTenants() async throws {
+        let cloud = try await TestCloud.make()
+        let acme = try await cloud.tenant("acme")
+        try await cloud.app().test(.router) { client in
+            let set = try await client.call(
+                .post, "/v1/prices", key: cloud.admin,
+                body: #"{"prices":[{"gpu":"H100","region":"us-east","tier":"spot","price":"2.10"}],"org_prices":[{"org":"acme","tier":"on-demand","discount":"15%"}]}"#)
+            #expect(set.status == 201, "\(set.text)")
+            let list = try await client.call(.get, "/v1/prices?gpu=H100&tier=on-demand", key: acme)
+            let row = try #require(list.items.first { $0["region"] as? String == "*" })
+            #expect(row["price"] as? String == "6.16")
+            #expect(row["your_price"] as? String == "5.236")
+            let history = try await client.call(.get, "/v1/prices/history?gpu=H100&tier=spot&region=us-east", key: acme)
+            #expect(history.items.map { $0["price"] as? String } == ["2.10"])
+            for (body, status, text) in [
+                (#"{"prices":[{"gpu":"H100","tier":"spot","price":"-1"}]}"#, 400, "negative"),
+                (#"{"prices":[{"gpu":"H999","tier":"spot","price":"1"}]}"#, 400, "unknown GPU model"),
+                (#"{"prices":[{"gpu":"H100","tier":"spot","price":"1"}],"currency":"XYZ"}"#, 400, "unknown currency"),
+                (#"{"prices":[{"gpu":"H100","tier":"spot","price":"1"}],"currency":"EUR"}"#, 400, "bills in USD"),
+                (#"{"prices":[{"gpu":"H100","tier":"spot","price":"1","from":"2020-01-01T00:00:00Z"}]}"#, 409, "history is not rewritten"),
+                (#"{"prices":[{"gpu":"H100","tier":"gold","price":"1"}]}"#, 400, "tier"),
+                (#"{"prices":[{"gpu":"H100","tier":"spot","price":"99999999999999"}]}"#, 400, "larger than the limit"),
+            ] {
+                let r = try await client.call(.post, "/v1/prices", key: cloud.admin, body: body)
+                #expect(r.status == status, "\(body): \(r.text)")
+                #expect(r.errorMessage.contains(text), "\(r.errorMessage)")
+            }
+            let tenant = try await client.call(
+                .post, "/v1/prices", key: acme, body: #"{"prices":[{"gpu":"H100","tier":"spot","price":"0.01"}]}"#)
+            #expect(tenant.status == 403)
+            // Quotes carry the caller's price and the projected cost of max_duration.
+            let quote = try await client.call(.post, "/v1/quotes", key: acme, body: jobBody("H100:8", extra: #""max_duration":"2h""#))
+            let onDemand = try #require(quote.items.first { $0["tier"] as? String == "on-demand" })
+            #expect(onDemand["price_per_gpu_hour"] as? String == "5.236")
+            #expect(onDemand["projected_cost"] as? String == "83.78")  // 16 GPU-h x 5.236 = 83.776
+        }
+    }
+
+    @Test func invoicesAreIssuedPerOrgAndOnlyItsOwnerSeesThem() async throws {
+        let cloud = try await TestCloud.make()
+        let acme = try await cloud.tenant("acme")
+        let beta = try await cloud.tenant("beta")
+        let now = WallClock.now()
+        let last = Period(containing: now).previous
+        // Usage two days before this month began: last month, inside the late window.
+        let end = Period(containing: now).start.adding(seconds: -2 * 86400)
+        try await cloud.app().test(.router) { client in
+            let posted = try await client.call(
+                .post, "/v1/usage/events", key: cloud.admin, body: usageEvent("x1", start: end.adding(seconds: -1800), end: end))
+            #expect(posted.status == 200, "\(posted.text)")
+            #expect(try await client.call(.post, "/v1/orgs/acme/deposits", key: cloud.admin, body: #"{"amount":"10"}"#).status == 201)
+            #expect(try await client.call(.post, "/v1/orgs/acme/deposits", key: acme, body: #"{"amount":"10"}"#).status == 403)
+            #expect(try await client.call(.post, "/v1/orgs/acme/deposits", key: cloud.admin, body: #"{"amount":"-10"}"#).status == 400)
+            #expect(
+                try await client.call(.post, "/v1/orgs/acme/deposits", key: cloud.admin, body: #"{"amount":"10","currency":"EUR"}"#)
+                    .status == 400)
+            let credit = try await client.call(
+                .post, "/v1/orgs/acme/credits", key: cloud.admin, body: #"{"amount":"1.50","description":"goodwill"}"#)
+            #expect(credit.status == 201)
+            #expect(try await client.call(.post, "/v1/periods/\(Period(containing: now))/close", key: cloud.admin).status == 409)
+            #expect(try await client.call(.post, "/v1/periods/\(last)/close", key: acme).status == 403)
+            let closed = try await client.call(.post, "/v1/periods/\(last)/close", key: cloud.admin)
+            #expect(closed.status == 200)
+            #expect(closed["status"] as? String == "closed")
+            let id = "inv-\(last)-acme"
+            let mine = try await client.call(.get, "/v1/invoices", key: acme)
+            #expect(mine.items.map { $0["id"] as? String } == [id])
+            let invoice = try await client.call(.get, "/v1/invoices/\(id)", key: acme)
+            #expect(invoice["total"] as? String == "24.64")  // 4 GPU-h x 6.16
+            #expect(invoice["paid_from_wallet"] as? String == "10.00")
+            #expect(invoice["amount_due"] as? String == "14.64")
+            // Another tenant sees neither the invoice nor its existence.
+            #expect(try await client.call(.get, "/v1/invoices", key: beta).items.isEmpty)
+            #expect(try await client.call(.get, "/v1/invoices/\(id)", key: beta).status == 404)
+            #expect(try await client.call(.get, "/v1/invoices/preview-acme", key: beta).status == 404)
+            #expect(try await client.call(.get, "/v1/ledger/accounts?org=acme", key: beta).status == 404)
+            let betaLedger = try await client.call(.get, "/v1/ledger/accounts", key: beta)
+            #expect((betaLedger["accounts"] as? [[String: Any]])?.isEmpty == true)
+            #expect(betaLedger["balanced"] == nil)
+            #expect(try await client.call(.get, "/v1/ledger/transfers", key: beta).items.isEmpty)
+            // The credit was granted this month: it is on the preview, not on last month's invoice.
+            let preview = try await client.call(.get, "/v1/invoices/preview-acme", key: acme)
+            #expect(preview["credits_total"] as? String == "1.50")
+            // Formats.
+            let csv = try await client.call(.get, "/v1/invoices/\(id)?format=csv", key: acme)
+            #expect(csv.text.contains("\(id),acme,\(last),usage,,default,H100,us-east,on-demand,14400,4,6.16,24.64,USD"))
+            let html = try await client.call(.get, "/v1/invoices/\(id)?format=html", key: acme)
+            #expect(html.text.hasPrefix("<!doctype html>") && html.text.contains("Amount due"))
+            let focus = try await client.call(.get, "/v1/invoices/\(id)?format=focus", key: acme)
+            let focusLines = focus.text.split(separator: "\n")
+            #expect(focusLines.first == Substring(Invoice.focusColumns.joined(separator: ",")))
+            #expect(focusLines.count == 2)
+            #expect(focusLines.last?.hasPrefix("24.64,acme,") == true)
+            #expect(try await client.call(.get, "/v1/invoices/\(id)?format=pdf", key: acme).status == 400)
+            let operatorLedger = try await client.call(.get, "/v1/ledger/accounts", key: cloud.admin)
+            #expect(operatorLedger["balanced"] as? Bool == true)
+        }
+    }
+}
