@@ -1,8 +1,8 @@
 import Foundation
 import HummingbirdTesting
+import StratusAgent
 import StratusControl
 import StratusCore
-import StratusAgent
 import StratusLedger
 import StratusServer
 import Testing
@@ -27,7 +27,8 @@ func usageEvent(
         let acme = try await cloud.tenant("acme")
         let (start, end) = Self.hourAgo()
         try await cloud.app().test(mode.setup) { client in
-            let batch = "[\(usageEvent("e1", start: start, end: end)),\(usageEvent("e2", gpus: 2, tier: "spot", start: start, end: end))]"
+            let batch =
+                "[\(usageEvent("e1", start: start, end: end)),\(usageEvent("e2", gpus: 2, tier: "spot", start: start, end: end))]"
             let first = try await client.call(.post, "/v1/usage/events", key: cloud.admin, body: batch)
             #expect(first.status == 200, "\(first.text)")
             #expect(first["counted"] as? Int == 2)
@@ -73,7 +74,9 @@ func usageEvent(
         try await cloud.app().test(.router) { client in
             let set = try await client.call(
                 .post, "/v1/prices", key: cloud.admin,
-                body: #"{"prices":[{"gpu":"H100","region":"us-east","tier":"spot","price":"2.10"}],"org_prices":[{"org":"acme","tier":"on-demand","discount":"15%"}]}"#)
+                body:
+                    #"{"prices":[{"gpu":"H100","region":"us-east","tier":"spot","price":"2.10"}],"org_prices":[{"org":"acme","tier":"on-demand","discount":"15%"}]}"#
+            )
             #expect(set.status == 201, "\(set.text)")
             let list = try await client.call(.get, "/v1/prices?gpu=H100&tier=on-demand", key: acme)
             let row = try #require(list.items.first { $0["region"] as? String == "*" })
@@ -86,7 +89,10 @@ func usageEvent(
                 (#"{"prices":[{"gpu":"H999","tier":"spot","price":"1"}]}"#, 400, "unknown GPU model"),
                 (#"{"prices":[{"gpu":"H100","tier":"spot","price":"1"}],"currency":"XYZ"}"#, 400, "unknown currency"),
                 (#"{"prices":[{"gpu":"H100","tier":"spot","price":"1"}],"currency":"EUR"}"#, 400, "bills in USD"),
-                (#"{"prices":[{"gpu":"H100","tier":"spot","price":"1","from":"2020-01-01T00:00:00Z"}]}"#, 409, "history is not rewritten"),
+                (
+                    #"{"prices":[{"gpu":"H100","tier":"spot","price":"1","from":"2020-01-01T00:00:00Z"}]}"#, 409,
+                    "history is not rewritten"
+                ),
                 (#"{"prices":[{"gpu":"H100","tier":"gold","price":"1"}]}"#, 400, "tier"),
                 (#"{"prices":[{"gpu":"H100","tier":"spot","price":"99999999999999"}]}"#, 400, "larger than the limit"),
             ] {
@@ -98,7 +104,8 @@ func usageEvent(
                 .post, "/v1/prices", key: acme, body: #"{"prices":[{"gpu":"H100","tier":"spot","price":"0.01"}]}"#)
             #expect(tenant.status == 403)
             // Quotes carry the caller's price and the projected cost of max_duration.
-            let quote = try await client.call(.post, "/v1/quotes", key: acme, body: jobBody("H100:8", extra: #""max_duration":"2h""#))
+            let quote = try await client.call(
+                .post, "/v1/quotes", key: acme, body: jobBody("H100:8", extra: #""max_duration":"2h""#))
             let onDemand = try #require(quote.items.first { $0["tier"] as? String == "on-demand" })
             #expect(onDemand["price_per_gpu_hour"] as? String == "5.236")
             #expect(onDemand["projected_cost"] as? String == "83.78")  // 16 GPU-h x 5.236 = 83.776
@@ -117,12 +124,17 @@ func usageEvent(
             let posted = try await client.call(
                 .post, "/v1/usage/events", key: cloud.admin, body: usageEvent("x1", start: end.adding(seconds: -1800), end: end))
             #expect(posted.status == 200, "\(posted.text)")
-            #expect(try await client.call(.post, "/v1/orgs/acme/deposits", key: cloud.admin, body: #"{"amount":"10"}"#).status == 201)
-            #expect(try await client.call(.post, "/v1/orgs/acme/deposits", key: acme, body: #"{"amount":"10"}"#).status == 403)
-            #expect(try await client.call(.post, "/v1/orgs/acme/deposits", key: cloud.admin, body: #"{"amount":"-10"}"#).status == 400)
             #expect(
-                try await client.call(.post, "/v1/orgs/acme/deposits", key: cloud.admin, body: #"{"amount":"10","currency":"EUR"}"#)
-                    .status == 400)
+                try await client.call(.post, "/v1/orgs/acme/deposits", key: cloud.admin, body: #"{"amount":"10"}"#).status == 201)
+            #expect(try await client.call(.post, "/v1/orgs/acme/deposits", key: acme, body: #"{"amount":"10"}"#).status == 403)
+            #expect(
+                try await client.call(.post, "/v1/orgs/acme/deposits", key: cloud.admin, body: #"{"amount":"-10"}"#).status == 400
+            )
+            #expect(
+                try await client.call(
+                    .post, "/v1/orgs/acme/deposits", key: cloud.admin, body: #"{"amount":"10","currency":"EUR"}"#
+                )
+                .status == 400)
             let credit = try await client.call(
                 .post, "/v1/orgs/acme/credits", key: cloud.admin, body: #"{"amount":"1.50","description":"goodwill"}"#)
             #expect(credit.status == 201)

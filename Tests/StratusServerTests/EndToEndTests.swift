@@ -1,4 +1,8 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import StratusCore
+import StratusLedger
 import Testing
 
 #if canImport(Glibc)
@@ -257,6 +261,99 @@ import Testing
         #expect(done["id"] as? String == queued)
         let retry = c.cli(["launch", "small.yaml", "--json", "--idempotency-key", "small-1"])
         #expect(retry.json["id"] as? String == queued, "the idempotency key survived the crash")
+        #expect(try await c.stop() == 0)
+    }
+
+    /// Kill -9 the server while it ingests a stream of usage events, restart, resend
+    /// every batch not acknowledged: nothing lost, nothing counted twice, the ledger
+    /// balanced, and the charges equal to a recomputation from the raw events.
+    @Test func killDashNineWhileIngestingUsageLosesAndDoublesNothing() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        let c = try Cluster()
+        try await c.up(logName: "up1.log")
+        let admin = try String(contentsOfFile: "\(c.dir)/data/admin.key", encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        c.env["STRATUS_API_KEY"] = admin
+        #expect(c.cli(["orgs", "create", "acme"]).code == 0)
+        #expect(c.cli(["projects", "create", "train", "--org", "acme"]).code == 0)
+
+        // 40 batches of 250 events from the last hour, on-demand and spot, two projects.
+        let now = Timestamp(seconds: Int64(Date().timeIntervalSince1970))
+        var rng = SeededRandom(seed: 42)
+        var events: [UsageEvent] = []
+        for i in 0..<10_000 {
+            let seconds = Int64(1 + rng.next(below: 1800))
+            let end = now.adding(seconds: -Int64(rng.next(below: 1800)) - 1)
+            events.append(
+                UsageEvent(
+                    source: "meter/e2e", id: "u\(i)", org: "acme", project: i % 3 == 0 ? "train" : "default", gpuModel: "H100",
+                    region: i % 2 == 0 ? "us-east" : "eu-west", tier: i % 5 == 0 ? .spot : .onDemand,
+                    gpus: 1 + Int(rng.next(below: 8)), start: end.adding(seconds: -seconds), end: end))
+        }
+        func body(_ batch: ArraySlice<UsageEvent>) -> String {
+            "["
+                + batch.map { e in
+                    #"{"specversion":"1.0","type":"dev.stratus.usage.gpu","id":"\#(e.id)","source":"\#(e.source)","data":{"org":"acme","project":"\#(e.project)","gpu_model":"H100","region":"\#(e.region)","tier":"\#(e.tier.rawValue)","gpus":\#(e.gpus),"start":"\#(e.start)","end":"\#(e.end)"}}"#
+                }.joined(separator: ",") + "]"
+        }
+        let batches = stride(from: 0, to: events.count, by: 250).map { events[$0..<min(events.count, $0 + 250)] }
+        func post(_ batch: ArraySlice<UsageEvent>) async -> Bool {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(c.port)/v1/usage/events")
+            request.method = .POST
+            request.headers.add(name: "Authorization", value: "Bearer \(admin)")
+            request.headers.add(name: "Content-Type", value: "application/cloudevents-batch+json")
+            request.body = .bytes(ByteBuffer(string: body(batch)))
+            guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(10)) else { return false }
+            _ = try? await response.body.collect(upTo: 1 << 24)
+            return response.status == .ok
+        }
+
+        // Send in order; kill -9 the server a few milliseconds into batch 12.
+        var acknowledged = Set<Int>()
+        let server = try #require(c.server)
+        for (i, batch) in batches.enumerated() {
+            if i == 12 {
+                Task {
+                    try await Task.sleep(for: .milliseconds(3))
+                    kill(server.processIdentifier, SIGKILL)
+                }
+            }
+            // A client stops at the first failure and resends from there once the server is back.
+            guard await post(batch) else { break }
+            acknowledged.insert(i)
+        }
+        server.waitUntilExit()
+        c.server = nil
+        #expect(acknowledged.contains(11), "batches before the kill were acknowledged")
+        #expect(acknowledged.count < batches.count, "the kill interrupted the stream")
+
+        try await c.up(logName: "up2.log")
+        for (i, batch) in batches.enumerated() where !acknowledged.contains(i) {
+            #expect(await post(batch), "resending batch \(i)")
+        }
+        // Resending acknowledged batches too (a client unsure of its acks) changes nothing.
+        #expect(await post(batches[0]))
+
+        let ledger = c.cli(["ledger", "--json"]).json
+        #expect(ledger["balanced"] as? Bool == true, "\(ledger)")
+        var recomputed = Billing()
+        for (sku, point) in PriceBook.defaultPoints(at: now) { recomputed.prices.set(sku, point) }
+        for start in stride(from: 0, to: events.count, by: Limits.maxUsageEventsPerBatch) {
+            _ = try recomputed.ingest(
+                Array(events[start..<min(events.count, start + Limits.maxUsageEventsPerBatch)]), now: now, commit: true)
+        }
+        let accounts = ledger["accounts"] as? [[String: Any]] ?? []
+        let receivable = accounts.first { $0["account"] as? String == "receivable/acme" }?["balance"] as? String
+        #expect(receivable == recomputed.ledger.balance(.receivable("acme")).description)
+        let period = Period(containing: now)
+        let preview = c.cli(["invoices", "preview", "--org", "acme", "--format", "json"]).json
+        let lines = preview["lines"] as? [[String: Any]] ?? []
+        let expected = Invoice.build(
+            org: "acme", period: period, charges: recomputed.open["acme"]?[period] ?? PeriodCharges(), currency: .usd,
+            issuedAt: now)
+        #expect(lines.map { $0["gpu_seconds"] as? Int ?? -1 } == expected.lines.map { Int($0.gpuSeconds) })
+        #expect(lines.map { $0["amount"] as? String ?? "" } == expected.lines.map(\.amount.description))
+        #expect(preview["total"] as? String == expected.total.description)
         #expect(try await c.stop() == 0)
     }
 }
