@@ -44,13 +44,12 @@ extension State {
                 throw StratusError(.notFound, "events[\(i)] (id '\(e.id)'): project '\(e.org)/\(e.project)' not found")
             }
         }
-        let outcomes = try billing.ingest(c.events, now: at, commit: false)
+        // `ingest` checks the whole batch before it counts anything, so one call is both
+        // the guard and the mutation. A batch of events all seen before is not logged.
+        let outcomes = try billing.ingest(c.events, now: at, commit: commit)
         let counted = outcomes.filter { $0 == .counted }.count
         let summary = "\(counted) counted, \(outcomes.count - counted) duplicate"
-        guard counted > 0 else { return .unchanged(summary) }
-        guard commit else { return .applied(summary) }
-        _ = try billing.ingest(c.events, now: at, commit: true)
-        return .applied(summary)
+        return counted > 0 ? .applied(summary) : .unchanged(summary)
     }
 
     mutating func closePeriod(_ c: ClosePeriod, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
