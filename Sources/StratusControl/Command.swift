@@ -40,6 +40,10 @@ public enum Command: Codable, Equatable, Sendable {
     case deposit(Deposit)
     /// A credit granted to an org, shown on its next invoice.
     case grantCredit(GrantCredit)
+    /// Caps what an org may owe (nil removes the cap).
+    case setCreditLimit(SetCreditLimit)
+    /// A project's monthly budget and its alert thresholds.
+    case setBudget(Budget)
 
     public var name: String {
         switch self {
@@ -66,6 +70,8 @@ public enum Command: Codable, Equatable, Sendable {
         case .closePeriod: "close_period"
         case .deposit: "deposit"
         case .grantCredit: "grant_credit"
+        case .setCreditLimit: "set_credit_limit"
+        case .setBudget: "set_budget"
         }
     }
 }
@@ -293,5 +299,14 @@ public struct GrantCredit: Codable, Equatable, Sendable {
         self.org = org
         self.amount = amount
         self.description = description
+    }
+}
+
+public struct SetCreditLimit: Codable, Equatable, Sendable {
+    public var org: OrgID
+    public var limit: Money?
+    public init(org: OrgID, limit: Money?) {
+        self.org = org
+        self.limit = limit
     }
 }

@@ -37,6 +37,8 @@ extension State {
         case .closePeriod(let c): outcome = try closePeriod(c, at: entry.at, commit: commit)
         case .deposit(let c): outcome = try deposit(c, at: entry.at, commit: commit)
         case .grantCredit(let c): outcome = try grantCredit(c, at: entry.at, commit: commit)
+        case .setCreditLimit(let c): outcome = try setCreditLimit(c, commit: commit)
+        case .setBudget(let c): outcome = try setBudget(c, commit: commit)
         }
         if commit, case .applied = outcome { seq = entry.seq }
         return outcome
@@ -301,7 +303,12 @@ extension State {
                 throw StratusError(.invalidArgument, "Idempotency-Key: 1 to \(Limits.maxIdempotencyKeyLength) characters")
             }
             if let existing = idempotency[Self.idempotencySlot(c.org, key)], let job = jobs[existing] {
-                guard job.spec == c.spec else {
+                var asSubmitted = job.spec
+                if job.spec.budgetFallback == job.spec.tier {
+                    asSubmitted.tier = c.spec.tier
+                    asSubmitted.retry = c.spec.retry
+                }
+                guard asSubmitted == c.spec else {
                     throw StratusError(
                         .idempotencyMismatch,
                         "Idempotency-Key '\(key)' was used for job \(existing) with a different request body")
@@ -363,13 +370,17 @@ extension State {
         guard queue.count < Limits.maxQueuedJobs else {
             throw StratusError(.limitExceeded, "queue: \(Limits.maxQueuedJobs) jobs already waiting")
         }
+        let (spec, hold, note) = try admitMoney(c.spec, org: c.org, project: projectName, at: at)
         let id = JobID("job-\(nextJob)")
         guard commit else { return .applied(id.rawValue) }
         nextJob += 1
         var job = Job(
-            id: id, org: c.org, project: project.id, spec: c.spec, submittedBy: c.by, submittedAt: at,
+            id: id, org: c.org, project: project.id, spec: spec, submittedBy: c.by, submittedAt: at,
             idempotencyKey: c.idempotencyKey)
-        job.record("submitted", "submitted by \(c.by)", at: at)
+        job.record("submitted", "submitted by \(c.by)" + (note.map { "; \($0)" } ?? ""), at: at)
+        if let hold {
+            billing.holdForJob(id.rawValue, org: c.org, project: projectName, tier: spec.tier, amount: hold, at: at)
+        }
         jobs[id] = job
         queue.append(id)
         if let key = c.idempotencyKey { idempotency[Self.idempotencySlot(c.org, key)] = id }
@@ -500,6 +511,7 @@ extension State {
             var job = jobs[id]!
             job.state = .cancelled
             job.endedAt = at
+            billing.releaseJob(job.id.rawValue, at: at)
             job.reason = "reservation \(r.id) was cancelled by \(c.by)"
             job.record("cancelled", job.reason!, at: at)
             jobs[id] = job
@@ -623,6 +635,7 @@ extension State {
             nominations[c.job] = nil
             updated.state = .cancelled
             updated.endedAt = at
+            billing.releaseJob(updated.id.rawValue, at: at)
             updated.reason = "cancelled by \(c.by) while queued"
         } else {
             updated.cancelRequested = true
@@ -901,6 +914,7 @@ extension State {
             return
         }
         job.endedAt = at
+        billing.releaseJob(job.id.rawValue, at: at)
         if job.cancelRequested {
             job.state = .cancelled
         } else if job.preemptedBy != nil {

@@ -95,4 +95,81 @@ extension State {
             gpuModel: r.gpuModel, region: region, tier: r.tier, gpus: r.gpus, start: r.startedAt, end: r.endedAt,
             subject: r.job.rawValue)
     }
+
+    mutating func setCreditLimit(_ c: SetCreditLimit, commit: Bool) throws(StratusError) -> Outcome {
+        guard orgs[c.org] != nil else { throw StratusError.notFound("org", c.org.rawValue) }
+        guard c.org != InternalOrg.id else { throw StratusError(.invalidArgument, "org: the internal org is not billed") }
+        try billing.checkCreditLimit(c.limit)
+        if billing.creditLimits[c.org] == c.limit { return .unchanged(c.org.rawValue) }
+        guard commit else { return .applied(c.org.rawValue) }
+        billing.setCreditLimit(c.org, c.limit)
+        return .applied(c.org.rawValue)
+    }
+
+    mutating func setBudget(_ b: Budget, commit: Bool) throws(StratusError) -> Outcome {
+        guard orgs[b.org] != nil else { throw StratusError.notFound("org", b.org.rawValue) }
+        guard project(org: b.org, name: b.project) != nil else {
+            throw StratusError.notFound("project", "\(b.org)/\(b.project)")
+        }
+        try billing.checkBudget(b)
+        guard commit else { return .applied("\(b.org)/\(b.project)") }
+        billing.setBudget(b)
+        return .applied("\(b.org)/\(b.project)")
+    }
+
+    /// The most `org` would pay per GPU-hour of `tier` for `spec` now: the highest price
+    /// among the regions it may run in (where it lands is decided later).
+    public func priceBound(_ spec: JobSpec, org: OrgID, tier: Tier, at: Timestamp) -> Money? {
+        var names = regions.keys.map(\.rawValue).filter { spec.placement.regions.isEmpty || spec.placement.regions.contains($0) }
+        if names.isEmpty { names = [SKU.anyRegion] }
+        return spec.acceptable.flatMap { choice in
+            names.compactMap { billing.prices.price(org: org, SKU(gpuModel: choice.model, region: $0, tier: tier), at: at) }
+        }.max()
+    }
+
+    /// The projected cost of `spec` in `tier`: GPUs x max_duration x the price bound.
+    public func projectedCost(_ spec: JobSpec, org: OrgID, tier: Tier, at: Timestamp) -> Money? {
+        guard let seconds = spec.maxDurationSeconds, let price = priceBound(spec, org: org, tier: tier, at: at) else {
+            return nil
+        }
+        let gpus = spec.acceptable.map { Int64($0.count) }.max()! * Int64(spec.numNodes)
+        return Money.charge(gpuSeconds: gpus * seconds, pricePerGPUHour: price)
+    }
+
+    /// Admission by money: the spec to run (on-demand may fall back to spot), the amount
+    /// to hold for it, and a note for its events; throws when the org or project may not
+    /// spend its projected cost.
+    func admitMoney(_ spec: JobSpec, org: OrgID, project: String, at: Timestamp) throws(StratusError) -> (
+        JobSpec, Money?, String?
+    ) {
+        guard org != InternalOrg.id, spec.tier != .internal, spec.tier != .reserved,
+            billing.limitsMoney(org, project)
+        else { return (spec, nil, nil) }
+        guard spec.maxDurationSeconds != nil else {
+            throw StratusError(
+                .failedPrecondition,
+                "max_duration: required, because \(billing.creditLimits[org] != nil ? "org \(org) has a credit limit" : "project \(project) has a budget") (the projected cost is GPUs x max_duration x price)"
+            )
+        }
+        guard let cost = projectedCost(spec, org: org, tier: spec.tier, at: at) else {
+            throw StratusError(
+                .failedPrecondition, "no price for \(spec.gpuModel) \(spec.tier.rawValue): the job cannot be costed")
+        }
+        guard let problem = billing.moneyProblem(org, project, cost: cost, now: at) else { return (spec, cost, nil) }
+        let spot = projectedCost(spec, org: org, tier: .spot, at: at)
+        if spec.budgetFallback == .spot, tiers.contains(.spot), let spot,
+            billing.moneyProblem(org, project, cost: spot, now: at) == nil
+        {
+            var fallback = spec
+            fallback.tier = .spot
+            fallback.retry = RetryPolicy.default(for: .spot)
+            return (fallback, spot, "runs as spot: \(problem)")
+        }
+        let offer =
+            spot.map { s in
+                billing.moneyProblem(org, project, cost: s, now: at) == nil
+                    ? "; as spot it would cost at most \(s) (tier: spot, or on_budget: spot to fall back)" : ""
+            } ?? ""
+        throw StratusError(.failedPrecondition, problem + offer)
+    }
 }

@@ -31,6 +31,9 @@ public struct JobSpec: Codable, Equatable, Sendable {
     public var alternatives: [Accelerator]
     /// The capacity block the job runs in (tier reserved), if any.
     public var reservation: ReservationID?
+    /// `on_budget: spot`: when an on-demand job's projected cost exceeds what the org or
+    /// project may still spend, run it as spot (if that fits) instead of refusing it.
+    public var budgetFallback: Tier?
 
     public init(
         name: String, project: String? = nil, gpuModel: String, gpusPerNode: Int, numNodes: Int = 1,
@@ -158,11 +161,23 @@ public struct JobSpec: Codable, Equatable, Sendable {
         placement.regions = try o.nameList("regions")
         placement.sites = try o.nameList("sites")
         placement.nodeSelector = try o.stringMap("node_selector") ?? [:]
+        var budgetFallback: Tier?
+        switch try o.string("on_budget") {
+        case nil, "refuse": budgetFallback = nil
+        case "spot":
+            guard tier == .onDemand else {
+                throw StratusError(.invalidArgument, "on_budget: spot is a fallback for on-demand jobs")
+            }
+            budgetFallback = .spot
+        case let other?: throw StratusError(.invalidArgument, "on_budget: '\(other)' is not refuse or spot")
+        }
         try o.finish()
-        return JobSpec(
+        var spec = JobSpec(
             name: name, project: project, gpuModel: model.name, gpusPerNode: count, numNodes: Int(numNodes),
             tier: tier, run: run, envs: envs, maxDurationSeconds: maxDuration, retry: retry, topology: topology,
             placement: placement, alternatives: Array(choices.dropFirst()), reservation: reservation)
+        spec.budgetFallback = budgetFallback
+        return spec
     }
 
     /// One choice (`H100:8`), a list in order of preference (`[H100:8, H200:8]`) or a

@@ -89,4 +89,8 @@ public enum Limits {
     /// How long after a month ends the server waits for late usage before it closes the
     /// month and issues invoices (usage later than that becomes an adjustment).
     public static let defaultInvoiceGraceSeconds: Int64 = 86400
+    /// Project budgets the control plane holds.
+    public static let maxBudgets = 100_000
+    /// Budget alerts kept (the oldest are dropped first).
+    public static let maxBudgetAlertsKept = 10_000
 }

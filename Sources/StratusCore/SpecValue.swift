@@ -135,6 +135,14 @@ public struct SpecObject {
         }
     }
 
+    public mutating func bool(_ key: String) throws(StratusError) -> Bool? {
+        guard let v = value(key) else { return nil }
+        guard case .bool(let b) = v else {
+            throw StratusError(.invalidArgument, "\(field(key)): expected true or false, got \(v.kindName)")
+        }
+        return b
+    }
+
     public mutating func requiredString(_ key: String) throws(StratusError) -> String {
         guard let s = try string(key) else { throw StratusError(.invalidArgument, "\(field(key)): required") }
         return s

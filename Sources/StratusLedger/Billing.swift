@@ -89,6 +89,14 @@ public struct Billing: Codable, Equatable, Sendable {
     public var lateWindowSeconds: Int64 = Limits.defaultLateUsageWindowSeconds
     public internal(set) var eventsCounted: UInt64 = 0
     var lastPrune: Int64 = 0
+    /// Credit limits per org; an org without one is not capped.
+    public internal(set) var creditLimits: [OrgID: Money] = [:]
+    /// Monthly budgets by `org/project`.
+    public internal(set) var budgets: [String: Budget] = [:]
+    /// Budget alerts raised, newest last (at most `Limits.maxBudgetAlertsKept`).
+    public internal(set) var alerts: [BudgetAlert] = []
+    var alerted: [String: AlertMark] = [:]
+    var jobHolds: [String: JobHold] = [:]
 
     public init() {}
 
@@ -214,6 +222,7 @@ public struct Billing: Codable, Equatable, Sendable {
         let delta = grow(&total, gpuSeconds, key.unitPrice)
         open[org, default: [:]][period, default: PeriodCharges()].lines[key] = total
         post(org: org, tier: key.tier, delta, now, .usage, ref)
+        if !budgets.isEmpty { checkBudget(org, key.project, now: now) }
     }
 
     private mutating func addAdjustment(
@@ -223,6 +232,7 @@ public struct Billing: Codable, Equatable, Sendable {
         let delta = grow(&total, gpuSeconds, key.line.unitPrice)
         open[org, default: [:]][period, default: PeriodCharges()].adjustments[key] = total
         post(org: org, tier: key.line.tier, delta, now, .adjustment, ref)
+        if !budgets.isEmpty { checkBudget(org, key.line.project, now: now) }
     }
 
     private func grow(_ total: inout LineTotal, _ gpuSeconds: Int64, _ price: Money) -> Money {

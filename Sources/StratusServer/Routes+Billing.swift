@@ -374,5 +374,117 @@ extension API {
             }
             return JSON.response(["period": period.description, "status": "closed", "invoices": "\(issued)"])
         }
+        addBudgets(v1)
+    }
+
+    struct BudgetView: Encodable {
+        let org: String
+        let project: String
+        let monthly: String
+        let spent: String
+        let left: String
+        let alertPercents: [Int]
+        let enforce: Bool
+    }
+
+    struct MoneyStanding: Encodable {
+        let org: String
+        let currency: String
+        let wallet: String
+        let owed: String
+        let held: String
+        let creditLimit: String?
+        /// What the org may still commit; nil when it has no credit limit.
+        let spendable: String?
+    }
+
+    func addBudgets(_ v1: RouterGroup<StratusContext>) {
+        v1.get("budgets") { req, ctx in
+            let p = try ctx.caller()
+            let filter = try orgFilter(req, p)
+            let now = await plane.now
+            struct Alert: Encodable {
+                let org: String
+                let project: String
+                let period: String
+                let percent: Int
+                let spent: String
+                let budget: String
+                let at: String
+            }
+            struct Budgets: Encodable {
+                let items: [BudgetView]
+                let alerts: [Alert]
+            }
+            let view = await plane.read { s in
+                let visible = { (org: OrgID) in p.canRead(org) && (filter == nil || org == filter) }
+                let items = s.billing.budgets.values.filter { visible($0.org) }.sorted {
+                    ($0.org, $0.project) < ($1.org, $1.project)
+                }
+                .prefix(Limits.maxPageSize).map { b in
+                    let spent = s.billing.budgetSpent(b.org, b.project, now: now)
+                    return BudgetView(
+                        org: b.org.rawValue, project: b.project, monthly: b.monthly.description, spent: spent.description,
+                        left: Money(micros: b.monthly.micros - spent.micros).description, alertPercents: b.alertPercents,
+                        enforce: b.enforce)
+                }
+                let alerts = s.billing.alerts.reversed().filter { visible($0.org) }.prefix(Limits.maxPageSize).map {
+                    Alert(
+                        org: $0.org.rawValue, project: $0.project, period: $0.period.description, percent: $0.percent,
+                        spent: $0.spent.description, budget: $0.budget.description, at: $0.at.description)
+                }
+                return Budgets(items: Array(items), alerts: Array(alerts))
+            }
+            return JSON.response(view)
+        }
+        v1.put("budgets") { req, ctx in
+            let p = try ctx.caller()
+            var body = try SpecObject(try await JSON.body(req), path: "")
+            let org = try targetOrg(body.string("org"), p)
+            try p.requireAdmin(org, "budget")
+            let project = try body.string("project") ?? InternalOrg.defaultProject
+            let monthly = try Money.parse(try body.requiredString("monthly"), field: "monthly")
+            let alerts = try (body.array("alerts") ?? [.int(50), .int(80), .int(100)]).map { v throws(StratusError) -> Int in
+                guard case .int(let n) = v, n >= 1, n <= 1000 else {
+                    throw StratusError(.invalidArgument, "alerts: percentages between 1 and 1000")
+                }
+                return Int(n)
+            }
+            let enforce = try body.bool("enforce") ?? true
+            try body.finish()
+            try await plane.execute(
+                .setBudget(Budget(org: org, project: project, monthly: monthly, alertPercents: alerts, enforce: enforce)))
+            return JSON.response(["org": org.rawValue, "project": project, "monthly": monthly.description])
+        }
+        v1.put("orgs/:org/credit-limit") { req, ctx in
+            let p = try ctx.caller()
+            try p.requireOperator("setting a credit limit")
+            let org = OrgID(try ctx.parameters.require("org"))
+            var body = try SpecObject(try await JSON.body(req), path: "")
+            let limit = try body.string("limit").map { t throws(StratusError) in try Money.parse(t, field: "limit") }
+            try body.finish()
+            try await plane.execute(.setCreditLimit(SetCreditLimit(org: org, limit: limit)))
+            return JSON.response(try await standing(org, p))
+        }
+        v1.get("orgs/:org/money") { _, ctx in
+            let p = try ctx.caller()
+            let org = OrgID(try ctx.parameters.require("org"))
+            return JSON.response(try await standing(org, p))
+        }
+    }
+
+    func standing(_ org: OrgID, _ p: Principal) async throws -> MoneyStanding {
+        try p.requireRead(org, "org", org.rawValue)
+        guard
+            let view = await plane.read({ s -> MoneyStanding? in
+                guard s.orgs[org] != nil else { return nil }
+                let l = s.billing.ledger
+                return MoneyStanding(
+                    org: org.rawValue, currency: s.billing.currency.rawValue, wallet: l.balance(.wallet(org)).description,
+                    owed: l.balance(.receivable(org)).description, held: l.pendingDebits(.receivable(org)).description,
+                    creditLimit: s.billing.creditLimits[org]?.description, spendable: s.billing.spendable(org)?.description)
+            })
+        else { throw StratusError.notFound("org", org.rawValue) }
+        return view
     }
 }

@@ -259,7 +259,7 @@ struct InvoiceCommand: AsyncParsableCommand {
 struct LedgerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger", abstract: "Account balances, recent transfers, deposits and credits.",
-        subcommands: [Accounts.self, Transfers.self, DepositCommand.self, CreditCommand.self],
+        subcommands: [Accounts.self, Transfers.self, DepositCommand.self, CreditCommand.self, CreditLimitCommand.self],
         defaultSubcommand: Accounts.self)
 
     struct Accounts: AsyncParsableCommand {
@@ -343,6 +343,85 @@ struct LedgerCommand: AsyncParsableCommand {
                     .POST, "/v1/orgs/\(percentEncode(org))/credits", body: try jsonData(body))
                 print("Granted \(Output.str(obj["id"])): \(amount) to \(org).")
             }
+        }
+    }
+}
+
+struct Budgets: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Monthly project budgets: spending, alerts at thresholds, and refusal of work over budget.",
+        subcommands: [List.self, Set.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        @Option(name: .long, help: "Only this org (operators).") var org: String?
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                let data = try await global.client().call(.GET, "/v1/budgets" + (org.map { "?org=\(percentEncode($0))" } ?? ""))
+                if global.json { return Output.json(data) }
+                let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+                let rows = Output.items(obj).map { b in
+                    [
+                        Output.str(b["org"]), Output.str(b["project"]), Output.str(b["monthly"]), Output.str(b["spent"]),
+                        Output.str(b["left"]), Output.str(b["alert_percents"]),
+                        (b["enforce"] as? Bool) == true ? "refuse" : "alert only",
+                    ]
+                }
+                if rows.isEmpty { return print("No budgets.") }
+                Output.table(["ORG", "PROJECT", "MONTHLY", "SPENT+HELD", "LEFT", "ALERTS %", "OVER BUDGET"], rows)
+                for a in (obj["alerts"] as? [[String: Any]] ?? []).prefix(10) {
+                    print(
+                        "alert: \(Output.str(a["org"]))/\(Output.str(a["project"])) reached \(Output.str(a["percent"]))% of \(Output.str(a["budget"])) in \(Output.str(a["period"])) (\(Output.str(a["at"])))"
+                    )
+                }
+            }
+        }
+    }
+
+    struct Set: AsyncParsableCommand {
+        @Option(name: .long, help: "Project (default: default).") var project: String?
+        @Option(name: .long, help: "Monthly amount, e.g. 5000.") var monthly: String
+        @Option(name: .long, help: "Alert thresholds in percent, e.g. 50,80,100.") var alerts = "50,80,100"
+        @Flag(name: .long, help: "Only alert; do not refuse work over budget.") var alertOnly = false
+        @Option(name: .long, help: "Org (operators).") var org: String?
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                let percents = try alerts.split(separator: ",").map { p -> Int in
+                    guard let n = Int(p.trimmingCharacters(in: .whitespaces)) else {
+                        throw CLIError("--alerts: '\(p)' is not a percentage")
+                    }
+                    return n
+                }
+                var body: [String: Any] = ["monthly": monthly, "alerts": percents, "enforce": !alertOnly]
+                if let project { body["project"] = project }
+                if let org { body["org"] = org }
+                let data = try await global.client().call(.PUT, "/v1/budgets", body: try jsonData(body))
+                if global.json { return Output.json(data) }
+                print("Budget set: \(monthly) a month for \(project ?? "default").")
+            }
+        }
+    }
+}
+
+struct CreditLimitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "credit-limit", abstract: "Cap what an org may owe (operators); `none` removes the cap.")
+    @Argument var org: String
+    @Argument(help: "Amount, or none.") var limit: String
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await cli {
+            let body: [String: Any] = limit == "none" ? [:] : ["limit": limit]
+            let obj = try await global.client().object(
+                .PUT, "/v1/orgs/\(percentEncode(org))/credit-limit", body: try jsonData(body))
+            if global.json { return Output.json(try jsonData(obj)) }
+            print(
+                "\(org): credit limit \(Output.str(obj["credit_limit"])), may still spend \(Output.str(obj["spendable"])) (wallet \(Output.str(obj["wallet"])), owed \(Output.str(obj["owed"])), held \(Output.str(obj["held"])))."
+            )
         }
     }
 }

@@ -376,3 +376,87 @@ enum Meter {
         }
     }
 }
+
+@Suite struct MoneyAdmissionTests {
+    static func spec(_ hours: Int64? = 2, fallback: Bool = false) -> JobSpec {
+        var s = Fixture.spec(8)
+        s.maxDurationSeconds = hours.map { $0 * 3600 }
+        if fallback { s.budgetFallback = .spot }
+        return s
+    }
+
+    static func refusal(_ e: inout Engine, _ spec: JobSpec) -> String {
+        do {
+            _ = try Fixture.submit(&e, spec, at: Meter.t0)
+            return "admitted"
+        } catch let error as StratusError {
+            return error.message
+        } catch { return "\(error)" }
+    }
+
+    @Test func aCreditLimitCapsWhatJobsMayCommitAndHoldsAreReleased() throws {
+        var e = try Meter.engine()
+        try e.execute(.setCreditLimit(SetCreditLimit(org: "acme", limit: Money.parse("100")!)), at: Meter.t0)
+        // 8 GPUs x 2 h x 6.16 = 98.56 fits under 100 and is held.
+        let first = try Fixture.submit(&e, Self.spec(), at: Meter.t0)
+        #expect(e.state.billing.spendable("acme")?.description == "1.44")
+        #expect(e.state.billing.ledger.pendingDebits(.receivable("acme")).description == "98.56")
+        let before = e.state
+        let why = Self.refusal(&e, Self.spec())
+        #expect(why.hasPrefix("credit: projected cost 98.56 exceeds the 1.44 org acme may still spend"), "\(why)")
+        #expect(e.state == before)
+        #expect(Self.refusal(&e, Self.spec(nil)).hasPrefix("max_duration: required, because org acme has a credit limit"))
+        // Money paid in raises what may be spent; spot (8 x 2 h x 2.46 = 39.36) now fits, on-demand does not.
+        try e.execute(.deposit(Deposit(org: "acme", amount: Money.parse("50")!, currency: .usd, reference: "")), at: Meter.t0)
+        let offer = Self.refusal(&e, Self.spec())
+        #expect(offer.contains("as spot it would cost at most 39.36"), "\(offer)")
+        let fallback = try Fixture.submit(&e, Self.spec(fallback: true), at: Meter.t0)
+        #expect(e.state.jobs[fallback]?.spec.tier == .spot)
+        #expect(e.state.jobs[fallback]?.events.first?.message.contains("runs as spot") == true)
+        // Cancelling a queued job voids its hold.
+        try e.execute(.cancelJob(CancelJob(job: first, by: "key-1")), at: Meter.t0)
+        #expect(e.state.billing.ledger.pendingDebits(.receivable("acme")).description == "39.36")
+        #expect(e.state.billing.ledger.holds.values.contains { $0.status == .voided })
+        #expect(e.state.billing.ledger.checkBalanced())
+        // The internal org and orgs without a limit are not checked.
+        _ = try Fixture.submit(&e, Fixture.spec(8), org: InternalOrg.id, at: Meter.t0)
+        _ = try Fixture.submit(&e, Fixture.spec(8), org: "beta", at: Meter.t0)
+    }
+
+    @Test func budgetsAlertAtThresholdsAndCanRefuseWork() throws {
+        var e = try Meter.engine()
+        try e.execute(
+            .setBudget(Budget(org: "acme", project: "train", monthly: Money.parse("100")!, enforce: false)), at: Meter.t0)
+        func use(_ id: String, gpus: Int) throws {
+            try e.execute(
+                .recordUsage(RecordUsage(events: [Meter.event(id, gpus: gpus, start: -3600, seconds: 3600)])), at: Meter.t0)
+        }
+        try use("a", gpus: 10)  // 61.60: 50%
+        #expect(e.state.billing.alerts.map(\.percent) == [50])
+        try use("b", gpus: 4)  // 86.24: 80%
+        try use("c", gpus: 1)  // 92.40: still 80%, no new alert
+        #expect(e.state.billing.alerts.map(\.percent) == [50, 80])
+        try use("d", gpus: 2)  // 104.72: 100%
+        #expect(e.state.billing.alerts.map(\.percent) == [50, 80, 100])
+        #expect(e.state.billing.alerts.last?.spent.description == "104.72")
+        // Not enforced: work is still admitted. Enforced: refused with the numbers.
+        var s = Self.spec()
+        s.project = "train"
+        _ = try Fixture.submit(&e, s, at: Meter.t0)
+        try e.execute(.setBudget(Budget(org: "acme", project: "train", monthly: Money.parse("300")!)), at: Meter.t0)
+        // 300 - 104.72 charged = 195.28: one more job's 98.56 fits and is held, a second does not.
+        _ = try Fixture.submit(&e, s, at: Meter.t0)
+        let why = Self.refusal(&e, s)
+        #expect(
+            why.hasPrefix("budget: projected cost 98.56 exceeds the 96.72 left of project train's monthly budget of 300.00"),
+            "\(why)")
+        #expect(throws: StratusError.self) {
+            try e.execute(.setBudget(Budget(org: "acme", project: "nope", monthly: Money.parse("1")!)), at: Meter.t0)
+        }
+        #expect(throws: StratusError.self) {
+            try e.execute(
+                .setBudget(Budget(org: "acme", project: "train", monthly: Money.parse("1")!, alertPercents: [80, 50])),
+                at: Meter.t0)
+        }
+    }
+}

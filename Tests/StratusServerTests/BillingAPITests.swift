@@ -177,4 +177,42 @@ func usageEvent(
             #expect(operatorLedger["balanced"] as? Bool == true)
         }
     }
+
+    @Test func budgetsAndCreditLimitsThroughTheAPI() async throws {
+        let cloud = try await TestCloud.make()
+        let acmeAdmin = try await cloud.tenant("acme", role: .orgAdmin)
+        let acmeMember = try await cloud.tenant("acme")
+        let beta = try await cloud.tenant("beta", role: .orgAdmin)
+        try await cloud.app().test(.router) { client in
+            let set = try await client.call(.put, "/v1/budgets", key: acmeAdmin, body: #"{"monthly":"50","alerts":[50,100]}"#)
+            #expect(set.status == 200, "\(set.text)")
+            #expect(try await client.call(.put, "/v1/budgets", key: acmeMember, body: #"{"monthly":"1"}"#).status == 403)
+            #expect(try await client.call(.put, "/v1/budgets", key: beta, body: #"{"org":"acme","monthly":"1"}"#).status == 404)
+            #expect(try await client.call(.put, "/v1/budgets", key: acmeAdmin, body: #"{"monthly":"-1"}"#).status == 400)
+            #expect(
+                try await client.call(.put, "/v1/budgets", key: acmeAdmin, body: #"{"monthly":"1","alerts":[0]}"#).status == 400)
+            let mine = try await client.call(.get, "/v1/budgets", key: acmeMember)
+            #expect(mine.items.first?["monthly"] as? String == "50.00")
+            #expect(try await client.call(.get, "/v1/budgets", key: beta).items.isEmpty)
+            // 8 GPUs x 2 h x 6.16 = 98.56 is over the 50.00 budget: refused, and the answer says why.
+            let refused = try await client.call(
+                .post, "/v1/jobs", key: acmeMember, body: jobBody("H100:8", extra: #""max_duration":"2h""#))
+            #expect(refused.status == 409)
+            #expect(
+                refused.errorMessage.hasPrefix("budget: projected cost 98.56 exceeds the 50.00 left"), "\(refused.errorMessage)")
+            #expect(refused.errorMessage.contains("as spot it would cost at most 39.36"))
+            let spot = try await client.call(
+                .post, "/v1/jobs", key: acmeMember, body: jobBody("H100:8", extra: #""max_duration":"2h","on_budget":"spot""#))
+            #expect(spot.status == 201, "\(spot.text)")
+            #expect(spot["tier"] as? String == "spot")
+
+            #expect(
+                try await client.call(.put, "/v1/orgs/acme/credit-limit", key: acmeAdmin, body: #"{"limit":"10"}"#).status == 403)
+            let limited = try await client.call(.put, "/v1/orgs/beta/credit-limit", key: cloud.admin, body: #"{"limit":"10"}"#)
+            #expect(limited["spendable"] as? String == "10.00")
+            let money = try await client.call(.get, "/v1/orgs/beta/money", key: beta)
+            #expect(money["credit_limit"] as? String == "10.00")
+            #expect(try await client.call(.get, "/v1/orgs/beta/money", key: acmeMember).status == 404)
+        }
+    }
 }
