@@ -44,6 +44,8 @@ public enum Command: Codable, Equatable, Sendable {
     case setCreditLimit(SetCreditLimit)
     /// A project's monthly budget and its alert thresholds.
     case setBudget(Budget)
+    /// New spot prices from the market; spot jobs bidding less are preempted with notice.
+    case setSpotPrices(SetSpotPrices)
 
     public var name: String {
         switch self {
@@ -72,6 +74,7 @@ public enum Command: Codable, Equatable, Sendable {
         case .grantCredit: "grant_credit"
         case .setCreditLimit: "set_credit_limit"
         case .setBudget: "set_budget"
+        case .setSpotPrices: "set_spot_prices"
         }
     }
 }
@@ -308,5 +311,15 @@ public struct SetCreditLimit: Codable, Equatable, Sendable {
     public init(org: OrgID, limit: Money?) {
         self.org = org
         self.limit = limit
+    }
+}
+
+public struct SetSpotPrices: Codable, Equatable, Sendable {
+    /// Spot SKUs of one region each.
+    public var prices: [ListPrice]
+    public var noticeSeconds: Int64
+    public init(prices: [ListPrice], noticeSeconds: Int64) {
+        self.prices = prices
+        self.noticeSeconds = noticeSeconds
     }
 }

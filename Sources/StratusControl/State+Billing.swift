@@ -172,4 +172,112 @@ extension State {
             } ?? ""
         throw StratusError(.failedPrecondition, problem + offer)
     }
+
+    // MARK: spot market
+
+    mutating func setSpotPrices(_ c: SetSpotPrices, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
+        guard !c.prices.isEmpty, c.prices.count <= Limits.maxPricesPerCommand else {
+            throw StratusError(.invalidArgument, "prices: 1 to \(Limits.maxPricesPerCommand)")
+        }
+        guard c.noticeSeconds >= 0, c.noticeSeconds <= 86400 else {
+            throw StratusError(.invalidArgument, "notice: 0 to 86400 seconds")
+        }
+        var book = billing.prices
+        for p in c.prices {
+            guard p.sku.tier == .spot, p.sku.region != SKU.anyRegion else {
+                throw StratusError(.invalidArgument, "prices: spot prices are per model and region")
+            }
+            try book.check(p.sku, p.point)
+            book.set(p.sku, p.point)
+        }
+        guard commit else { return .applied("\(c.prices.count) spot prices") }
+        billing.prices = book
+        // Running spot work bidding less than its region's new price gets its notice.
+        let changed = Dictionary(
+            c.prices.map { ("\($0.sku.gpuModel)@\($0.sku.region)", $0.point.price) }, uniquingKeysWith: { $1 })
+        for id in jobs.keys.sorted() {
+            guard var job = jobs[id], job.spec.tier == .spot, let bid = job.spec.maxPrice,
+                job.state == .starting || job.state == .running,
+                !job.cancelRequested, job.preemptedBy == nil
+            else { continue }
+            let live = job.allocations.filter { !$0.isEnded }
+            guard let node = live.first.flatMap({ nodes[$0.node] }), let region = site(of: node)?.region.rawValue,
+                let price = changed["\(node.gpuModel)@\(region)"], price > bid
+            else { continue }
+            let deadline = at.adding(seconds: c.noticeSeconds)
+            job.preemptedBy = Self.spotMarket
+            for i in job.allocations.indices where !job.allocations[i].isEnded {
+                job.allocations[i].stopRequested = true
+                job.allocations[i].stopDeadline = deadline
+            }
+            job.reason = "preempted: spot price \(price) in \(region) is above max_price \(bid)"
+            job.record("preemption_notice", "\(job.reason!); killed at \(deadline) if still running", at: at)
+            jobs[id] = job
+        }
+        return .applied("\(c.prices.count) spot prices")
+    }
+
+    /// Who preempts spot work whose bid the price passed.
+    public static let spotMarket = JobID("spot-market")
+
+    /// Per spot SKU (model x region of the fleet): GPUs in service and GPUs spoken for by
+    /// internal, reserved and on-demand work plus the unused part of the internal reserve.
+    public func spotSupply(at now: Timestamp) -> [SKU: SpotMarket.Supply] {
+        var out: [SKU: SpotMarket.Supply] = [:]
+        var internalUsed: [String: Int] = [:]
+        for id in nodeOrder {
+            let node = nodes[id]!
+            guard node.state == .ready, let region = site(of: node)?.region.rawValue else { continue }
+            let sku = SKU(gpuModel: node.gpuModel, region: region, tier: .spot)
+            var s = out[sku] ?? SpotMarket.Supply(gpus: 0, committed: 0)
+            s.gpus += node.gpuCount
+            for case let holder? in gpuHolders[id] ?? [] {
+                guard let tier = jobs[holder]?.spec.tier, tier != .spot else { continue }
+                s.committed += 1
+                if tier == .internal { internalUsed[node.gpuModel, default: 0] += 1 }
+            }
+            out[sku] = s
+        }
+        // The internal reserve not yet used, spread over the model's regions by size.
+        for r in reserves.values {
+            let unused = max(0, r.gpus(at: now) - (internalUsed[r.gpuModel] ?? 0))
+            guard unused > 0 else { continue }
+            let skus = out.keys.filter { sku in
+                sku.gpuModel == r.gpuModel
+                    && (r.site == nil || sites[SiteID(r.site!)]?.region.rawValue == sku.region)
+            }.sorted()
+            let total = skus.reduce(0) { $0 + out[$1]!.gpus }
+            guard total > 0 else { continue }
+            for sku in skus { out[sku]!.committed += unused * out[sku]!.gpus / total }
+        }
+        return out
+    }
+
+    /// The spot prices the market would set now (only those that moved by a cent or more).
+    public func spotPriceUpdates(_ market: SpotMarket, at now: Timestamp) -> [ListPrice] {
+        let from = Timestamp(seconds: now.milliseconds / 1000)
+        return spotSupply(at: now).sorted { $0.key < $1.key }.compactMap { sku, supply in
+            let onDemand = SKU(gpuModel: sku.gpuModel, region: sku.region, tier: .onDemand)
+            guard let list = billing.prices.listPoint(onDemand, at: now)?.price else { return nil }
+            let current = billing.prices.listPoint(sku, at: now)?.price
+            let next = market.next(current: current, onDemand: list, supply)
+            guard next != current, billing.prices.list[sku]?.last.map({ $0.from < from }) ?? true else { return nil }
+            return ListPrice(sku: sku, point: PricePoint(from: from, price: next))
+        }
+    }
+
+    /// Regions where a spot bid of `maxPrice` is at least the current spot price of `model`.
+    func regionsWithin(maxPrice: Money, model: String, org: OrgID, allowed: [String]) -> [String] {
+        let latest = Timestamp(milliseconds: .max)
+        return regions.keys.map(\.rawValue).sorted().filter { region in
+            guard allowed.isEmpty || allowed.contains(region) else { return false }
+            guard let price = billing.prices.price(org: org, SKU(gpuModel: model, region: region, tier: .spot), at: latest)
+            else { return false }
+            return price <= maxPrice
+        }
+    }
+
+    /// The region list that keeps a spot bid out of regions priced above it; a name no
+    /// region has when none qualifies, so the job waits.
+    static let noRegionWithinBid = "(no region within max_price)"
 }

@@ -181,6 +181,10 @@ public struct State: Codable, Equatable, Sendable {
     ) -> SchedulingSnapshot.PendingJob {
         var spec = spec
         if let id = spec.reservation, let site = reservations[id]?.site { spec.placement.sites = [site.rawValue] }
+        if spec.tier == .spot, let bid = spec.maxPrice {
+            let within = regionsWithin(maxPrice: bid, model: spec.gpuModel, org: org, allowed: spec.placement.regions)
+            spec.placement.regions = within.isEmpty ? [Self.noRegionWithinBid] : within
+        }
         return Self.pendingView(id: id, spec: spec, org: org, project: project, nominated: nominated)
     }
 

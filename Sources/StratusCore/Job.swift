@@ -34,6 +34,9 @@ public struct JobSpec: Codable, Equatable, Sendable {
     /// `on_budget: spot`: when an on-demand job's projected cost exceeds what the org or
     /// project may still spend, run it as spot (if that fits) instead of refusing it.
     public var budgetFallback: Tier?
+    /// `max_price` (spot only): the most the job pays per GPU-hour. It waits while the spot
+    /// price is higher, and is preempted with notice when the price rises above it.
+    public var maxPrice: Money?
 
     public init(
         name: String, project: String? = nil, gpuModel: String, gpusPerNode: Int, numNodes: Int = 1,
@@ -171,12 +174,22 @@ public struct JobSpec: Codable, Equatable, Sendable {
             budgetFallback = .spot
         case let other?: throw StratusError(.invalidArgument, "on_budget: '\(other)' is not refuse or spot")
         }
+        var maxPrice: Money?
+        if let micros = try o.decimal("max_price", scale: Money.microsPerUnit) {
+            let price = Money(micros: micros)
+            try price.checkAmount(field: "max_price")
+            guard tier == .spot || budgetFallback == .spot else {
+                throw StratusError(.invalidArgument, "max_price: only spot jobs bid a maximum price")
+            }
+            maxPrice = price
+        }
         try o.finish()
         var spec = JobSpec(
             name: name, project: project, gpuModel: model.name, gpusPerNode: count, numNodes: Int(numNodes),
             tier: tier, run: run, envs: envs, maxDurationSeconds: maxDuration, retry: retry, topology: topology,
             placement: placement, alternatives: Array(choices.dropFirst()), reservation: reservation)
         spec.budgetFallback = budgetFallback
+        spec.maxPrice = maxPrice
         return spec
     }
 

@@ -93,4 +93,6 @@ public enum Limits {
     public static let maxBudgets = 100_000
     /// Budget alerts kept (the oldest are dropped first).
     public static let maxBudgetAlertsKept = 10_000
+    /// How often the server recomputes spot prices.
+    public static let spotPriceIntervalSeconds: Int64 = 300
 }

@@ -3,6 +3,7 @@ import ServiceLifecycle
 import StratusAgent
 import StratusControl
 import StratusCore
+import StratusLedger
 
 /// Runs a scheduling round at a fixed interval; each round that places work appends
 /// its plan to the log.
@@ -83,14 +84,17 @@ struct LocalAgentsService: Service {
     }
 }
 
-/// Closes each month once its grace period for late usage has passed, issuing invoices.
+/// Closes each month once its grace period for late usage has passed, issuing invoices,
+/// and moves spot prices every `Limits.spotPriceIntervalSeconds` (see `SpotMarket`).
 struct BillingService: Service {
     let plane: ControlPlane
+    let market = SpotMarket()
     let graceSeconds: Int64
     let logger: Logger
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
+            var lastSpot = Timestamp.zero
             while !Task.isCancelled {
                 do {
                     let now = await plane.now
@@ -103,7 +107,21 @@ struct BillingService: Service {
                 } catch {
                     logger.error("closing the billing period failed: \(error)")
                 }
-                try? await Task.sleep(for: .seconds(60))
+                do {
+                    let now = await plane.now
+                    if now.milliseconds - lastSpot.milliseconds >= Limits.spotPriceIntervalSeconds * 1000 {
+                        lastSpot = now
+                        let notice = await plane.reservationLeadSeconds
+                        let updates = await plane.read { $0.spotPriceUpdates(market, at: now) }
+                        if !updates.isEmpty {
+                            try await plane.execute(.setSpotPrices(SetSpotPrices(prices: updates, noticeSeconds: notice)))
+                            for u in updates { logger.info("spot price \(u.sku.gpuModel) in \(u.sku.region): \(u.point.price)") }
+                        }
+                    }
+                } catch {
+                    logger.error("spot price update failed: \(error)")
+                }
+                try? await Task.sleep(for: .seconds(30))
             }
         }
     }

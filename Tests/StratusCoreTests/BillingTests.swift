@@ -460,3 +460,77 @@ enum Meter {
         }
     }
 }
+
+@Suite struct SpotMarketTests {
+    let onDemand = Money.parse("6.16")!
+
+    @Test func theTargetRunsFromFloorToCeilingWithTheSquareOfUtilization() {
+        let m = SpotMarket()
+        #expect(m.target(onDemand: onDemand, .init(gpus: 100, committed: 0)).description == "1.54")
+        #expect(m.target(onDemand: onDemand, .init(gpus: 100, committed: 100)).description == "6.16")
+        #expect(m.target(onDemand: onDemand, .init(gpus: 100, committed: 50)).description == "2.695")
+        #expect(m.target(onDemand: onDemand, .init(gpus: 100, committed: 500)).description == "6.16")
+        #expect(m.target(onDemand: onDemand, .init(gpus: 0, committed: 0)).description == "6.16")
+    }
+
+    @Test func thePriceMovesAQuarterOfTheWayInCents() {
+        let m = SpotMarket()
+        let full = SpotMarket.Supply(gpus: 100, committed: 100)
+        var p = Money.parse("2.00")!
+        var path: [String] = []
+        for _ in 0..<4 {
+            p = m.next(current: p, onDemand: onDemand, full)
+            path.append(p.description)
+        }
+        #expect(path == ["3.04", "3.82", "4.41", "4.85"])
+        // Close to the target it still moves a cent at a time, and then stays.
+        #expect(m.next(current: Money.parse("6.15")!, onDemand: onDemand, full).description == "6.16")
+        #expect(m.next(current: Money.parse("6.16")!, onDemand: onDemand, full).description == "6.16")
+        #expect(m.next(current: nil, onDemand: onDemand, full).description == "6.16")
+    }
+
+    @Test func utilizationMovesThePriceAndBidsBelowItArePreemptedOrWait() throws {
+        var e = try Meter.engine()
+        // Half the 64 H100 on on-demand work: u = 50%, target 2.695; from 2.46 a quarter of the way is 2.52.
+        for _ in 0..<4 { _ = try Fixture.submit(&e, Fixture.spec(8), at: Meter.t0) }
+        var bid = Fixture.spec(8, tier: .spot)
+        bid.maxPrice = Money.parse("2.50")!
+        let spot = try Fixture.submit(&e, bid, at: Meter.t0)
+        try e.schedule(at: Meter.t0)
+        #expect(e.state.jobs[spot]?.state == .starting)
+        let supply = e.state.spotSupply(at: Meter.t0)
+        #expect(supply[SKU(gpuModel: "H100", region: "local", tier: .spot)] == .init(gpus: 64, committed: 32))
+        let updates = e.state.spotPriceUpdates(SpotMarket(), at: Meter.t0)
+        #expect(updates.map(\.point.price.description) == ["2.52"])
+        try e.execute(.setSpotPrices(SetSpotPrices(prices: updates, noticeSeconds: 120)), at: Meter.t0)
+        let stopped = try #require(e.state.jobs[spot])
+        #expect(stopped.preemptedBy == State.spotMarket)
+        #expect(stopped.allocations.allSatisfy { $0.stopRequested && $0.stopDeadline == Meter.t0.adding(seconds: 120) })
+        #expect(stopped.reason == "preempted: spot price 2.52 in local is above max_price 2.50")
+        // History is kept and queryable.
+        #expect(e.state.billing.prices.list[SKU(gpuModel: "H100", region: "local", tier: .spot)]?.count == 1)
+        // A new bid below the price waits; once the price falls under it, it runs.
+        var low = Fixture.spec(8, tier: .spot)
+        low.maxPrice = Money.parse("2.00")!
+        let waiting = try Fixture.submit(&e, low, at: Meter.t0)
+        let later = Meter.t0.adding(seconds: 300)
+        try e.schedule(at: later)
+        #expect(e.state.jobs[waiting]?.state == .queued)
+        let cheap = ListPrice(
+            sku: SKU(gpuModel: "H100", region: "local", tier: .spot), point: PricePoint(from: later, price: Money.parse("1.90")!))
+        try e.execute(.setSpotPrices(SetSpotPrices(prices: [cheap], noticeSeconds: 120)), at: later)
+        try e.schedule(at: later)
+        #expect(e.state.jobs[waiting]?.state == .starting)
+        #expect(throws: StratusError.self) {
+            try e.execute(
+                .setSpotPrices(
+                    SetSpotPrices(
+                        prices: [
+                            ListPrice(
+                                sku: SKU(gpuModel: "H100", region: "*", tier: .spot), point: PricePoint(from: later, price: .zero)
+                            )
+                        ],
+                        noticeSeconds: 120)), at: later)
+        }
+    }
+}
