@@ -46,6 +46,8 @@ public enum Command: Codable, Equatable, Sendable {
     case setBudget(Budget)
     /// New spot prices from the market; spot jobs bidding less are preempted with notice.
     case setSpotPrices(SetSpotPrices)
+    /// A spend commitment for a discount; shortfalls are invoiced at the end of the term.
+    case createCommitment(CreateCommitment)
 
     public var name: String {
         switch self {
@@ -75,6 +77,7 @@ public enum Command: Codable, Equatable, Sendable {
         case .setCreditLimit: "set_credit_limit"
         case .setBudget: "set_budget"
         case .setSpotPrices: "set_spot_prices"
+        case .createCommitment: "create_commitment"
         }
     }
 }
@@ -321,5 +324,20 @@ public struct SetSpotPrices: Codable, Equatable, Sendable {
     public init(prices: [ListPrice], noticeSeconds: Int64) {
         self.prices = prices
         self.noticeSeconds = noticeSeconds
+    }
+}
+
+public struct CreateCommitment: Codable, Equatable, Sendable {
+    public var org: OrgID
+    public var amount: Money
+    public var start: Period
+    public var months: Int
+    public var discountBasisPoints: Int
+    public init(org: OrgID, amount: Money, start: Period, months: Int, discountBasisPoints: Int) {
+        self.org = org
+        self.amount = amount
+        self.start = start
+        self.months = months
+        self.discountBasisPoints = discountBasisPoints
     }
 }

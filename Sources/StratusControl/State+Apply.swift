@@ -40,6 +40,7 @@ extension State {
         case .setCreditLimit(let c): outcome = try setCreditLimit(c, commit: commit)
         case .setBudget(let c): outcome = try setBudget(c, commit: commit)
         case .setSpotPrices(let c): outcome = try setSpotPrices(c, at: entry.at, commit: commit)
+        case .createCommitment(let c): outcome = try createCommitment(c, at: entry.at, commit: commit)
         }
         if commit, case .applied = outcome { seq = entry.seq }
         return outcome

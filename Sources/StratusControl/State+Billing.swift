@@ -280,4 +280,18 @@ extension State {
     /// The region list that keeps a spot bid out of regions priced above it; a name no
     /// region has when none qualifies, so the job waits.
     static let noRegionWithinBid = "(no region within max_price)"
+
+    mutating func createCommitment(_ c: CreateCommitment, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
+        guard orgs[c.org] != nil else { throw StratusError.notFound("org", c.org.rawValue) }
+        guard c.org != InternalOrg.id else { throw StratusError(.invalidArgument, "org: the internal org is not billed") }
+        let id = "commit-\(nextCommitment)"
+        let commitment = Commitment(
+            id: id, org: c.org, amount: c.amount, start: c.start, months: c.months, discountBasisPoints: c.discountBasisPoints,
+            createdAt: at)
+        try billing.checkCommitment(commitment, now: at)
+        guard commit else { return .applied(id) }
+        nextCommitment += 1
+        billing.addCommitment(commitment)
+        return .applied(id)
+    }
 }

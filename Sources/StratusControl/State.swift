@@ -46,6 +46,7 @@ public struct State: Codable, Equatable, Sendable {
     /// Prices, metered usage, the ledger and invoices.
     public internal(set) var billing = Billing()
     var nextCredit: UInt64 = 1
+    var nextCommitment: UInt64 = 1
     /// GPU-milliseconds per org per day (days since the epoch), for fair share: exact
     /// integers, so state does not depend on the scheduler's half-life.
     public internal(set) var usageByOrgDay: [OrgID: [Int64: Int64]] = [:]

@@ -95,4 +95,6 @@ public enum Limits {
     public static let maxBudgetAlertsKept = 10_000
     /// How often the server recomputes spot prices.
     public static let spotPriceIntervalSeconds: Int64 = 300
+    /// Spend commitments one org may have open at once.
+    public static let maxCommitmentsPerOrg = 10
 }

@@ -56,11 +56,14 @@ public struct PeriodCharges: Codable, Equatable, Sendable {
     public var lines: [LineKey: LineTotal] = [:]
     public var adjustments: [AdjustmentKey: LineTotal] = [:]
     public var credits: [Credit] = []
+    /// Charges that are not usage (commitment true-ups).
+    public var fees: [Fee] = []
     public init() {}
 
     public var total: Money {
         let usage = lines.values.reduce(0) { $0 + $1.amount.micros } + adjustments.values.reduce(0) { $0 + $1.amount.micros }
-        return Money(micros: usage - credits.reduce(0) { $0 + $1.amount.micros })
+        let fees = fees.reduce(0) { $0 + $1.amount.micros }
+        return Money(micros: usage + fees - credits.reduce(0) { $0 + $1.amount.micros })
     }
 
     /// Charges of one project, for its budget.
@@ -97,6 +100,8 @@ public struct Billing: Codable, Equatable, Sendable {
     public internal(set) var alerts: [BudgetAlert] = []
     var alerted: [String: AlertMark] = [:]
     var jobHolds: [String: JobHold] = [:]
+    /// Spend commitments by id.
+    public internal(set) var commitments: [String: Commitment] = [:]
 
     public init() {}
 
@@ -198,41 +203,46 @@ public struct Billing: Codable, Equatable, Sendable {
         let current = Period(containing: now)
         for cut in cuts where cut > from {
             let at = Timestamp(seconds: from)
-            let price = prices.price(org: e.org, sku, at: at) ?? .zero
+            let period = Period(containing: at)
+            let price = committedPrice(prices.price(org: e.org, sku, at: at) ?? .zero, org: e.org, tier: e.tier, period: period)
             let list = prices.listPoint(sku, at: at)?.price ?? .zero
             let key = LineKey(
                 project: e.project, gpuModel: e.gpuModel, region: e.region, tier: e.tier, unitPrice: price, listPrice: list)
             let gpuSeconds = Int64(e.gpus) * (cut - from)
-            let period = Period(containing: at)
             if let closed = closedThrough, period <= closed {
-                addAdjustment(
+                let delta = addAdjustment(
                     org: e.org, into: max(current, closed.next), AdjustmentKey(forPeriod: period, line: key), gpuSeconds, now,
                     e.id)
+                drawDown(e.org, period, delta)
             } else {
-                addUsage(org: e.org, period: period, key, gpuSeconds, now, e.id)
+                drawDown(e.org, period, addUsage(org: e.org, period: period, key, gpuSeconds, now, e.id))
             }
             from = cut
         }
     }
 
+    @discardableResult
     private mutating func addUsage(
         org: OrgID, period: Period, _ key: LineKey, _ gpuSeconds: Int64, _ now: Timestamp, _ ref: String
-    ) {
+    ) -> Money {
         var total = open[org]?[period]?.lines[key] ?? LineTotal()
         let delta = grow(&total, gpuSeconds, key.unitPrice)
         open[org, default: [:]][period, default: PeriodCharges()].lines[key] = total
         post(org: org, tier: key.tier, delta, now, .usage, ref)
         if !budgets.isEmpty { checkBudget(org, key.project, now: now) }
+        return delta
     }
 
+    @discardableResult
     private mutating func addAdjustment(
         org: OrgID, into period: Period, _ key: AdjustmentKey, _ gpuSeconds: Int64, _ now: Timestamp, _ ref: String
-    ) {
+    ) -> Money {
         var total = open[org]?[period]?.adjustments[key] ?? LineTotal()
         let delta = grow(&total, gpuSeconds, key.line.unitPrice)
         open[org, default: [:]][period, default: PeriodCharges()].adjustments[key] = total
         post(org: org, tier: key.line.tier, delta, now, .adjustment, ref)
         if !budgets.isEmpty { checkBudget(org, key.line.project, now: now) }
+        return delta
     }
 
     private func grow(_ total: inout LineTotal, _ gpuSeconds: Int64, _ price: Money) -> Money {

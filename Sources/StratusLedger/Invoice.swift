@@ -25,10 +25,13 @@ public struct Invoice: Codable, Equatable, Sendable {
     public var issuedAt: Timestamp
     public var lines: [Line]
     public var credits: [Credit]
+    /// Charges that are not usage: commitment true-ups.
+    public var fees: [Fee]
     public var usageTotal: Money
     public var adjustmentsTotal: Money
     public var creditsTotal: Money
-    /// usage + adjustments - credits.
+    public var feesTotal: Money
+    /// usage + adjustments + fees - credits.
     public var total: Money
     /// Taken from the org's prepaid wallet when the invoice was issued.
     public var paidFromWallet: Money
@@ -54,11 +57,12 @@ public struct Invoice: Codable, Equatable, Sendable {
         let u = usage.reduce(0) { $0 + $1.amount.micros }
         let a = adjustments.reduce(0) { $0 + $1.amount.micros }
         let c = charges.credits.reduce(0) { $0 + $1.amount.micros }
+        let f = charges.fees.reduce(0) { $0 + $1.amount.micros }
         return Invoice(
             id: id(org: org, period: period), org: org, period: period, currency: currency, issuedAt: issuedAt,
-            lines: usage + adjustments, credits: charges.credits, usageTotal: Money(micros: u),
-            adjustmentsTotal: Money(micros: a), creditsTotal: Money(micros: c), total: Money(micros: u + a - c),
-            paidFromWallet: .zero, amountDue: Money(micros: u + a - c))
+            lines: usage + adjustments, credits: charges.credits, fees: charges.fees, usageTotal: Money(micros: u),
+            adjustmentsTotal: Money(micros: a), creditsTotal: Money(micros: c), feesTotal: Money(micros: f),
+            total: Money(micros: u + a + f - c), paidFromWallet: .zero, amountDue: Money(micros: u + a + f - c))
     }
 
     /// GPU-hours with four decimals, for people (the exact figure is `gpuSeconds`).
@@ -85,6 +89,7 @@ extension Billing {
     /// closed: later usage for them becomes an adjustment on a later invoice.
     @discardableResult
     public mutating func close(_ period: Period, now: Timestamp) -> [String] {
+        if !commitments.isEmpty { trueUp(closing: period, now: now) }
         var issued: [String] = []
         for org in open.keys.sorted() {
             guard var months = open[org] else { continue }

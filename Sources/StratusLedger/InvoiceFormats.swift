@@ -28,6 +28,12 @@ extension Invoice {
                 currency.rawValue,
             ])
         }
+        for f in fees {
+            out += Self.csvRow([
+                id, org.rawValue, period.description, "fee", "", "", "", "", "", "", "", "", f.amount.description,
+                currency.rawValue,
+            ])
+        }
         for (name, value) in [("total", total), ("paid_from_wallet", paidFromWallet), ("amount_due", amountDue)] {
             out += Self.csvRow([
                 id, org.rawValue, period.description, name, "", "", "", "", "", "", "", "", value.description, currency.rawValue,
@@ -62,6 +68,9 @@ extension Invoice {
             rows +=
                 "<tr><td>\(what)</td><td class=n>\(Self.gpuHours(l.gpuSeconds))</td><td class=n>\(l.unitPrice)</td><td class=n>\(l.amount)</td></tr>\n"
         }
+        for f in fees {
+            rows += "<tr><td>\(h(f.description))</td><td></td><td></td><td class=n>\(f.amount)</td></tr>\n"
+        }
         for c in credits {
             rows += "<tr><td>Credit: \(h(c.description))</td><td></td><td></td><td class=n>-\(c.amount)</td></tr>\n"
         }
@@ -83,6 +92,7 @@ extension Invoice {
             <tfoot>
             <tr><td colspan=3>Usage</td><td class=n>\(usageTotal)</td></tr>
             <tr><td colspan=3>Adjustments</td><td class=n>\(adjustmentsTotal)</td></tr>
+            <tr><td colspan=3>Commitment true-ups</td><td class=n>\(feesTotal)</td></tr>
             <tr><td colspan=3>Credits</td><td class=n>-\(creditsTotal)</td></tr>
             <tr><td colspan=3>Total</td><td class=n>\(total)</td></tr>
             <tr><td colspan=3>Paid from prepaid balance</td><td class=n>-\(paidFromWallet)</td></tr>
@@ -128,6 +138,15 @@ extension Invoice {
                 provider, listCost.description, l.listPrice.description, pricing, hours(l.gpuSeconds), "GPU-Hours", provider,
                 provider, l.region, l.region, "", "", "GPU", "AI and Machine Learning", "GPU Compute", sku,
                 "\(sku)-\(l.region)-\(l.unitPrice.micros)", "\(org.rawValue)/\(l.project)", l.project, "{}",
+            ])
+        }
+        for f in fees {
+            let amount = f.amount.description
+            out += Self.csvRow([
+                amount, org.rawValue, orgName, currency.rawValue, end, start, "Purchase", "", f.description, "One-Time", end,
+                start, "", "", amount, "", amount, provider, amount, "", "Committed", "", "", provider, provider, "", "", f.id,
+                "",
+                "Commitment", "AI and Machine Learning", "GPU Compute", "", "", "", "", "{}",
             ])
         }
         for c in credits {

@@ -48,9 +48,11 @@ extension API {
         let issuedAt: String
         let lines: [InvoiceLineView]
         let credits: [CreditView]
+        let fees: [CreditView]
         let usageTotal: String
         let adjustmentsTotal: String
         let creditsTotal: String
+        let feesTotal: String
         let total: String
         let paidFromWallet: String
         let amountDue: String
@@ -71,6 +73,8 @@ extension API {
             credits = i.credits.map {
                 CreditView(id: $0.id, kind: $0.kind.rawValue, description: $0.description, amount: $0.amount.description)
             }
+            fees = i.fees.map { CreditView(id: $0.id, kind: "fee", description: $0.description, amount: $0.amount.description) }
+            feesTotal = i.feesTotal.description
             usageTotal = i.usageTotal.description
             adjustmentsTotal = i.adjustmentsTotal.description
             creditsTotal = i.creditsTotal.description
@@ -466,6 +470,42 @@ extension API {
             try await plane.execute(.setCreditLimit(SetCreditLimit(org: org, limit: limit)))
             return JSON.response(try await standing(org, p))
         }
+        v1.post("commitments") { req, ctx in
+            let p = try ctx.caller()
+            try p.requireOperator("creating a commitment")
+            var body = try SpecObject(try await JSON.body(req), path: "")
+            let org = OrgID(try body.requiredString("org"))
+            let amount = try Money.parse(try body.requiredString("amount"), field: "amount")
+            let startText = try body.requiredString("start")
+            guard let start = Period.parse(startText) else {
+                throw StratusError(.invalidArgument, "start: '\(startText)' is not YYYY-MM")
+            }
+            let months = try body.int("months") ?? 12
+            let discountText = try body.string("discount") ?? "0"
+            guard
+                let bps = DecimalText.parse(
+                    discountText.hasSuffix("%") ? String(discountText.dropLast()) : discountText, scale: 100)
+            else { throw StratusError(.invalidArgument, "discount: '\(discountText)' is not a percentage (e.g. 20%)") }
+            try body.finish()
+            let outcome = try await plane.execute(
+                .createCommitment(
+                    CreateCommitment(
+                        org: org, amount: amount, start: start, months: Int(clamping: months),
+                        discountBasisPoints: Int(clamping: bps))))
+            let now = await plane.now
+            let c = await plane.read { $0.billing.commitments[outcome.id]! }
+            return JSON.response(CommitmentView(c, now: now), status: .created)
+        }
+        v1.get("commitments") { req, ctx in
+            let p = try ctx.caller()
+            let filter = try orgFilter(req, p)
+            let now = await plane.now
+            let rows = await plane.read { s in
+                s.billing.commitments.values.filter { p.canRead($0.org) && (filter == nil || $0.org == filter) }
+                    .sorted { ($0.org, $0.id) < ($1.org, $1.id) }.prefix(Limits.maxPageSize).map { CommitmentView($0, now: now) }
+            }
+            return JSON.response(Page(items: Array(rows), nextCursor: nil))
+        }
         v1.get("orgs/:org/money") { _, ctx in
             let p = try ctx.caller()
             let org = OrgID(try ctx.parameters.require("org"))
@@ -486,5 +526,38 @@ extension API {
             })
         else { throw StratusError.notFound("org", org.rawValue) }
         return view
+    }
+
+    struct CommitmentView: Encodable {
+        let id: String
+        let org: String
+        let amount: String
+        let start: String
+        let end: String
+        let months: Int
+        let discount: String
+        let drawn: String
+        let remaining: String
+        /// Spend by the end of the term at the pace so far.
+        let projected: String?
+        let projectedShortfall: String?
+        /// Invoiced when the term closed.
+        let trueUp: String?
+
+        init(_ c: Commitment, now: Timestamp) {
+            id = c.id
+            org = c.org.rawValue
+            amount = c.amount.description
+            start = c.start.description
+            end = c.end.previous.description
+            months = c.months
+            discount = DecimalText.format(Int64(c.discountBasisPoints), scale: 100) + "%"
+            drawn = c.drawn.description
+            remaining = Money(micros: max(0, c.amount.micros - c.drawn.micros)).description
+            let p = c.projected(at: now)
+            projected = p?.description
+            projectedShortfall = p.map { Money(micros: max(0, c.amount.micros - $0.micros)).description }
+            trueUp = c.trueUp?.description
+        }
     }
 }

@@ -425,3 +425,55 @@ struct CreditLimitCommand: AsyncParsableCommand {
         }
     }
 }
+
+struct Commitments: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Spend commitments: drawdown, projection and true-up.", subcommands: [List.self, Create.self],
+        defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        @Option(name: .long, help: "Only this org (operators).") var org: String?
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                let data = try await global.client().call(
+                    .GET, "/v1/commitments" + (org.map { "?org=\(percentEncode($0))" } ?? ""))
+                if global.json { return Output.json(data) }
+                let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+                let rows = Output.items(obj).map { c in
+                    [
+                        Output.str(c["id"]), Output.str(c["org"]), Output.str(c["amount"]),
+                        "\(Output.str(c["start"]))..\(Output.str(c["end"]))", Output.str(c["discount"]), Output.str(c["drawn"]),
+                        Output.str(c["projected"]), Output.str(c["projected_shortfall"]), Output.str(c["true_up"]),
+                    ]
+                }
+                if rows.isEmpty { return print("No commitments.") }
+                Output.table(["ID", "ORG", "COMMITTED", "TERM", "DISCOUNT", "DRAWN", "PROJECTED", "SHORTFALL", "TRUE-UP"], rows)
+            }
+        }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record a commitment (operators).",
+            discussion:
+                "Example: stratus commitments create --org acme --amount 120000 --start 2027-01 --months 12 --discount 20%")
+        @Option(name: .long) var org: String
+        @Option(name: .long, help: "Total spend committed over the term.") var amount: String
+        @Option(name: .long, help: "First month, YYYY-MM.") var start: String
+        @Option(name: .long, help: "Length of the term in months.") var months = 12
+        @Option(name: .long, help: "Discount on on-demand and reserved prices, e.g. 20%.") var discount = "0%"
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                let body: [String: Any] = ["org": org, "amount": amount, "start": start, "months": months, "discount": discount]
+                let data = try await global.client().call(.POST, "/v1/commitments", body: try jsonData(body))
+                if global.json { return Output.json(data) }
+                let c = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+                print("Recorded \(Output.str(c["id"])): \(amount) over \(months) months from \(start) at \(discount) off.")
+            }
+        }
+    }
+}

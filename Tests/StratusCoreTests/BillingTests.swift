@@ -534,3 +534,53 @@ enum Meter {
         }
     }
 }
+
+@Suite struct CommitmentTests {
+    @Test func usageDrawsDownAtADiscountAndTheShortfallIsInvoicedAtTheEnd() throws {
+        var e = try Meter.engine()
+        let september = Period(containing: Meter.t0)
+        // 1,000 over two months (September and October) at 20% off on-demand.
+        let id = try e.execute(
+            .createCommitment(
+                CreateCommitment(
+                    org: "acme", amount: Money.parse("1000")!, start: september, months: 2, discountBasisPoints: 2000)),
+            at: Meter.t0
+        ).id
+        #expect(throws: StratusError.self) {
+            try e.execute(
+                .createCommitment(
+                    CreateCommitment(
+                        org: "acme", amount: Money.parse("5")!, start: september.next, months: 1, discountBasisPoints: 0)),
+                at: Meter.t0)
+        }
+        #expect(throws: StratusError.self) {
+            try e.execute(
+                .createCommitment(
+                    CreateCommitment(
+                        org: "beta", amount: Money.parse("5")!, start: september.previous, months: 1, discountBasisPoints: 0)),
+                at: Meter.t0)
+        }
+        // 8 GPU-h on-demand at 6.16 - 20% = 4.928: 39.42 (39.424); spot is not discounted: 8 x 2.46 = 19.68.
+        try e.execute(.recordUsage(RecordUsage(events: [Meter.event("a"), Meter.event("b", tier: .spot)])), at: Meter.t0)
+        var c = try #require(e.state.billing.commitments[id])
+        #expect(c.drawn.description == "59.10")
+        let preview = e.state.billing.preview(org: "acme", now: Meter.t0)
+        #expect(preview.lines.first { $0.tier == .onDemand }?.unitPrice.description == "4.928")
+        #expect(preview.lines.first { $0.tier == .onDemand }?.listPrice.description == "6.16")
+        // Projection: at the pace so far over the whole term.
+        #expect(c.projected(at: Meter.t0)!.micros > c.drawn.micros)
+        // Closing September does not true up; closing October (the last month) does.
+        try e.execute(.closePeriod(ClosePeriod(period: september)), at: september.end.adding(seconds: 3600))
+        #expect(e.state.billing.commitments[id]?.trueUp == nil)
+        let end = september.next.end.adding(seconds: 3600)
+        try e.execute(.closePeriod(ClosePeriod(period: september.next)), at: end)
+        c = try #require(e.state.billing.commitments[id])
+        #expect(c.trueUp?.description == "940.90")
+        let october = try #require(e.state.billing.invoices[Invoice.id(org: "acme", period: september.next)])
+        #expect(october.fees.map(\.amount.description) == ["940.90"])
+        #expect(october.total.description == "940.90")
+        #expect(october.csv.contains(",fee,"))
+        #expect(e.state.billing.ledger.balance(.commitmentRevenue).description == "940.90")
+        #expect(e.state.billing.ledger.checkBalanced())
+    }
+}
