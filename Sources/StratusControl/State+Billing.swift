@@ -36,7 +36,7 @@ extension State {
     /// a batch of events all seen before changes nothing.
     mutating func recordUsage(_ c: RecordUsage, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
         guard !c.events.isEmpty else { throw StratusError(.invalidArgument, "events: none given") }
-        for (i, e) in c.events.enumerated() {
+        for (i, e) in c.events.enumerated() where !commit {
             guard orgs[e.org] != nil else {
                 throw StratusError(.notFound, "events[\(i)] (id '\(e.id)'): org '\(e.org)' not found")
             }
@@ -46,9 +46,12 @@ extension State {
         }
         // `ingest` checks the whole batch before it counts anything, so one call is both
         // the guard and the mutation. A batch of events all seen before is not logged.
-        let outcomes = try billing.ingest(c.events, now: at, commit: commit)
-        let counted = outcomes.filter { $0 == .counted }.count
-        let summary = "\(counted) counted, \(outcomes.count - counted) duplicate"
+        // A logged batch passed these checks when it was logged (and the engine has just
+        // run them in its dry run), so applying it only counts: ids seen before are skipped.
+        let counted =
+            commit
+            ? billing.record(c.events, now: at) : try billing.check(c.events, now: at).filter { $0 == .counted }.count
+        let summary = "\(counted) counted, \(c.events.count - counted) duplicate"
         return counted > 0 ? .applied(summary) : .unchanged(summary)
     }
 

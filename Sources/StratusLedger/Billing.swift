@@ -146,6 +146,13 @@ public struct Billing: Codable, Equatable, Sendable {
     public mutating func ingest(_ events: [UsageEvent], now: Timestamp, commit: Bool) throws(StratusError)
         -> [EventOutcome]
     {
+        let outcomes = try check(events, now: now)
+        if commit { record(events, now: now) }
+        return outcomes
+    }
+
+    /// What counting a batch would do with each event, or the first reason it is refused.
+    public func check(_ events: [UsageEvent], now: Timestamp) throws(StratusError) -> [EventOutcome] {
         guard events.count <= Limits.maxUsageEventsPerBatch else {
             throw StratusError(.limitExceeded, "events: at most \(Limits.maxUsageEventsPerBatch) per batch, got \(events.count)")
         }
@@ -173,16 +180,46 @@ public struct Billing: Codable, Equatable, Sendable {
             }
             outcomes.append(outcome)
         }
-        guard commit else { return outcomes }
-        for (e, o) in zip(events, outcomes) where o == .counted { count(e, now: now) }
-        pruneSeen(now: now)
         return outcomes
     }
 
-    /// Counts and rates one checked event: remembers its id, splits it at month ends and
-    /// price changes, adds each piece to its invoice line and posts the line's growth to
-    /// the ledger (receivable -> revenue of the tier).
+    /// Counts a batch that passed `check` (or was logged after passing it): events seen
+    /// before are skipped, the rest rated; the ledger gets one transfer per org and tier
+    /// for the batch. Returns how many were counted.
+    @discardableResult
+    public mutating func record(_ events: [UsageEvent], now: Timestamp) -> Int {
+        var postings: [Posting: Int64] = [:]
+        var counted = 0
+        for e in events where seen[e.key] == nil {
+            rate(e, now: now, into: &postings)
+            counted += 1
+        }
+        let ref = events.first.map { "usage \($0.source)/\($0.id) (+\(events.count - 1))" } ?? "usage"
+        post(postings, now, ref)
+        pruneSeen(now: now)
+        return counted
+    }
+
+    /// Counts and rates one event and posts its charge at once.
     public mutating func count(_ e: UsageEvent, now: Timestamp) {
+        var postings: [Posting: Int64] = [:]
+        rate(e, now: now, into: &postings)
+        post(postings, now, e.id)
+    }
+
+    /// Money one batch moves from an org's receivable to the revenue of a tier.
+    struct Posting: Hashable, Comparable {
+        var org: OrgID
+        var tier: Tier
+        var code: TransferCode
+        static func < (a: Posting, b: Posting) -> Bool {
+            (a.org, a.tier.rank, a.code.rawValue) < (b.org, b.tier.rank, b.code.rawValue)
+        }
+    }
+
+    /// Remembers an event's id, splits it at month ends and price changes, and adds each
+    /// piece to its invoice line; the line's growth is added to `postings`.
+    mutating func rate(_ e: UsageEvent, now: Timestamp, into postings: inout [Posting: Int64]) {
         seen[e.key] = SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond)
         eventsCounted += 1
         guard e.org != InternalOrg.id else { return }
@@ -211,36 +248,34 @@ public struct Billing: Codable, Equatable, Sendable {
             let gpuSeconds = Int64(e.gpus) * (cut - from)
             if let closed = closedThrough, period <= closed {
                 let delta = addAdjustment(
-                    org: e.org, into: max(current, closed.next), AdjustmentKey(forPeriod: period, line: key), gpuSeconds, now,
-                    e.id)
+                    org: e.org, into: max(current, closed.next), AdjustmentKey(forPeriod: period, line: key), gpuSeconds, now)
                 drawDown(e.org, period, delta)
+                postings[Posting(org: e.org, tier: e.tier, code: .adjustment), default: 0] += delta.micros
             } else {
-                drawDown(e.org, period, addUsage(org: e.org, period: period, key, gpuSeconds, now, e.id))
+                let delta = addUsage(org: e.org, period: period, key, gpuSeconds, now)
+                drawDown(e.org, period, delta)
+                postings[Posting(org: e.org, tier: e.tier, code: .usage), default: 0] += delta.micros
             }
             from = cut
         }
     }
 
-    @discardableResult
-    private mutating func addUsage(
-        org: OrgID, period: Period, _ key: LineKey, _ gpuSeconds: Int64, _ now: Timestamp, _ ref: String
-    ) -> Money {
+    private mutating func addUsage(org: OrgID, period: Period, _ key: LineKey, _ gpuSeconds: Int64, _ now: Timestamp)
+        -> Money
+    {
         var total = open[org]?[period]?.lines[key] ?? LineTotal()
         let delta = grow(&total, gpuSeconds, key.unitPrice)
         open[org, default: [:]][period, default: PeriodCharges()].lines[key] = total
-        post(org: org, tier: key.tier, delta, now, .usage, ref)
         if !budgets.isEmpty { checkBudget(org, key.project, now: now) }
         return delta
     }
 
-    @discardableResult
     private mutating func addAdjustment(
-        org: OrgID, into period: Period, _ key: AdjustmentKey, _ gpuSeconds: Int64, _ now: Timestamp, _ ref: String
+        org: OrgID, into period: Period, _ key: AdjustmentKey, _ gpuSeconds: Int64, _ now: Timestamp
     ) -> Money {
         var total = open[org]?[period]?.adjustments[key] ?? LineTotal()
         let delta = grow(&total, gpuSeconds, key.line.unitPrice)
         open[org, default: [:]][period, default: PeriodCharges()].adjustments[key] = total
-        post(org: org, tier: key.line.tier, delta, now, .adjustment, ref)
         if !budgets.isEmpty { checkBudget(org, key.line.project, now: now) }
         return delta
     }
@@ -253,14 +288,17 @@ public struct Billing: Codable, Equatable, Sendable {
         return delta
     }
 
-    private mutating func post(org: OrgID, tier: Tier, _ delta: Money, _ now: Timestamp, _ code: TransferCode, _ ref: String) {
-        guard delta.micros > 0 else { return }
-        do {
-            try ledger.post(debit: .receivable(org), credit: .revenue(tier), amount: delta, at: now, code: code, ref: ref)
-        } catch {
-            // Amounts are bounded by the limits on prices, GPUs and durations, far below
-            // Int64: an overflow here is a bug, and a silent one would lose money.
-            fatalError("ledger overflow posting usage \(ref): \(error)")
+    private mutating func post(_ postings: [Posting: Int64], _ now: Timestamp, _ ref: String) {
+        for (p, micros) in postings.count > 1 ? postings.sorted(by: { $0.key < $1.key }) : Array(postings) where micros > 0 {
+            do {
+                try ledger.post(
+                    debit: .receivable(p.org), credit: .revenue(p.tier), amount: Money(micros: micros), at: now, code: p.code,
+                    ref: ref)
+            } catch {
+                // Amounts are bounded by the limits on prices, GPUs and durations, far below
+                // Int64: an overflow here is a bug, and a silent one would lose money.
+                fatalError("ledger overflow posting usage \(ref): \(error)")
+            }
         }
     }
 
@@ -273,6 +311,9 @@ public struct Billing: Codable, Equatable, Sendable {
         let horizon = now.adding(seconds: -lateWindowSeconds - Limits.usageClockSkewSeconds).milliseconds / 1000
         seen = seen.filter { $0.value.endSecond >= horizon }
     }
+
+    /// Whether an event with this source and id was counted (and is still remembered).
+    public func isSeen(_ e: UsageEvent) -> Bool { seen[e.key] != nil }
 
     /// Event ids the meter remembers now.
     public var rememberedEvents: Int { seen.count }

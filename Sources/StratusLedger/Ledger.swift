@@ -94,7 +94,8 @@ public struct Hold: Codable, Equatable, Sendable {
 /// of all debits always equals the sum of all credits; `checkBalanced` asserts it.
 public struct Ledger: Codable, Equatable, Sendable {
     public private(set) var accounts: [AccountID: AccountBalance] = [:]
-    /// The most recent transfers (at most `Limits.journalKept`); older ones are in the log.
+    /// The most recent transfers (at least `Limits.journalKept` once there are that many,
+    /// at most twice that); all of them can be rebuilt from the log.
     public private(set) var journal: [Transfer] = []
     public private(set) var holds: [UInt64: Hold] = [:]
     public private(set) var transferCount: UInt64 = 0
@@ -133,8 +134,10 @@ public struct Ledger: Codable, Equatable, Sendable {
         return transferCount
     }
 
+    /// Keeps between `journalKept` and twice that many, trimming in one step so that
+    /// appending stays O(1) amortized.
     private mutating func record(_ t: Transfer) {
-        if journal.count >= Limits.journalKept { journal.removeFirst(journal.count - Limits.journalKept + 1) }
+        if journal.count >= 2 * Limits.journalKept { journal.removeFirst(journal.count - Limits.journalKept) }
         journal.append(t)
     }
 

@@ -139,10 +139,13 @@ public actor ControlPlane {
 
     /// Counts a batch of usage events (all or nothing) and says what happened to each.
     public func recordUsage(_ events: [UsageEvent]) throws -> [Billing.EventOutcome] {
-        let now = clock()
-        var probe = engine.state.billing
-        let outcomes = try probe.ingest(events, now: now, commit: false)
-        try engine.execute(.recordUsage(RecordUsage(events: events)), at: now)
+        // What will happen to each event, from what the meter has seen (validation runs
+        // once, in the engine's dry run; if it fails nothing is returned).
+        var batch = Set<String>()
+        let outcomes = events.map { e -> Billing.EventOutcome in
+            engine.state.billing.isSeen(e) || !batch.insert(e.source + "\u{0}" + e.id).inserted ? .duplicate : .counted
+        }
+        try engine.execute(.recordUsage(RecordUsage(events: events)), at: clock())
         return outcomes
     }
 
