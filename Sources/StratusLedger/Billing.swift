@@ -113,6 +113,11 @@ public struct Billing: Codable, Equatable, Sendable {
 
     /// Checks an event against what billing knows. Throws with the reason it is refused.
     public func check(_ e: UsageEvent, now: Timestamp) throws(StratusError) -> EventOutcome {
+        var cache = PriceCache()
+        return try check(e, now: now, cache: &cache)
+    }
+
+    func check(_ e: UsageEvent, now: Timestamp, cache: inout PriceCache) throws(StratusError) -> EventOutcome {
         try e.validate()
         if let s = seen[e.key] {
             guard s.fingerprint == e.fingerprint else {
@@ -133,7 +138,7 @@ public struct Billing: Codable, Equatable, Sendable {
         }
         if e.org != InternalOrg.id, e.endSecond > e.startSecond {
             let sku = SKU(gpuModel: e.gpuModel, region: e.region, tier: e.tier)
-            guard prices.price(org: e.org, sku, at: Timestamp(seconds: e.startSecond)) != nil else {
+            guard cache.get(prices, org: e.org, sku).price(at: Timestamp(seconds: e.startSecond)) != nil else {
                 throw StratusError(
                     .failedPrecondition, "no price for \(sku) at \(Timestamp(seconds: e.startSecond)) (unknown SKU)")
             }
@@ -159,10 +164,12 @@ public struct Billing: Codable, Equatable, Sendable {
         var outcomes: [EventOutcome] = []
         outcomes.reserveCapacity(events.count)
         var inBatch: [String: UInt64] = [:]
+        inBatch.reserveCapacity(events.count)
+        var cache = PriceCache()
         for (i, e) in events.enumerated() {
             let outcome: EventOutcome
             do throws(StratusError) {
-                outcome = try check(e, now: now)
+                outcome = try check(e, now: now, cache: &cache)
                 if outcome == .counted {
                     let f = e.fingerprint
                     if let earlier = inBatch[e.key] {
@@ -183,15 +190,32 @@ public struct Billing: Codable, Equatable, Sendable {
         return outcomes
     }
 
+    /// Resolved prices of the SKUs a batch touches (a batch has few): a linear scan with
+    /// cheap string equality instead of hashing three strings per lookup.
+    struct PriceCache {
+        var entries: [(org: OrgID?, sku: SKU, resolved: PriceBook.Resolved)] = []
+
+        mutating func get(_ book: PriceBook, org: OrgID, _ sku: SKU) -> PriceBook.Resolved {
+            let key: OrgID? = book.overrides.isEmpty ? nil : org
+            for e in entries where e.sku == sku && e.org == key { return e.resolved }
+            let r = book.resolve(org: org, sku)
+            if entries.count >= 64 { entries.removeAll(keepingCapacity: true) }
+            entries.append((key, sku, r))
+            return r
+        }
+    }
+
     /// Counts a batch that passed `check` (or was logged after passing it): events seen
     /// before are skipped, the rest rated; the ledger gets one transfer per org and tier
     /// for the batch. Returns how many were counted.
     @discardableResult
     public mutating func record(_ events: [UsageEvent], now: Timestamp) -> Int {
         var postings: [Posting: Int64] = [:]
+        var cache = PriceCache()
         var counted = 0
+        seen.reserveCapacity(seen.count + events.count)
         for e in events where seen[e.key] == nil {
-            rate(e, now: now, into: &postings)
+            rate(e, now: now, into: &postings, cache: &cache)
             counted += 1
         }
         let ref = events.first.map { "usage \($0.source)/\($0.id) (+\(events.count - 1))" } ?? "usage"
@@ -203,7 +227,8 @@ public struct Billing: Codable, Equatable, Sendable {
     /// Counts and rates one event and posts its charge at once.
     public mutating func count(_ e: UsageEvent, now: Timestamp) {
         var postings: [Posting: Int64] = [:]
-        rate(e, now: now, into: &postings)
+        var cache = PriceCache()
+        rate(e, now: now, into: &postings, cache: &cache)
         post(postings, now, e.id)
     }
 
@@ -219,7 +244,7 @@ public struct Billing: Codable, Equatable, Sendable {
 
     /// Remembers an event's id, splits it at month ends and price changes, and adds each
     /// piece to its invoice line; the line's growth is added to `postings`.
-    mutating func rate(_ e: UsageEvent, now: Timestamp, into postings: inout [Posting: Int64]) {
+    mutating func rate(_ e: UsageEvent, now: Timestamp, into postings: inout [Posting: Int64], cache: inout PriceCache) {
         seen[e.key] = SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond)
         eventsCounted += 1
         guard e.org != InternalOrg.id else { return }
@@ -227,9 +252,8 @@ public struct Billing: Codable, Equatable, Sendable {
         var from = e.startSecond
         let to = e.endSecond
         guard to > from else { return }
-        var cuts = prices.changes(org: e.org, sku, from: Timestamp(seconds: from), to: Timestamp(seconds: to)).map {
-            $0.milliseconds / 1000
-        }
+        let book = cache.get(prices, org: e.org, sku)
+        var cuts = book.changes(from: Timestamp(seconds: from), to: Timestamp(seconds: to)).map { $0.milliseconds / 1000 }
         var month = Period(containing: Timestamp(seconds: from))
         while month.end.milliseconds / 1000 < to {
             cuts.append(month.end.milliseconds / 1000)
@@ -241,8 +265,8 @@ public struct Billing: Codable, Equatable, Sendable {
         for cut in cuts where cut > from {
             let at = Timestamp(seconds: from)
             let period = Period(containing: at)
-            let price = committedPrice(prices.price(org: e.org, sku, at: at) ?? .zero, org: e.org, tier: e.tier, period: period)
-            let list = prices.listPoint(sku, at: at)?.price ?? .zero
+            let price = committedPrice(book.price(at: at) ?? .zero, org: e.org, tier: e.tier, period: period)
+            let list = book.listPoint(at: at)?.price ?? .zero
             let key = LineKey(
                 project: e.project, gpuModel: e.gpuModel, region: e.region, tier: e.tier, unitPrice: price, listPrice: list)
             let gpuSeconds = Int64(e.gpus) * (cut - from)
@@ -263,9 +287,9 @@ public struct Billing: Codable, Equatable, Sendable {
     private mutating func addUsage(org: OrgID, period: Period, _ key: LineKey, _ gpuSeconds: Int64, _ now: Timestamp)
         -> Money
     {
-        var total = open[org]?[period]?.lines[key] ?? LineTotal()
-        let delta = grow(&total, gpuSeconds, key.unitPrice)
-        open[org, default: [:]][period, default: PeriodCharges()].lines[key] = total
+        let delta = grow(
+            &open[org, default: [:]][period, default: PeriodCharges()].lines[key, default: LineTotal()], gpuSeconds, key.unitPrice
+        )
         if !budgets.isEmpty { checkBudget(org, key.project, now: now) }
         return delta
     }

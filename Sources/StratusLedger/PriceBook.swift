@@ -126,12 +126,57 @@ public struct PriceBook: Codable, Equatable, Sendable {
         overrides[o.org, default: []].append(o)
     }
 
-    /// The list point in force at `at`, for the exact region or else `*`.
-    public func listPoint(_ sku: SKU, at: Timestamp) -> PricePoint? {
-        if let p = Self.point(list[sku], at) { return p }
-        guard sku.region != SKU.anyRegion else { return nil }
-        return Self.point(list[SKU(gpuModel: sku.gpuModel, region: SKU.anyRegion, tier: sku.tier)], at)
+    /// Everything that prices `sku` for `org`, looked up once: list points of the exact
+    /// region and of `*`, and the org's matching overrides.
+    public struct Resolved: Sendable {
+        let exact: [PricePoint]?
+        let any: [PricePoint]?
+        let overrides: [OrgPrice]
+
+        /// The list point in force at `at`, for the exact region or else `*`.
+        public func listPoint(at: Timestamp) -> PricePoint? { PriceBook.point(exact, at) ?? PriceBook.point(any, at) }
+
+        /// What the org pays per GPU-hour at `at`, or nil when nothing prices it.
+        public func price(at: Timestamp) -> Money? {
+            let list = listPoint(at: at)?.price
+            guard !overrides.isEmpty else { return list }
+            var best: OrgPrice?
+            for o in overrides where o.from <= at {
+                if let b = best, (b.specificity, b.from) > (o.specificity, o.from) { continue }
+                best = o
+            }
+            guard let best else { return list }
+            if let p = best.price { return p }
+            guard let list else { return nil }
+            return Money(micros: Int64(Int128(list.micros) * Int128(10_000 - best.discountBasisPoints!) / 10_000))
+        }
+
+        /// Moments in (from, to) at which the price may change.
+        public func changes(from: Timestamp, to: Timestamp) -> [Timestamp] {
+            var out: [Timestamp] = []
+            func add(_ points: [PricePoint]?) {
+                guard let points, let last = points.last, last.from > from else { return }
+                for p in points.reversed() {
+                    if p.from <= from { break }
+                    if p.from < to { out.append(p.from) }
+                }
+            }
+            add(exact)
+            add(any)
+            for o in overrides where o.from > from && o.from < to { out.append(o.from) }
+            if out.count > 1 { out = Array(Set(out)).sorted() }
+            return out
+        }
     }
+
+    public func resolve(org: OrgID, _ sku: SKU) -> Resolved {
+        let any = sku.region == SKU.anyRegion ? nil : list[SKU(gpuModel: sku.gpuModel, region: SKU.anyRegion, tier: sku.tier)]
+        let mine = overrides.isEmpty ? [] : (overrides[org] ?? []).filter { $0.matches(sku) }
+        return Resolved(exact: list[sku], any: any, overrides: mine)
+    }
+
+    /// The list point in force at `at`, for the exact region or else `*`.
+    public func listPoint(_ sku: SKU, at: Timestamp) -> PricePoint? { resolve(org: OrgID(""), sku).listPoint(at: at) }
 
     static func point(_ points: [PricePoint]?, _ at: Timestamp) -> PricePoint? {
         guard let points, let first = points.first, first.from <= at else { return nil }
@@ -146,36 +191,11 @@ public struct PriceBook: Codable, Equatable, Sendable {
     }
 
     /// What `org` pays per GPU-hour of `sku` at `at`, or nil when nothing prices it.
-    public func price(org: OrgID, _ sku: SKU, at: Timestamp) -> Money? {
-        let list = listPoint(sku, at: at)?.price
-        guard let mine = overrides[org], !mine.isEmpty else { return list }
-        var best: OrgPrice?
-        for o in mine where o.from <= at && o.matches(sku) {
-            if let b = best, (b.specificity, b.from) > (o.specificity, o.from) { continue }
-            best = o
-        }
-        guard let best else { return list }
-        if let p = best.price { return p }
-        guard let list else { return nil }
-        let discounted = Int128(list.micros) * Int128(10_000 - best.discountBasisPoints!) / 10_000
-        return Money(micros: Int64(discounted))
-    }
+    public func price(org: OrgID, _ sku: SKU, at: Timestamp) -> Money? { resolve(org: org, sku).price(at: at) }
 
     /// Moments in (from, to) at which `org`'s price of `sku` may change.
     public func changes(org: OrgID, _ sku: SKU, from: Timestamp, to: Timestamp) -> [Timestamp] {
-        var out: [Timestamp] = []
-        func add(_ points: [PricePoint]?) {
-            guard let points, let last = points.last, last.from > from else { return }
-            for p in points.reversed() {
-                if p.from <= from { break }
-                if p.from < to { out.append(p.from) }
-            }
-        }
-        add(list[sku])
-        if sku.region != SKU.anyRegion { add(list[SKU(gpuModel: sku.gpuModel, region: SKU.anyRegion, tier: sku.tier)]) }
-        for o in overrides[org] ?? [] where o.from > from && o.from < to && o.matches(sku) { out.append(o.from) }
-        if out.count > 1 { out = Array(Set(out)).sorted() }
-        return out
+        resolve(org: org, sku).changes(from: from, to: to)
     }
 
     /// Prices a new deployment starts with, per GPU-hour in USD, from the public figures
