@@ -36,7 +36,10 @@ extension State {
     /// a batch of events all seen before changes nothing.
     mutating func recordUsage(_ c: RecordUsage, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
         guard !c.events.isEmpty else { throw StratusError(.invalidArgument, "events: none given") }
+        var last: (org: OrgID, project: String)?
         for (i, e) in c.events.enumerated() where !commit {
+            if let last, last.org == e.org, last.project == e.project { continue }
+            last = (e.org, e.project)
             guard orgs[e.org] != nil else {
                 throw StratusError(.notFound, "events[\(i)] (id '\(e.id)'): org '\(e.org)' not found")
             }

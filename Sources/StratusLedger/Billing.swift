@@ -81,7 +81,7 @@ public struct Billing: Codable, Equatable, Sendable {
     /// Set through `State` (which validates changes with `PriceBook.check`).
     public var prices = PriceBook()
     public internal(set) var ledger = Ledger()
-    var seen: [String: SeenEvent] = [:]
+    var seen: [EventKey: SeenEvent] = [:]
     /// Charges not yet invoiced, per org per month.
     public internal(set) var open: [OrgID: [Period: PeriodCharges]] = [:]
     public internal(set) var invoices: [String: Invoice] = [:]
@@ -163,7 +163,7 @@ public struct Billing: Codable, Equatable, Sendable {
         }
         var outcomes: [EventOutcome] = []
         outcomes.reserveCapacity(events.count)
-        var inBatch: [String: UInt64] = [:]
+        var inBatch: [EventKey: Int] = [:]
         inBatch.reserveCapacity(events.count)
         var cache = PriceCache()
         for (i, e) in events.enumerated() {
@@ -171,16 +171,15 @@ public struct Billing: Codable, Equatable, Sendable {
             do throws(StratusError) {
                 outcome = try check(e, now: now, cache: &cache)
                 if outcome == .counted {
-                    let f = e.fingerprint
                     if let earlier = inBatch[e.key] {
-                        guard earlier == f else {
+                        guard events[earlier] == e else {
                             throw StratusError(
                                 .idempotencyMismatch, "usage event '\(e.id)' appears twice in the batch with different content")
                         }
                         outcomes.append(.duplicate)
                         continue
                     }
-                    inBatch[e.key] = f
+                    inBatch[e.key] = i
                 }
             } catch {
                 throw StratusError(error.code, "events[\(i)] (id '\(e.id)'): \(error.message)")
@@ -197,7 +196,7 @@ public struct Billing: Codable, Equatable, Sendable {
 
         mutating func get(_ book: PriceBook, org: OrgID, _ sku: SKU) -> PriceBook.Resolved {
             let key: OrgID? = book.overrides.isEmpty ? nil : org
-            for e in entries where e.sku == sku && e.org == key { return e.resolved }
+            for i in entries.indices where entries[i].sku == sku && entries[i].org == key { return entries[i].resolved }
             let r = book.resolve(org: org, sku)
             if entries.count >= 64 { entries.removeAll(keepingCapacity: true) }
             entries.append((key, sku, r))
@@ -213,7 +212,6 @@ public struct Billing: Codable, Equatable, Sendable {
         var postings: [Posting: Int64] = [:]
         var cache = PriceCache()
         var counted = 0
-        seen.reserveCapacity(seen.count + events.count)
         for e in events where seen[e.key] == nil {
             rate(e, now: now, into: &postings, cache: &cache)
             counted += 1

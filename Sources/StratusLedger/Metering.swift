@@ -37,7 +37,7 @@ public struct UsageEvent: Codable, Equatable, Sendable {
     /// The source of usage the control plane measures itself (allocations that ended).
     public static let allocationSource = "stratus/allocations"
 
-    var key: String { source + "\u{0}" + id }
+    var key: EventKey { EventKey(source: source, id: id) }
 
     /// Checks what can be checked without state: sizes, order of times, the catalog.
     public func validate() throws(StratusError) {
@@ -107,4 +107,10 @@ struct SeenEvent: Codable, Equatable, Sendable {
     /// Seconds since the epoch of the event's end; ids are forgotten once this is
     /// older than the late window, when a resend would be refused as too late anyway.
     var endSecond: Int64
+}
+
+/// An event's identity: CloudEvents ids are unique within their source.
+struct EventKey: Hashable, Codable, Sendable {
+    var source: String
+    var id: String
 }

@@ -141,9 +141,9 @@ public actor ControlPlane {
     public func recordUsage(_ events: [UsageEvent]) throws -> [Billing.EventOutcome] {
         // What will happen to each event, from what the meter has seen (validation runs
         // once, in the engine's dry run; if it fails nothing is returned).
-        var batch = Set<String>()
+        var batch = Set<[String]>()
         let outcomes = events.map { e -> Billing.EventOutcome in
-            engine.state.billing.isSeen(e) || !batch.insert(e.source + "\u{0}" + e.id).inserted ? .duplicate : .counted
+            engine.state.billing.isSeen(e) || !batch.insert([e.source, e.id]).inserted ? .duplicate : .counted
         }
         try engine.execute(.recordUsage(RecordUsage(events: events)), at: clock())
         return outcomes
