@@ -212,7 +212,10 @@ public struct Billing: Codable, Equatable, Sendable {
         var postings: [Posting: Int64] = [:]
         var cache = PriceCache()
         var counted = 0
-        for e in events where seen[e.key] == nil {
+        for e in events {
+            // One hash lookup both tests and remembers the id; a repeat is skipped.
+            guard seen.updateValue(SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond), forKey: e.key) == nil
+            else { continue }
             rate(e, now: now, into: &postings, cache: &cache)
             counted += 1
         }
@@ -226,6 +229,7 @@ public struct Billing: Codable, Equatable, Sendable {
     public mutating func count(_ e: UsageEvent, now: Timestamp) {
         var postings: [Posting: Int64] = [:]
         var cache = PriceCache()
+        seen[e.key] = SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond)
         rate(e, now: now, into: &postings, cache: &cache)
         post(postings, now, e.id)
     }
@@ -240,10 +244,9 @@ public struct Billing: Codable, Equatable, Sendable {
         }
     }
 
-    /// Remembers an event's id, splits it at month ends and price changes, and adds each
-    /// piece to its invoice line; the line's growth is added to `postings`.
+    /// Splits an event (whose id the caller has remembered) at month ends and price
+    /// changes, and adds each piece to its invoice line; the line's growth is added to `postings`.
     mutating func rate(_ e: UsageEvent, now: Timestamp, into postings: inout [Posting: Int64], cache: inout PriceCache) {
-        seen[e.key] = SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond)
         eventsCounted += 1
         guard e.org != InternalOrg.id else { return }
         let sku = SKU(gpuModel: e.gpuModel, region: e.region, tier: e.tier)
