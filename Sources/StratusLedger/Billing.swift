@@ -254,34 +254,50 @@ public struct Billing: Codable, Equatable, Sendable {
         let to = e.endSecond
         guard to > from else { return }
         let book = cache.get(prices, org: e.org, sku)
-        var cuts = book.changes(from: Timestamp(seconds: from), to: Timestamp(seconds: to)).map { $0.milliseconds / 1000 }
-        var month = Period(containing: Timestamp(seconds: from))
-        while month.end.milliseconds / 1000 < to {
-            cuts.append(month.end.milliseconds / 1000)
-            month = month.next
+        let changes = book.changes(from: Timestamp(seconds: from), to: Timestamp(seconds: to))
+        let month = Period(containing: Timestamp(seconds: from))
+        let monthEnd = month.end.milliseconds / 1000
+        if changes.isEmpty, to <= monthEnd {
+            // The common case: one price, one month.
+            piece(e, from: from, to: to, period: month, book, now, &postings)
+            return
         }
-        if cuts.count > 1 { cuts.sort() }
+        var cuts = changes.map { $0.milliseconds / 1000 }
+        var end = monthEnd
+        var next = month.next
+        while end < to {
+            cuts.append(end)
+            end = next.end.milliseconds / 1000
+            next = next.next
+        }
+        cuts.sort()
         cuts.append(to)
-        let current = Period(containing: now)
         for cut in cuts where cut > from {
-            let at = Timestamp(seconds: from)
-            let period = Period(containing: at)
-            let price = committedPrice(book.price(at: at) ?? .zero, org: e.org, tier: e.tier, period: period)
-            let list = book.listPoint(at: at)?.price ?? .zero
-            let key = LineKey(
-                project: e.project, gpuModel: e.gpuModel, region: e.region, tier: e.tier, unitPrice: price, listPrice: list)
-            let gpuSeconds = Int64(e.gpus) * (cut - from)
-            if let closed = closedThrough, period <= closed {
-                let delta = addAdjustment(
-                    org: e.org, into: max(current, closed.next), AdjustmentKey(forPeriod: period, line: key), gpuSeconds, now)
-                drawDown(e.org, period, delta)
-                postings[Posting(org: e.org, tier: e.tier, code: .adjustment), default: 0] += delta.micros
-            } else {
-                let delta = addUsage(org: e.org, period: period, key, gpuSeconds, now)
-                drawDown(e.org, period, delta)
-                postings[Posting(org: e.org, tier: e.tier, code: .usage), default: 0] += delta.micros
-            }
+            piece(e, from: from, to: cut, period: Period(containing: Timestamp(seconds: from)), book, now, &postings)
             from = cut
+        }
+    }
+
+    /// Rates [from, to) of an event, inside one month and at one price.
+    private mutating func piece(
+        _ e: UsageEvent, from: Int64, to: Int64, period: Period, _ book: PriceBook.Resolved, _ now: Timestamp,
+        _ postings: inout [Posting: Int64]
+    ) {
+        let at = Timestamp(seconds: from)
+        let price = committedPrice(book.price(at: at) ?? .zero, org: e.org, tier: e.tier, period: period)
+        let list = book.listPoint(at: at)?.price ?? .zero
+        let key = LineKey(
+            project: e.project, gpuModel: e.gpuModel, region: e.region, tier: e.tier, unitPrice: price, listPrice: list)
+        let gpuSeconds = Int64(e.gpus) * (to - from)
+        if let closed = closedThrough, period <= closed {
+            let into = max(Period(containing: now), closed.next)
+            let delta = addAdjustment(org: e.org, into: into, AdjustmentKey(forPeriod: period, line: key), gpuSeconds, now)
+            drawDown(e.org, period, delta)
+            postings[Posting(org: e.org, tier: e.tier, code: .adjustment), default: 0] += delta.micros
+        } else {
+            let delta = addUsage(org: e.org, period: period, key, gpuSeconds, now)
+            drawDown(e.org, period, delta)
+            postings[Posting(org: e.org, tier: e.tier, code: .usage), default: 0] += delta.micros
         }
     }
 
