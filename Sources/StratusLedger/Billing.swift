@@ -81,7 +81,7 @@ public struct Billing: Codable, Equatable, Sendable {
     /// Set through `State` (which validates changes with `PriceBook.check`).
     public var prices = PriceBook()
     public internal(set) var ledger = Ledger()
-    var seen: [EventKey: SeenEvent] = [:]
+    var seen = SeenSet()
     /// Charges not yet invoiced, per org per month.
     public internal(set) var open: [OrgID: [Period: PeriodCharges]] = [:]
     public internal(set) var invoices: [String: Invoice] = [:]
@@ -212,10 +212,10 @@ public struct Billing: Codable, Equatable, Sendable {
         var postings: [Posting: Int64] = [:]
         var cache = PriceCache()
         var counted = 0
+        seen.reserve(events.count)
         for e in events {
             // One hash lookup both tests and remembers the id; a repeat is skipped.
-            guard seen.updateValue(SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond), forKey: e.key) == nil
-            else { continue }
+            guard seen.insert(e.key, SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond)) == nil else { continue }
             rate(e, now: now, into: &postings, cache: &cache)
             counted += 1
         }
@@ -229,7 +229,7 @@ public struct Billing: Codable, Equatable, Sendable {
     public mutating func count(_ e: UsageEvent, now: Timestamp) {
         var postings: [Posting: Int64] = [:]
         var cache = PriceCache()
-        seen[e.key] = SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond)
+        _ = seen.insert(e.key, SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond))
         rate(e, now: now, into: &postings, cache: &cache)
         post(postings, now, e.id)
     }
@@ -350,7 +350,7 @@ public struct Billing: Codable, Equatable, Sendable {
         guard day > lastPrune else { return }
         lastPrune = day
         let horizon = now.adding(seconds: -lateWindowSeconds - Limits.usageClockSkewSeconds).milliseconds / 1000
-        seen = seen.filter { $0.value.endSecond >= horizon }
+        seen.filter { $0.endSecond >= horizon }
     }
 
     /// Whether an event with this source and id was counted (and is still remembered).

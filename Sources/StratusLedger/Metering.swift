@@ -117,6 +117,11 @@ struct EventKey: Hashable, Codable, Sendable {
     var high: UInt64
     var low: UInt64
 
+    init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
     init(source: String, id: String) {
         var h: UInt128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d
         let prime: UInt128 = 0x0000_0000_0100_0000_0000_0000_0000_013b

@@ -1,3 +1,4 @@
+import Foundation
 import StratusControl
 import StratusCore
 import StratusLedger
@@ -582,5 +583,38 @@ enum Meter {
         #expect(october.csv.contains(",fee,"))
         #expect(e.state.billing.ledger.balance(.commitmentRevenue).description == "940.90")
         #expect(e.state.billing.ledger.checkBalanced())
+    }
+}
+
+@Suite struct SeenSetTests {
+    @Test func idsAreRememberedThroughGrowthPruningAndSnapshots() throws {
+        var b = Billing()
+        b.prices.set(SKU(gpuModel: "H100", region: "*", tier: .onDemand), PricePoint(from: .zero, price: Money.parse("1")!))
+        // Events ending 0 to 29 days ago.
+        let events = (0..<5000).map { i in
+            Meter.event("id-\(i)", org: "acme", start: -Int64(i % 30) * 86400 - 3600, seconds: 3600)
+        }
+        b.record(events, now: Meter.t0)
+        #expect(b.rememberedEvents == 5000)
+        let allSeen = events.allSatisfy(b.isSeen)
+        #expect(allSeen)
+        // ("ab", "c") and ("a", "bc") are different ids.
+        var x = Meter.event("c")
+        x.source = "ab"
+        var y = Meter.event("bc")
+        y.source = "a"
+        b.record([x], now: Meter.t0)
+        #expect(!b.isSeen(y))
+        // A snapshot round trip keeps every id.
+        let copy = try JSONDecoder().decode(Billing.self, from: JSONEncoder().encode(b))
+        #expect(copy == b)
+        let copySeen = events.allSatisfy(copy.isSeen)
+        #expect(copySeen)
+        // Ten days on, ids of events that ended more than the late window ago are forgotten.
+        let later = Meter.t0.adding(seconds: 10 * 86400)
+        b.record([Meter.event("later", start: 10 * 86400 - 3600)], now: later)
+        #expect(b.rememberedEvents < 5000)
+        #expect(b.isSeen(events[0]))
+        #expect(!b.isSeen(events[29]))
     }
 }
