@@ -276,6 +276,118 @@ public struct SetPrices: Codable, Equatable, Sendable {
 public struct RecordUsage: Codable, Equatable, Sendable {
     public var events: [UsageEvent]
     public init(events: [UsageEvent]) { self.events = events }
+
+    // The log holds batches of thousands of events, so they are written compactly: one
+    // line per event, tab-separated, in a fixed order (`UsageEventLines`), inside one JSON
+    // string. Keyed JSON per event cost more than everything else on the ingest path.
+    enum CodingKeys: String, CodingKey { case lines }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        events = try UsageEventLines.decode(try c.decode(String.self, forKey: .lines))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(UsageEventLines.encode(events), forKey: .lines)
+    }
+}
+
+/// Usage events as lines: `source, id, org, project, gpu model, region, tier, gpus, start
+/// ms, end ms, subject`, tab-separated; `\`, tab and newline in text are escaped; an
+/// absent subject is `-` and a subject that is `-` is written `\-`.
+public enum UsageEventLines {
+    public static func encode(_ events: [UsageEvent]) -> String {
+        var out = ""
+        out.reserveCapacity(events.count * 96)
+        for e in events {
+            append(e.source, to: &out)
+            out += "\t"
+            append(e.id, to: &out)
+            out += "\t"
+            append(e.org.rawValue, to: &out)
+            out += "\t"
+            append(e.project, to: &out)
+            out += "\t"
+            append(e.gpuModel, to: &out)
+            out += "\t"
+            append(e.region, to: &out)
+            out += "\t"
+            out += e.tier.rawValue
+            out += "\t"
+            out += String(e.gpus)
+            out += "\t"
+            out += String(e.start.milliseconds)
+            out += "\t"
+            out += String(e.end.milliseconds)
+            out += "\t"
+            if let subject = e.subject {
+                if subject == "-" { out += "\\-" } else { append(subject, to: &out) }
+            } else {
+                out += "-"
+            }
+            out += "\n"
+        }
+        return out
+    }
+
+    static func append(_ s: String, to out: inout String) {
+        guard s.utf8.contains(where: { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A }) else {
+            out += s
+            return
+        }
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "\\": out += "\\\\"
+            case "\t": out += "\\t"
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+    }
+
+    static func unescape(_ s: Substring) -> String {
+        guard s.utf8.contains(0x5C) else { return String(s) }
+        var out = ""
+        var escaped = false
+        for ch in s.unicodeScalars {
+            if escaped {
+                switch ch {
+                case "t": out += "\t"
+                case "n": out += "\n"
+                default: out.unicodeScalars.append(ch)
+                }
+                escaped = false
+            } else if ch == "\\" {
+                escaped = true
+            } else {
+                out.unicodeScalars.append(ch)
+            }
+        }
+        return out
+    }
+
+    struct Malformed: Error, CustomStringConvertible {
+        let line: Int
+        var description: String { "usage batch: line \(line) is malformed" }
+    }
+
+    public static func decode(_ text: String) throws -> [UsageEvent] {
+        var events: [UsageEvent] = []
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false)
+            guard f.count == 11, let tier = Tier(rawValue: String(f[6])), let gpus = Int(f[7]), let start = Int64(f[8]),
+                let end = Int64(f[9])
+            else { throw Malformed(line: n) }
+            events.append(
+                UsageEvent(
+                    source: unescape(f[0]), id: unescape(f[1]), org: OrgID(unescape(f[2])), project: unescape(f[3]),
+                    gpuModel: unescape(f[4]), region: unescape(f[5]), tier: tier, gpus: gpus,
+                    start: Timestamp(milliseconds: start), end: Timestamp(milliseconds: end),
+                    subject: f[10] == "-" ? nil : unescape(f[10])))
+        }
+        return events
+    }
 }
 
 public struct ClosePeriod: Codable, Equatable, Sendable {

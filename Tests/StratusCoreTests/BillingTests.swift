@@ -618,3 +618,20 @@ enum Meter {
         #expect(!b.isSeen(events[29]))
     }
 }
+
+@Suite struct UsageLogEncodingTests {
+    @Test func batchesRoundTripThroughTheCompactLogEncoding() throws {
+        var odd = Meter.event("a\tb\nc\\d-é")
+        odd.source = "src\\t"
+        odd.subject = "-"
+        var none = Meter.event("-")
+        none.subject = nil
+        var plain = Meter.event("x")
+        plain.subject = "job-1"
+        let batch = RecordUsage(events: [odd, none, plain])
+        let data = try JSONEncoder().encode(Command.recordUsage(batch))
+        let back = try JSONDecoder().decode(Command.self, from: data)
+        #expect(back == .recordUsage(batch))
+        #expect(throws: (any Error).self) { try UsageEventLines.decode("too\tfew\tfields\n") }
+    }
+}
