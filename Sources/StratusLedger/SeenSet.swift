@@ -2,16 +2,26 @@
 /// `EventKey` digest, which is already uniformly distributed, so its low bits pick the
 /// slot directly (no second hash). Linear probing, at most half full.
 struct SeenSet: Equatable, Sendable {
-    private var keys: [EventKey?] = Array(repeating: nil, count: 16)
-    private var values: [SeenEvent] = Array(repeating: SeenEvent(fingerprint: 0, endSecond: 0), count: 16)
+    /// Key and value side by side, 32 bytes: one probe touches one cache line. A slot is
+    /// empty when `endSecond` is `Int64.min`, which no event has.
+    struct Slot {
+        var high: UInt64
+        var low: UInt64
+        var fingerprint: UInt64
+        var endSecond: Int64
+        static let empty = Slot(high: 0, low: 0, fingerprint: 0, endSecond: .min)
+        var isEmpty: Bool { endSecond == .min }
+    }
+
+    private var slots = [Slot](repeating: .empty, count: 16)
     private(set) var count = 0
 
-    private var mask: Int { keys.count - 1 }
+    private var mask: Int { slots.count - 1 }
 
     private func slot(_ key: EventKey) -> (index: Int, found: Bool) {
         var i = Int(truncatingIfNeeded: key.low) & mask
-        while let k = keys[i] {
-            if k == key { return (i, true) }
+        while !slots[i].isEmpty {
+            if slots[i].low == key.low, slots[i].high == key.high { return (i, true) }
             i = (i + 1) & mask
         }
         return (i, false)
@@ -19,52 +29,50 @@ struct SeenSet: Equatable, Sendable {
 
     subscript(_ key: EventKey) -> SeenEvent? {
         let (i, found) = slot(key)
-        return found ? values[i] : nil
+        return found ? SeenEvent(fingerprint: slots[i].fingerprint, endSecond: slots[i].endSecond) : nil
     }
 
     /// Inserts `value` unless `key` is there; returns the value already there, if any.
     mutating func insert(_ key: EventKey, _ value: SeenEvent) -> SeenEvent? {
-        if (count + 1) * 2 > keys.count { grow(to: keys.count * 2) }
+        if (count + 1) * 2 > slots.count { grow(to: slots.count * 2) }
         let (i, found) = slot(key)
-        if found { return values[i] }
-        keys[i] = key
-        values[i] = value
+        if found { return SeenEvent(fingerprint: slots[i].fingerprint, endSecond: slots[i].endSecond) }
+        slots[i] = Slot(high: key.high, low: key.low, fingerprint: value.fingerprint, endSecond: value.endSecond)
         count += 1
         return nil
     }
 
     /// Makes room for `more` inserts without growing in between.
     mutating func reserve(_ more: Int) {
-        var size = keys.count
+        var size = slots.count
         while (count + more) * 2 > size { size *= 2 }
-        if size > keys.count { grow(to: size) }
+        if size > slots.count { grow(to: size) }
     }
 
     private mutating func grow(to size: Int) {
-        let old = zip(keys, values)
-        keys = Array(repeating: nil, count: size)
-        values = Array(repeating: SeenEvent(fingerprint: 0, endSecond: 0), count: size)
-        count = 0
-        for case let (k?, v) in old {
-            let (i, _) = slot(k)
-            keys[i] = k
-            values[i] = v
-            count += 1
+        let old = slots
+        slots = [Slot](repeating: .empty, count: size)
+        for s in old where !s.isEmpty {
+            let (i, _) = slot(EventKey(high: s.high, low: s.low))
+            slots[i] = s
         }
     }
 
     /// Keeps the entries `keep` accepts.
     mutating func filter(_ keep: (SeenEvent) -> Bool) {
-        let old = zip(keys, values).compactMap { k, v in k.map { ($0, v) } }.filter { keep($0.1) }
+        let kept = entries.filter { keep($0.1) }
         var size = 16
-        while old.count * 2 > size { size *= 2 }
-        keys = Array(repeating: nil, count: size)
-        values = Array(repeating: SeenEvent(fingerprint: 0, endSecond: 0), count: size)
+        while kept.count * 2 > size { size *= 2 }
+        slots = [Slot](repeating: .empty, count: size)
         count = 0
-        for (k, v) in old { _ = insert(k, v) }
+        for (k, v) in kept { _ = insert(k, v) }
     }
 
-    var entries: [(EventKey, SeenEvent)] { zip(keys, values).compactMap { k, v in k.map { ($0, v) } } }
+    var entries: [(EventKey, SeenEvent)] {
+        slots.compactMap { s in
+            s.isEmpty ? nil : (EventKey(high: s.high, low: s.low), SeenEvent(fingerprint: s.fingerprint, endSecond: s.endSecond))
+        }
+    }
 
     static func == (a: SeenSet, b: SeenSet) -> Bool {
         guard a.count == b.count else { return false }
