@@ -48,6 +48,8 @@ public enum Command: Codable, Equatable, Sendable {
     case setSpotPrices(SetSpotPrices)
     /// A spend commitment for a discount; shortfalls are invoiced at the end of the term.
     case createCommitment(CreateCommitment)
+    /// A service level the system checks; a breach credits the tenant.
+    case createSLA(CreateSLA)
 
     public var name: String {
         switch self {
@@ -78,6 +80,7 @@ public enum Command: Codable, Equatable, Sendable {
         case .setBudget: "set_budget"
         case .setSpotPrices: "set_spot_prices"
         case .createCommitment: "create_commitment"
+        case .createSLA: "create_sla"
         }
     }
 }
@@ -451,5 +454,41 @@ public struct CreateCommitment: Codable, Equatable, Sendable {
         self.start = start
         self.months = months
         self.discountBasisPoints = discountBasisPoints
+    }
+}
+
+/// What an SLA promises.
+public enum SLAObjective: Codable, Equatable, Sendable {
+    /// An on-demand job starts within this many seconds of its submission.
+    case onDemandStartSeconds(Int64)
+    /// A preempted spot job gets at least this many seconds of notice.
+    case spotNoticeSeconds(Int64)
+
+    public var description: String {
+        switch self {
+        case .onDemandStartSeconds(let s): "on-demand jobs start within \(s) s"
+        case .spotNoticeSeconds(let s): "spot preemption notice of at least \(s) s"
+        }
+    }
+}
+
+public struct SLA: Codable, Equatable, Sendable {
+    public var id: String
+    /// nil: every tenant.
+    public var org: OrgID?
+    public var objective: SLAObjective
+    /// Share of the affected work's charges credited on a breach.
+    public var creditPercent: Int
+    public var createdAt: Timestamp
+}
+
+public struct CreateSLA: Codable, Equatable, Sendable {
+    public var org: OrgID?
+    public var objective: SLAObjective
+    public var creditPercent: Int
+    public init(org: OrgID?, objective: SLAObjective, creditPercent: Int) {
+        self.org = org
+        self.objective = objective
+        self.creditPercent = creditPercent
     }
 }

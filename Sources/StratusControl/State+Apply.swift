@@ -41,6 +41,7 @@ extension State {
         case .setBudget(let c): outcome = try setBudget(c, commit: commit)
         case .setSpotPrices(let c): outcome = try setSpotPrices(c, at: entry.at, commit: commit)
         case .createCommitment(let c): outcome = try createCommitment(c, at: entry.at, commit: commit)
+        case .createSLA(let c): outcome = try createSLA(c, at: entry.at, commit: commit)
         }
         if commit, case .applied = outcome { seq = entry.seq }
         return outcome
@@ -803,6 +804,7 @@ extension State {
                 for i in victim.allocations.indices where !victim.allocations[i].isEnded {
                     victim.allocations[i].stopRequested = true
                     victim.allocations[i].stopDeadline = deadline
+                    victim.allocations[i].noticeAt = at
                 }
                 victim.reason =
                     p.target.isEmpty
@@ -871,6 +873,7 @@ extension State {
             _ = try! usage.record(record)
             addToHistory(record)
             billing.count(usageEvent(record), now: at)
+            checkSLAs(job, alloc, record, at: at)
         }
         for g in alloc.gpus where gpuHolders[c.node]?[g] == c.job { gpuHolders[c.node]![g] = nil }
         var updated = job

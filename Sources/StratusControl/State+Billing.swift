@@ -215,6 +215,7 @@ extension State {
             for i in job.allocations.indices where !job.allocations[i].isEnded {
                 job.allocations[i].stopRequested = true
                 job.allocations[i].stopDeadline = deadline
+                job.allocations[i].noticeAt = at
             }
             job.reason = "preempted: spot price \(price) in \(region) is above max_price \(bid)"
             job.record("preemption_notice", "\(job.reason!); killed at \(deadline) if still running", at: at)
@@ -299,5 +300,61 @@ extension State {
         nextCommitment += 1
         billing.addCommitment(commitment)
         return .applied(id)
+    }
+
+    // MARK: SLAs
+
+    mutating func createSLA(_ c: CreateSLA, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
+        if let org = c.org {
+            guard orgs[org] != nil else { throw StratusError.notFound("org", org.rawValue) }
+        }
+        guard (1...100).contains(c.creditPercent) else { throw StratusError(.invalidArgument, "credit: 1% to 100%") }
+        switch c.objective {
+        case .onDemandStartSeconds(let s), .spotNoticeSeconds(let s):
+            guard s >= 0, s <= 30 * 86400 else { throw StratusError(.invalidArgument, "seconds: 0 to 30 days") }
+        }
+        guard slas.count < Limits.maxSLAs else { throw StratusError(.limitExceeded, "slas: at most \(Limits.maxSLAs)") }
+        let id = "sla-\(slas.count + 1)"
+        guard commit else { return .applied(id) }
+        slas.append(SLA(id: id, org: c.org, objective: c.objective, creditPercent: c.creditPercent, createdAt: at))
+        return .applied(id)
+    }
+
+    /// Checks an allocation that just ended against the SLAs that cover its org; a breach
+    /// credits the org `creditPercent` of what the allocation was charged.
+    mutating func checkSLAs(_ job: Job, _ alloc: Allocation, _ record: UsageRecord, at: Timestamp) {
+        guard !slas.isEmpty, job.org != InternalOrg.id, let started = alloc.startedAt else { return }
+        for sla in slas where sla.org == nil || sla.org == job.org {
+            var breach: String?
+            switch sla.objective {
+            case .onDemandStartSeconds(let limit):
+                let waited = job.submittedAt.milliseconds(until: started) / 1000
+                if job.spec.tier == .onDemand, job.attempt == 0, waited > limit {
+                    breach = "\(job.id) started \(waited) s after submission (SLA: \(limit) s)"
+                }
+            case .spotNoticeSeconds(let minimum):
+                if job.spec.tier == .spot, job.preemptedBy != nil, let noticeAt = alloc.noticeAt {
+                    let given = noticeAt.milliseconds(until: min(at, alloc.stopDeadline ?? at)) / 1000
+                    let exitedEarly = alloc.stopDeadline.map { at < $0 } ?? false
+                    if !exitedEarly, given < minimum {
+                        breach =
+                            "\(job.id) on \(alloc.node) was stopped \(given) s after its preemption notice (SLA: \(minimum) s)"
+                    }
+                }
+            }
+            guard let breach else { continue }
+            let event = usageEvent(record)
+            let sku = SKU(gpuModel: event.gpuModel, region: event.region, tier: event.tier)
+            let price = billing.prices.price(org: job.org, sku, at: record.startedAt) ?? .zero
+            let charged = Money.charge(
+                gpuSeconds: Int64(record.gpus) * (event.endSecond - event.startSecond), pricePerGPUHour: price)
+            let amount = Money(
+                micros: charged.micros * Int64(sla.creditPercent) / 100 / Money.microsPerCent * Money.microsPerCent)
+            guard amount.micros > 0 else { continue }
+            let credit = Credit(
+                id: "\(sla.id)/\(record.id)", kind: .sla,
+                description: "SLA \(sla.id): \(breach); \(sla.creditPercent)% of \(charged)", amount: amount)
+            try? billing.grant(org: job.org, credit, at: at)
+        }
     }
 }

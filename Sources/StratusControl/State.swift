@@ -47,6 +47,8 @@ public struct State: Codable, Equatable, Sendable {
     public internal(set) var billing = Billing()
     var nextCredit: UInt64 = 1
     var nextCommitment: UInt64 = 1
+    /// Service levels the control plane checks; breaches become credits.
+    public internal(set) var slas: [SLA] = []
     /// GPU-milliseconds per org per day (days since the epoch), for fair share: exact
     /// integers, so state does not depend on the scheduler's half-life.
     public internal(set) var usageByOrgDay: [OrgID: [Int64: Int64]] = [:]

@@ -311,6 +311,8 @@ public struct Allocation: Codable, Equatable, Sendable {
     public var stopRequested: Bool
     /// For a preemption: when the agent kills the process if it has not exited.
     public var stopDeadline: Timestamp?
+    /// For a preemption: when the notice was given (the SLA on spot notice measures from it).
+    public var noticeAt: Timestamp?
 
     public var isEnded: Bool { endedAt != nil }
 }

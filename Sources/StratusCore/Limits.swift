@@ -97,4 +97,6 @@ public enum Limits {
     public static let spotPriceIntervalSeconds: Int64 = 300
     /// Spend commitments one org may have open at once.
     public static let maxCommitmentsPerOrg = 10
+    /// SLAs the control plane checks.
+    public static let maxSLAs = 1000
 }

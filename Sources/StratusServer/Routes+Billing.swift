@@ -506,6 +506,42 @@ extension API {
             }
             return JSON.response(Page(items: Array(rows), nextCursor: nil))
         }
+        v1.post("slas") { req, ctx in
+            let p = try ctx.caller()
+            try p.requireOperator("creating an SLA")
+            var body = try SpecObject(try await JSON.body(req), path: "")
+            let org = try body.string("org").map { OrgID($0) }
+            let kind = try body.requiredString("objective")
+            let seconds = try body.int("seconds") ?? -1
+            let objective: SLAObjective
+            switch kind {
+            case "on_demand_start": objective = .onDemandStartSeconds(seconds)
+            case "spot_notice": objective = .spotNoticeSeconds(seconds)
+            default: throw StratusError(.invalidArgument, "objective: '\(kind)' is not on_demand_start or spot_notice")
+            }
+            let creditText = try body.requiredString("credit")
+            guard let percent = Int(creditText.hasSuffix("%") ? String(creditText.dropLast()) : creditText) else {
+                throw StratusError(.invalidArgument, "credit: '\(creditText)' is not a whole percentage (e.g. 10%)")
+            }
+            try body.finish()
+            let outcome = try await plane.execute(.createSLA(CreateSLA(org: org, objective: objective, creditPercent: percent)))
+            return JSON.response(["id": outcome.id], status: .created)
+        }
+        v1.get("slas") { _, ctx in
+            let p = try ctx.caller()
+            struct View: Encodable {
+                let id: String
+                let org: String?
+                let objective: String
+                let creditPercent: Int
+            }
+            let rows = await plane.read { s in
+                s.slas.filter { $0.org == nil || p.canRead($0.org!) }.map {
+                    View(id: $0.id, org: $0.org?.rawValue, objective: $0.objective.description, creditPercent: $0.creditPercent)
+                }
+            }
+            return JSON.response(Page(items: rows, nextCursor: nil))
+        }
         v1.get("orgs/:org/money") { _, ctx in
             let p = try ctx.caller()
             let org = OrgID(try ctx.parameters.require("org"))

@@ -477,3 +477,49 @@ struct Commitments: AsyncParsableCommand {
         }
     }
 }
+
+struct SLAs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slas", abstract: "Service levels the system checks; breaches credit the tenant on its invoice.",
+        subcommands: [List.self, Create.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                let data = try await global.client().call(.GET, "/v1/slas")
+                if global.json { return Output.json(data) }
+                let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+                let rows = Output.items(obj).map { s in
+                    [
+                        Output.str(s["id"]), Output.str(s["org"] ?? "all tenants"), Output.str(s["objective"]),
+                        "\(Output.str(s["credit_percent"]))%",
+                    ]
+                }
+                if rows.isEmpty { return print("No SLAs.") }
+                Output.table(["ID", "ORG", "OBJECTIVE", "CREDIT"], rows)
+            }
+        }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create an SLA (operators).",
+            discussion: "Example: stratus slas create --objective on_demand_start --seconds 300 --credit 10%")
+        @Option(name: .long, help: "on_demand_start or spot_notice.") var objective: String
+        @Option(name: .long, help: "The limit: most seconds to start, or least seconds of notice.") var seconds: Int
+        @Option(name: .long, help: "Share of the affected work's charges credited, e.g. 10%.") var credit: String
+        @Option(name: .long, help: "Only this org (default: every tenant).") var org: String?
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await cli {
+                var body: [String: Any] = ["objective": objective, "seconds": seconds, "credit": credit]
+                if let org { body["org"] = org }
+                let obj = try await global.client().object(.POST, "/v1/slas", body: try jsonData(body))
+                print("Created \(Output.str(obj["id"])).")
+            }
+        }
+    }
+}

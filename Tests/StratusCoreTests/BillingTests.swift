@@ -635,3 +635,60 @@ enum Meter {
         #expect(throws: (any Error).self) { try UsageEventLines.decode("too\tfew\tfields\n") }
     }
 }
+
+@Suite struct SLATests {
+    @Test func aLateOnDemandStartCreditsTheTenant() throws {
+        var e = try Meter.engine()
+        try e.execute(.createSLA(CreateSLA(org: nil, objective: .onDemandStartSeconds(60), creditPercent: 10)), at: Meter.t0)
+        #expect(throws: StratusError.self) {
+            try e.execute(.createSLA(CreateSLA(org: nil, objective: .onDemandStartSeconds(60), creditPercent: 0)), at: Meter.t0)
+        }
+        let job = try Fixture.submit(&e, Fixture.spec(8), at: Meter.t0)
+        let start = Meter.t0.adding(seconds: 120)
+        try e.schedule(at: start)
+        let node = try #require(e.state.jobs[job]?.allocations.first?.node)
+        try e.execute(.allocationStarted(AllocationStarted(job: job, node: node)), at: start)
+        try e.execute(
+            .allocationExited(AllocationExited(job: job, node: node, exitCode: 0, reason: nil)), at: start.adding(seconds: 3600))
+        let preview = e.state.billing.preview(org: "acme", now: start.adding(seconds: 3600))
+        #expect(preview.usageTotal.description == "49.28")
+        #expect(preview.credits.map(\.amount.description) == ["4.92"])
+        #expect(preview.credits.first?.description.contains("started 120 s after submission (SLA: 60 s)") == true)
+        #expect(preview.total.description == "44.36")
+        #expect(e.state.billing.ledger.balance(.slaCredits).description == "4.92")
+        // A job that starts in time gets no credit.
+        let quick = try Fixture.submit(&e, Fixture.spec(8), at: start.adding(seconds: 3600))
+        try e.schedule(at: start.adding(seconds: 3610))
+        let n2 = try #require(e.state.jobs[quick]?.allocations.first?.node)
+        try e.execute(.allocationStarted(AllocationStarted(job: quick, node: n2)), at: start.adding(seconds: 3610))
+        try e.execute(
+            .allocationExited(AllocationExited(job: quick, node: n2, exitCode: 0, reason: nil)), at: start.adding(seconds: 7210))
+        #expect(e.state.billing.preview(org: "acme", now: start.adding(seconds: 7210)).credits.count == 1)
+    }
+
+    @Test func aShortSpotNoticeCreditsTheTenant() throws {
+        var e = try Meter.engine()
+        // The deployment gives 120 s of notice; this tenant was promised 300 s.
+        try e.execute(.createSLA(CreateSLA(org: "acme", objective: .spotNoticeSeconds(300), creditPercent: 50)), at: Meter.t0)
+        var spots: [JobID] = []
+        for _ in 0..<8 { spots.append(try Fixture.submit(&e, Fixture.spec(8, tier: .spot), at: Meter.t0)) }
+        try e.schedule(at: Meter.t0)
+        for j in spots {
+            let node = try #require(e.state.jobs[j]?.allocations.first?.node)
+            try e.execute(.allocationStarted(AllocationStarted(job: j, node: node)), at: Meter.t0)
+        }
+        _ = try Fixture.submit(&e, Fixture.spec(8, tier: .internal), org: InternalOrg.id, at: Meter.t0.adding(seconds: 3600))
+        let plan = try e.schedule(at: Meter.t0.adding(seconds: 3600))
+        let victim = try #require(plan.preemptions.first?.victims.first)
+        let alloc = try #require(e.state.jobs[victim]?.allocations.first)
+        #expect(alloc.noticeAt == Meter.t0.adding(seconds: 3600))
+        // Killed at the deadline, 120 s after the notice.
+        try e.execute(
+            .allocationExited(AllocationExited(job: victim, node: alloc.node, exitCode: nil, reason: "preempted")),
+            at: Meter.t0.adding(seconds: 3720))
+        let credits = e.state.billing.preview(org: "acme", now: Meter.t0.adding(seconds: 3720)).credits
+        // 8 GPUs x 3,720 s at 2.46 = 20.336 -> 20.34; half is 10.17.
+        #expect(credits.map(\.amount.description) == ["10.17"])
+        #expect(credits.first?.description.contains("stopped 120 s after its preemption notice (SLA: 300 s)") == true)
+    }
+}

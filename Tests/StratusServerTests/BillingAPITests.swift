@@ -215,4 +215,35 @@ func usageEvent(
             #expect(try await client.call(.get, "/v1/orgs/beta/money", key: acmeMember).status == 404)
         }
     }
+
+    @Test func commitmentsAndSLAsThroughTheAPI() async throws {
+        let cloud = try await TestCloud.make()
+        let acme = try await cloud.tenant("acme", role: .orgAdmin)
+        let beta = try await cloud.tenant("beta", role: .orgAdmin)
+        let month = Period(containing: WallClock.now())
+        try await cloud.app().test(.router) { client in
+            let body = #"{"org":"acme","amount":"12000","start":"\#(month)","months":12,"discount":"20%"}"#
+            #expect(try await client.call(.post, "/v1/commitments", key: acme, body: body).status == 403)
+            let created = try await client.call(.post, "/v1/commitments", key: cloud.admin, body: body)
+            #expect(created.status == 201, "\(created.text)")
+            #expect(created["discount"] as? String == "20%")
+            #expect(created["remaining"] as? String == "12000.00")
+            #expect(try await client.call(.post, "/v1/commitments", key: cloud.admin, body: body).status == 409)
+            let bad = #"{"org":"acme","amount":"-5","start":"\#(month.next.next.next)"}"#
+            #expect(try await client.call(.post, "/v1/commitments", key: cloud.admin, body: bad).status == 400)
+            #expect(try await client.call(.get, "/v1/commitments", key: acme).items.count == 1)
+            #expect(try await client.call(.get, "/v1/commitments", key: beta).items.isEmpty)
+
+            let sla = #"{"objective":"on_demand_start","seconds":300,"credit":"10%","org":"acme"}"#
+            #expect(try await client.call(.post, "/v1/slas", key: acme, body: sla).status == 403)
+            #expect(try await client.call(.post, "/v1/slas", key: cloud.admin, body: sla).status == 201)
+            #expect(
+                try await client.call(
+                    .post, "/v1/slas", key: cloud.admin, body: #"{"objective":"uptime","seconds":1,"credit":"5%"}"#
+                )
+                .status == 400)
+            #expect(try await client.call(.get, "/v1/slas", key: acme).items.count == 1)
+            #expect(try await client.call(.get, "/v1/slas", key: beta).items.isEmpty)
+        }
+    }
 }
