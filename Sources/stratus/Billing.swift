@@ -101,6 +101,34 @@ struct Prices: AsyncParsableCommand {
     }
 }
 
+/// Prints a CloudEvents batch for the last hour: a starting point for a meter, and for trying `usage post`.
+struct UsageExample: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "example", abstract: "Print a CloudEvents usage batch for the last hour (to edit or post).")
+    @Option(name: .long) var org = "acme"
+    @Option(name: .long) var project = "default"
+    @Option(name: .long) var region = "local"
+    @Option(name: .long, help: "How many events.") var count = 3
+
+    func run() async throws {
+        let now = Int64(Date().timeIntervalSince1970)
+        let events: [[String: Any]] = (0..<max(1, min(count, Limits.maxUsageEventsPerBatch))).map { i in
+            let end = Timestamp(seconds: now - Int64(60 * i))
+            let start = end.adding(seconds: -3600)
+            return [
+                "specversion": "1.0", "type": "dev.stratus.usage.gpu", "id": "example-\(now)-\(i)",
+                "source": "meter/example", "subject": "vm-\(i)", "time": end.description,
+                "data": [
+                    "org": org, "project": project, "gpu_model": "H100", "region": region,
+                    "tier": i % 2 == 0 ? "on-demand" : "spot", "gpus": 8, "start": start.description, "end": end.description,
+                ],
+            ]
+        }
+        let data = try JSONSerialization.data(withJSONObject: events, options: [.prettyPrinted, .sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
 /// Posts usage measured elsewhere (CloudEvents JSON files), in batches.
 struct UsagePost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -206,7 +206,7 @@ struct Cancel: AsyncParsableCommand {
 
 struct Usage: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "GPU time used, and posting usage measured elsewhere.", subcommands: [Report.self, UsagePost.self],
+        abstract: "GPU time used, and posting usage measured elsewhere.", subcommands: [Report.self, UsagePost.self, UsageExample.self],
         defaultSubcommand: Report.self)
 
     struct Report: AsyncParsableCommand {
