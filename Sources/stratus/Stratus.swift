@@ -13,7 +13,7 @@ struct Stratus: AsyncParsableCommand {
         subcommands: [
             Up.self, Login.self, Launch.self, Status.self, Why.self, Quote.self, Logs.self, Cancel.self, Usage.self, Share.self,
             Quotas.self, Reservations.self, Prices.self, Invoices.self, InvoiceCommand.self, LedgerCommand.self, Budgets.self,
-            Commitments.self,
+            Commitments.self, SLAs.self,
             Fleet.self,
             Orgs.self,
             Projects.self, Members.self, Keys.self, Bench.self,
