@@ -206,8 +206,8 @@ struct Cancel: AsyncParsableCommand {
 
 struct Usage: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "GPU time used, and posting usage measured elsewhere.", subcommands: [Report.self, UsagePost.self, UsageExample.self],
-        defaultSubcommand: Report.self)
+        abstract: "GPU time used, and posting usage measured elsewhere.",
+        subcommands: [Report.self, UsagePost.self, UsageExample.self], defaultSubcommand: Report.self)
 
     struct Report: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
