@@ -290,7 +290,7 @@ public struct Billing: Codable, Equatable, Sendable {
             project: e.project, gpuModel: e.gpuModel, region: e.region, tier: e.tier, unitPrice: price, listPrice: list)
         let gpuSeconds = Int64(e.gpus) * (to - from)
         if let closed = closedThrough, period <= closed {
-            let into = max(Period(containing: now), closed.next)
+            let into = openPeriod(at: now)
             let delta = addAdjustment(org: e.org, into: into, AdjustmentKey(forPeriod: period, line: key), gpuSeconds, now)
             drawDown(e.org, period, delta)
             postings[Posting(org: e.org, tier: e.tier, code: .adjustment), default: 0] += delta.micros
@@ -351,6 +351,12 @@ public struct Billing: Codable, Equatable, Sendable {
         lastPrune = day
         let horizon = now.adding(seconds: -lateWindowSeconds - Limits.usageClockSkewSeconds).milliseconds / 1000
         seen.filter { $0.endSecond >= horizon }
+    }
+
+    /// The month new charges and credits go to: the one containing `at`, or the first one
+    /// not yet closed if an operator closed ahead of the clock.
+    public func openPeriod(at: Timestamp) -> Period {
+        max(Period(containing: at), closedThrough?.next ?? Period(containing: at))
     }
 
     /// Whether an event with this source and id was counted (and is still remembered).

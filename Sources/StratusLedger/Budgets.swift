@@ -52,7 +52,7 @@ extension Billing {
 
     /// This month's charges of a project plus what its running and queued jobs hold.
     public func budgetSpent(_ org: OrgID, _ project: String, now: Timestamp) -> Money {
-        let period = max(Period(containing: now), closedThrough?.next ?? Period(containing: now))
+        let period = openPeriod(at: now)
         let charged = open[org]?[period]?.total(project: project).micros ?? 0
         let held = jobHolds.values.reduce(0) { $0 + ($1.org == org && $1.project == project ? $1.amount.micros : 0) }
         return Money(micros: charged + held)
@@ -125,7 +125,7 @@ extension Billing {
     /// Raises the alerts a project's spending crossed this month.
     mutating func checkBudget(_ org: OrgID, _ project: String, now: Timestamp) {
         guard let b = budgets[Budget.key(org, project)], b.monthly.micros > 0 else { return }
-        let period = max(Period(containing: now), closedThrough?.next ?? Period(containing: now))
+        let period = openPeriod(at: now)
         let spent = open[org]?[period]?.total(project: project) ?? .zero
         let percent = Int(Int128(spent.micros) * 100 / Int128(b.monthly.micros))
         let already = alerted[b.key].flatMap { $0.period == period ? $0.percent : nil } ?? 0

@@ -150,13 +150,13 @@ extension Billing {
         try ledger.post(
             debit: credit.kind == .sla ? .slaCredits : .grantedCredits, credit: .receivable(org), amount: credit.amount,
             at: at, code: credit.kind == .sla ? .slaCredit : .grant, ref: credit.id)
-        let period = max(Period(containing: at), closedThrough?.next ?? Period(containing: at))
+        let period = openPeriod(at: at)
         open[org, default: [:]][period, default: PeriodCharges()].credits.append(credit)
     }
 
     /// Charges of the month containing `now` so far (the invoice it would be).
     public func preview(org: OrgID, now: Timestamp) -> Invoice {
-        let period = max(Period(containing: now), closedThrough?.next ?? Period(containing: now))
+        let period = openPeriod(at: now)
         var invoice = Invoice.build(
             org: org, period: period, charges: open[org]?[period] ?? PeriodCharges(), currency: currency, issuedAt: now)
         invoice.id = "preview-\(period)-\(org.rawValue)"

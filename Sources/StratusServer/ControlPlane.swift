@@ -101,26 +101,21 @@ public actor ControlPlane {
             let pending = engine.state.pendingView(id: JobID("quote"), s, org: org, project: project)
             let alone = base.replacingPending([pending])
             let plan = scheduler.plan(alone, now: now)
-            var regions: [String]
-            var model = s.gpuModel
-            if let placed = plan.placements.first, let node = placed.nodes.first.flatMap({ state.nodes[$0.node] }) {
-                regions = [state.site(of: node)?.region.rawValue ?? SKU.anyRegion]
-                model = node.gpuModel
-            } else {
-                regions = state.regions.keys.map(\.rawValue).filter {
-                    s.placement.regions.isEmpty || s.placement.regions.contains($0)
+            // Where it would start now, the exact price there; otherwise the most it may cost.
+            var price: Money?
+            if tier != .internal {
+                if let placed = plan.placements.first, let node = placed.nodes.first.flatMap({ state.nodes[$0.node] }),
+                    let region = state.site(of: node)?.region.rawValue
+                {
+                    price = state.billing.prices.price(
+                        org: org, SKU(gpuModel: node.gpuModel, region: region, tier: tier), at: now)
+                } else {
+                    price = state.priceBound(s, org: org, tier: tier, at: now)
                 }
-                if regions.isEmpty { regions = [SKU.anyRegion] }
             }
-            let price: Money? =
-                tier == .internal
-                ? nil
-                : regions.compactMap {
-                    state.billing.prices.price(org: org, SKU(gpuModel: model, region: $0, tier: tier), at: now)
-                }.max()
-            let gpus = Int64((s.gpusPerNode(on: model) ?? s.gpusPerNode) * s.numNodes)
             var cost: Money?
             if let price, let seconds = s.maxDurationSeconds {
+                let gpus = Int64(s.acceptable.map(\.count).max()! * s.numNodes)
                 cost = Money.charge(gpuSeconds: gpus * seconds, pricePerGPUHour: price)
             }
             if !plan.placements.isEmpty {
