@@ -495,11 +495,23 @@ extension State {
             throw StratusError(.failedPrecondition, problem)
         }
         let id = ReservationID("res-\(nextReservation)")
+        let charge = try blockCharge(
+            org: c.org, project: projectName, model: c.spec.gpuModel, gpus: gpus, site: c.spec.site, start: start, end: end,
+            at: at)
         guard commit else { return .applied(id.rawValue) }
         nextReservation += 1
         reservations[id] = Reservation(
             id: id, org: c.org, project: project.id, gpuModel: c.spec.gpuModel, gpus: gpus, site: c.spec.site,
             start: start, end: end, leadSeconds: c.leadSeconds, createdAt: at, racks: chosen)
+        if let charge {
+            billing.chargeUpFront(
+                org: c.org,
+                Fee(
+                    id: id.rawValue,
+                    description:
+                        "Capacity block \(id): \(gpus) \(c.spec.gpuModel) from \(start) to \(end), \(Invoice.gpuHours(charge.gpuSeconds)) GPU-hours at \(charge.price)",
+                    amount: charge.amount), project: projectName, at: at)
+        }
         return .applied(id.rawValue)
     }
 

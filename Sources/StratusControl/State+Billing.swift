@@ -357,4 +357,26 @@ extension State {
             try? billing.grant(org: job.org, credit, at: at)
         }
     }
+
+    // MARK: capacity blocks
+
+    /// A capacity block is paid up front, when it is accepted, at the reserved price in
+    /// force at its start (the region's, when it is bound to a site): GPUs x its length.
+    /// Its jobs' usage is then rated at zero. Refused when the org or project may not
+    /// spend that much; nil for the internal org or when nothing prices it.
+    func blockCharge(
+        org: OrgID, project: String, model: String, gpus: Int, site: SiteID?, start: Timestamp, end: Timestamp,
+        at: Timestamp
+    ) throws(StratusError) -> (amount: Money, price: Money, gpuSeconds: Int64)? {
+        guard org != InternalOrg.id else { return nil }
+        let region = site.flatMap { sites[$0]?.region.rawValue } ?? SKU.anyRegion
+        guard let price = billing.prices.price(org: org, SKU(gpuModel: model, region: region, tier: .reserved), at: start)
+        else { return nil }
+        let gpuSeconds = Int64(gpus) * ((start.milliseconds(until: end) + 999) / 1000)
+        let amount = Money.charge(gpuSeconds: gpuSeconds, pricePerGPUHour: price)
+        if billing.limitsMoney(org, project), let problem = billing.moneyProblem(org, project, cost: amount, now: at) {
+            throw StratusError(.failedPrecondition, problem)
+        }
+        return (amount, price, gpuSeconds)
+    }
 }

@@ -56,7 +56,7 @@ public struct PeriodCharges: Codable, Equatable, Sendable {
     public var lines: [LineKey: LineTotal] = [:]
     public var adjustments: [AdjustmentKey: LineTotal] = [:]
     public var credits: [Credit] = []
-    /// Charges that are not usage (commitment true-ups).
+    /// Charges that are not usage (capacity blocks, commitment true-ups).
     public var fees: [Fee] = []
     public init() {}
 
@@ -70,7 +70,8 @@ public struct PeriodCharges: Codable, Equatable, Sendable {
     public func total(project: String) -> Money {
         Money(
             micros: lines.reduce(0) { $0 + ($1.key.project == project ? $1.value.amount.micros : 0) }
-                + adjustments.reduce(0) { $0 + ($1.key.line.project == project ? $1.value.amount.micros : 0) })
+                + adjustments.reduce(0) { $0 + ($1.key.line.project == project ? $1.value.amount.micros : 0) }
+                + fees.reduce(0) { $0 + ($1.project == project ? $1.amount.micros : 0) })
     }
 }
 
@@ -284,7 +285,11 @@ public struct Billing: Codable, Equatable, Sendable {
         _ postings: inout [Posting: Int64]
     ) {
         let at = Timestamp(seconds: from)
-        let price = committedPrice(book.price(at: at) ?? .zero, org: e.org, tier: e.tier, period: period)
+        // Reserved-tier work the control plane measured ran in a capacity block, which was
+        // paid up front: its GPU-hours are shown at zero. (Outside meters' reserved usage
+        // is rated at the reserved price.)
+        let prepaid = e.tier == .reserved && e.source == UsageEvent.allocationSource
+        let price = prepaid ? .zero : committedPrice(book.price(at: at) ?? .zero, org: e.org, tier: e.tier, period: period)
         let list = book.listPoint(at: at)?.price ?? .zero
         let key = LineKey(
             project: e.project, gpuModel: e.gpuModel, region: e.region, tier: e.tier, unitPrice: price, listPrice: list)

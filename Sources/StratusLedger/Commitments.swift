@@ -41,15 +41,18 @@ public struct Commitment: Codable, Equatable, Sendable {
     }
 }
 
-/// A charge that is not usage: a commitment's true-up.
+/// A charge that is not usage: a capacity block paid up front, a commitment's true-up.
 public struct Fee: Codable, Equatable, Sendable {
     public var id: String
     public var description: String
     public var amount: Money
-    public init(id: String, description: String, amount: Money) {
+    /// The project it is for, when it is one's (a capacity block); counts toward its budget.
+    public var project: String?
+    public init(id: String, description: String, amount: Money, project: String? = nil) {
         self.id = id
         self.description = description
         self.amount = amount
+        self.project = project
     }
 }
 
@@ -114,5 +117,26 @@ extension Billing {
                     id: "true-up-\(c.id)", description: "Commitment \(c.id) true-up: committed \(c.amount), used \(c.drawn)",
                     amount: shortfall))
         }
+    }
+}
+
+extension Billing {
+    /// Charges a capacity block up front: receivable -> reserved revenue, a fee on the
+    /// current invoice that counts toward the project's budget and the org's commitment.
+    public mutating func chargeUpFront(org: OrgID, _ fee: Fee, project: String, at: Timestamp) {
+        guard fee.amount.micros > 0 else { return }
+        var fee = fee
+        fee.project = project
+        do {
+            try ledger.post(
+                debit: .receivable(org), credit: .revenue(.reserved), amount: fee.amount, at: at, code: .reservation,
+                ref: fee.id)
+        } catch {
+            fatalError("ledger overflow charging \(fee.id): \(error)")
+        }
+        let period = openPeriod(at: at)
+        open[org, default: [:]][period, default: PeriodCharges()].fees.append(fee)
+        drawDown(org, period, fee.amount)
+        if !budgets.isEmpty { checkBudget(org, project, now: at) }
     }
 }

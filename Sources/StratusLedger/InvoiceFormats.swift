@@ -92,7 +92,7 @@ extension Invoice {
             <tfoot>
             <tr><td colspan=3>Usage</td><td class=n>\(usageTotal)</td></tr>
             <tr><td colspan=3>Adjustments</td><td class=n>\(adjustmentsTotal)</td></tr>
-            <tr><td colspan=3>Commitment true-ups</td><td class=n>\(feesTotal)</td></tr>
+            <tr><td colspan=3>Capacity blocks and true-ups</td><td class=n>\(feesTotal)</td></tr>
             <tr><td colspan=3>Credits</td><td class=n>-\(creditsTotal)</td></tr>
             <tr><td colspan=3>Total</td><td class=n>\(total)</td></tr>
             <tr><td colspan=3>Paid from prepaid balance</td><td class=n>-\(paidFromWallet)</td></tr>

@@ -63,6 +63,8 @@ public struct AccountBalance: Codable, Equatable, Sendable {
 /// Why a transfer was made.
 public enum TransferCode: String, Codable, Sendable {
     case usage, adjustment, deposit, settlement, slaCredit = "sla_credit", grant, trueUp = "true_up", hold, payment
+    /// A capacity block paid up front.
+    case reservation
 }
 
 /// One posting: `amount` leaves `credit` and enters `debit`. Immutable once made.

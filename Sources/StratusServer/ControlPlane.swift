@@ -103,7 +103,9 @@ public actor ControlPlane {
             let plan = scheduler.plan(alone, now: now)
             // Where it would start now, the exact price there; otherwise the most it may cost.
             var price: Money?
-            if tier != .internal {
+            if s.reservation != nil {
+                price = .zero  // paid up front with the block
+            } else if tier != .internal {
                 if let placed = plan.placements.first, let node = placed.nodes.first.flatMap({ state.nodes[$0.node] }),
                     let region = state.site(of: node)?.region.rawValue
                 {

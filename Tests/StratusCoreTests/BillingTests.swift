@@ -692,3 +692,47 @@ enum Meter {
         #expect(credits.first?.description.contains("stopped 120 s after its preemption notice (SLA: 300 s)") == true)
     }
 }
+
+@Suite struct BlockBillingTests {
+    @Test func aCapacityBlockIsPaidUpFrontAndItsJobsAreNotChargedAgain() throws {
+        var e = try Meter.engine()
+        try e.execute(
+            .setPrices(
+                SetPrices(list: [
+                    ListPrice(
+                        sku: SKU(gpuModel: "H100", region: "*", tier: .reserved),
+                        point: PricePoint(from: Timestamp(seconds: 1_700_000_000), price: Money.parse("4.92")!))
+                ])), at: Meter.t0)
+        let start = Meter.t0.adding(seconds: 600)
+        let spec = ReservationSpec(
+            project: nil, gpuModel: "H100", gpus: 16, racks: nil, site: nil, start: .at(start), durationSeconds: 2 * 3600,
+            end: nil)
+        let id = ReservationID(
+            try e.execute(.createReservation(CreateReservation(org: "acme", spec: spec, by: "key-1")), at: Meter.t0).id)
+        // 16 GPUs x 2 h x 4.92 = 157.44, on this month's invoice and in the ledger.
+        var preview = e.state.billing.preview(org: "acme", now: Meter.t0)
+        #expect(preview.fees.map(\.amount.description) == ["157.44"])
+        #expect(preview.fees.first?.description.contains("Capacity block res-1: 16 H100") == true)
+        #expect(e.state.billing.ledger.balance(.revenue(.reserved)).description == "157.44")
+        // A job in the block runs an hour: its GPU-hours show at zero.
+        var job = Fixture.spec(8, tier: .reserved)
+        job.reservation = id
+        let j = try Fixture.submit(&e, job, at: Meter.t0)
+        try e.schedule(at: start)
+        let node = try #require(e.state.jobs[j]?.allocations.first?.node)
+        try e.execute(.allocationStarted(AllocationStarted(job: j, node: node)), at: start)
+        try e.execute(
+            .allocationExited(AllocationExited(job: j, node: node, exitCode: 0, reason: nil)), at: start.adding(seconds: 3600))
+        preview = e.state.billing.preview(org: "acme", now: start.adding(seconds: 3600))
+        #expect(preview.lines.map(\.gpuSeconds) == [8 * 3600])
+        #expect(preview.lines.map(\.amount) == [.zero])
+        #expect(preview.total.description == "157.44")
+        // With a credit limit below the block's price, the block is refused and nothing is charged.
+        try e.execute(.setCreditLimit(SetCreditLimit(org: "beta", limit: Money.parse("100")!)), at: Meter.t0)
+        let before = e.state
+        #expect(throws: StratusError.self) {
+            try e.execute(.createReservation(CreateReservation(org: "beta", spec: spec, by: "key-1")), at: Meter.t0)
+        }
+        #expect(e.state == before)
+    }
+}
