@@ -265,11 +265,14 @@ struct Invoices: AsyncParsableCommand {
         if !lines.isEmpty {
             Output.table(["PROJECT", "GPU", "REGION", "TIER", "KIND", "GPU-HOURS", "UNIT PRICE", "AMOUNT"], lines)
         }
+        for f in i["fees"] as? [[String: Any]] ?? [] {
+            print("\(Output.str(f["description"])): \(Output.str(f["amount"]))")
+        }
         for c in i["credits"] as? [[String: Any]] ?? [] {
             print("credit \(Output.str(c["id"])): -\(Output.str(c["amount"]))  \(Output.str(c["description"]))")
         }
         print(
-            "usage \(Output.str(i["usage_total"]))  adjustments \(Output.str(i["adjustments_total"]))  credits -\(Output.str(i["credits_total"]))"
+            "usage \(Output.str(i["usage_total"]))  adjustments \(Output.str(i["adjustments_total"]))  blocks and true-ups \(Output.str(i["fees_total"]))  credits -\(Output.str(i["credits_total"]))"
         )
         print(
             "total \(Output.str(i["total"]))  paid from prepaid balance \(Output.str(i["paid_from_wallet"]))  due \(Output.str(i["amount_due"]))"
