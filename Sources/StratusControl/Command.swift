@@ -50,6 +50,8 @@ public enum Command: Codable, Equatable, Sendable {
     case createCommitment(CreateCommitment)
     /// A service level the system checks; a breach credits the tenant.
     case createSLA(CreateSLA)
+    /// What capacity bought from another cloud cost (cost -> payable), or a payment of it (payable -> cash).
+    case recordProviderCost(ProviderCost)
 
     public var name: String {
         switch self {
@@ -81,6 +83,7 @@ public enum Command: Codable, Equatable, Sendable {
         case .setSpotPrices: "set_spot_prices"
         case .createCommitment: "create_commitment"
         case .createSLA: "create_sla"
+        case .recordProviderCost: "record_provider_cost"
         }
     }
 }
@@ -490,5 +493,26 @@ public struct CreateSLA: Codable, Equatable, Sendable {
         self.org = org
         self.objective = objective
         self.creditPercent = creditPercent
+    }
+}
+
+public struct ProviderCost: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Sendable {
+        /// An invoice from the provider: cost/PROVIDER -> payable/PROVIDER.
+        case cost
+        /// Money paid to the provider: payable/PROVIDER -> cash.
+        case payment
+    }
+    public var provider: String
+    public var kind: Kind
+    public var amount: Money
+    public var currency: Currency
+    public var reference: String
+    public init(provider: String, kind: Kind, amount: Money, currency: Currency, reference: String) {
+        self.provider = provider
+        self.kind = kind
+        self.amount = amount
+        self.currency = currency
+        self.reference = reference
     }
 }

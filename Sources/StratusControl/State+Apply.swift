@@ -42,6 +42,7 @@ extension State {
         case .setSpotPrices(let c): outcome = try setSpotPrices(c, at: entry.at, commit: commit)
         case .createCommitment(let c): outcome = try createCommitment(c, at: entry.at, commit: commit)
         case .createSLA(let c): outcome = try createSLA(c, at: entry.at, commit: commit)
+        case .recordProviderCost(let c): outcome = try recordProviderCost(c, at: entry.at, commit: commit)
         }
         if commit, case .applied = outcome { seq = entry.seq }
         return outcome

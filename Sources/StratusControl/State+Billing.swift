@@ -379,4 +379,23 @@ extension State {
         }
         return (amount, price, gpuSeconds)
     }
+
+    // MARK: capacity bought from others
+
+    mutating func recordProviderCost(_ c: ProviderCost, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
+        try Name.validate(c.provider, field: "provider")
+        try billing.checkDeposit(c.amount, currency: c.currency)
+        guard c.reference.utf8.count <= Limits.maxUsageIDBytes else {
+            throw StratusError(.invalidArgument, "reference: longer than \(Limits.maxUsageIDBytes) bytes")
+        }
+        if c.kind == .payment {
+            let owed = billing.ledger.balance(.payable(c.provider))
+            guard c.amount <= owed else {
+                throw StratusError(.failedPrecondition, "amount: \(c.amount) is more than the \(owed) owed to \(c.provider)")
+            }
+        }
+        guard commit else { return .applied(c.provider) }
+        try billing.providerCost(c.provider, payment: c.kind == .payment, c.amount, at: at, ref: c.reference)
+        return .applied(c.provider)
+    }
 }

@@ -140,3 +140,18 @@ extension Billing {
         if !budgets.isEmpty { checkBudget(org, project, now: at) }
     }
 }
+
+extension Billing {
+    /// Capacity bought from `provider`: its invoice (cost -> payable) or our payment of it
+    /// (payable -> cash).
+    public mutating func providerCost(_ provider: String, payment: Bool, _ amount: Money, at: Timestamp, ref: String)
+        throws(StratusError)
+    {
+        if payment {
+            try ledger.post(debit: .payable(provider), credit: .cash, amount: amount, at: at, code: .payment, ref: ref)
+        } else {
+            try ledger.post(
+                debit: .cost(provider), credit: .payable(provider), amount: amount, at: at, code: .providerCost, ref: ref)
+        }
+    }
+}

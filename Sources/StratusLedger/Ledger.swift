@@ -65,6 +65,8 @@ public enum TransferCode: String, Codable, Sendable {
     case usage, adjustment, deposit, settlement, slaCredit = "sla_credit", grant, trueUp = "true_up", hold, payment
     /// A capacity block paid up front.
     case reservation
+    /// What capacity bought from another cloud cost.
+    case providerCost = "provider_cost"
 }
 
 /// One posting: `amount` leaves `credit` and enters `debit`. Immutable once made.

@@ -542,11 +542,36 @@ extension API {
             }
             return JSON.response(Page(items: rows, nextCursor: nil))
         }
+        v1.post("providers/:provider/costs") { req, ctx in
+            try await providerCost(req, ctx, kind: .cost)
+        }
+        v1.post("providers/:provider/payments") { req, ctx in
+            try await providerCost(req, ctx, kind: .payment)
+        }
         v1.get("orgs/:org/money") { _, ctx in
             let p = try ctx.caller()
             let org = OrgID(try ctx.parameters.require("org"))
             return JSON.response(try await standing(org, p))
         }
+    }
+
+    /// Capacity bought from another cloud: its invoices (cost -> payable) and our payments
+    /// of them (payable -> cash).
+    func providerCost(_ req: Request, _ ctx: StratusContext, kind: ProviderCost.Kind) async throws -> Response {
+        let p = try ctx.caller()
+        try p.requireOperator("recording what capacity bought from others costs")
+        let provider = try ctx.parameters.require("provider")
+        var body = try SpecObject(try await JSON.body(req), path: "")
+        let amount = try Money.parse(try body.requiredString("amount"), field: "amount")
+        let currency = try Currency.parse(try body.string("currency") ?? "USD", field: "currency")
+        let reference = try body.string("reference") ?? ""
+        try body.finish()
+        try await plane.execute(
+            .recordProviderCost(
+                ProviderCost(provider: provider, kind: kind, amount: amount, currency: currency, reference: reference)))
+        let owed = await plane.read { $0.billing.ledger.balance(.payable(provider)) }
+        let cost = await plane.read { $0.billing.ledger.balance(.cost(provider)) }
+        return JSON.response(["provider": provider, "cost": cost.description, "owed": owed.description], status: .created)
     }
 
     func standing(_ org: OrgID, _ p: Principal) async throws -> MoneyStanding {

@@ -736,3 +736,42 @@ enum Meter {
         #expect(e.state == before)
     }
 }
+
+@Suite struct ProviderCostTests {
+    @Test func capacityBoughtFromOthersIsACostUntilPaid() throws {
+        var e = try Meter.engine()
+        try e.execute(
+            .recordProviderCost(
+                ProviderCost(provider: "aws", kind: .cost, amount: Money.parse("1000")!, currency: .usd, reference: "inv-1")),
+            at: Meter.t0)
+        try e.execute(
+            .recordProviderCost(
+                ProviderCost(provider: "aws", kind: .payment, amount: Money.parse("600")!, currency: .usd, reference: "wire-1")),
+            at: Meter.t0)
+        let l = e.state.billing.ledger
+        #expect(l.balance(.cost("aws")).description == "1000.00")
+        #expect(l.balance(.payable("aws")).description == "400.00")
+        #expect(l.balance(.cash).description == "-600.00")
+        #expect(l.checkBalanced())
+        let before = e.state
+        #expect(throws: StratusError.self) {
+            try e.execute(
+                .recordProviderCost(
+                    ProviderCost(provider: "aws", kind: .payment, amount: Money.parse("401")!, currency: .usd, reference: "")),
+                at: Meter.t0)
+        }
+        #expect(throws: StratusError.self) {
+            try e.execute(
+                .recordProviderCost(
+                    ProviderCost(provider: "AWS!", kind: .cost, amount: Money.parse("1")!, currency: .usd, reference: "")),
+                at: Meter.t0)
+        }
+        #expect(throws: StratusError.self) {
+            try e.execute(
+                .recordProviderCost(
+                    ProviderCost(provider: "aws", kind: .cost, amount: Money.parse("1")!, currency: .eur, reference: "")),
+                at: Meter.t0)
+        }
+        #expect(e.state == before)
+    }
+}

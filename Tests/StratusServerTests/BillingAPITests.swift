@@ -244,6 +244,16 @@ func usageEvent(
                 .status == 400)
             #expect(try await client.call(.get, "/v1/slas", key: acme).items.count == 1)
             #expect(try await client.call(.get, "/v1/slas", key: beta).items.isEmpty)
+
+            let cost = try await client.call(.post, "/v1/providers/aws/costs", key: cloud.admin, body: #"{"amount":"500"}"#)
+            #expect(cost.status == 201)
+            #expect(cost["owed"] as? String == "500.00")
+            #expect(try await client.call(.post, "/v1/providers/aws/costs", key: acme, body: #"{"amount":"5"}"#).status == 403)
+            #expect(
+                try await client.call(.post, "/v1/providers/aws/payments", key: cloud.admin, body: #"{"amount":"600"}"#).status
+                    == 409)
+            let paid = try await client.call(.post, "/v1/providers/aws/payments", key: cloud.admin, body: #"{"amount":"500"}"#)
+            #expect(paid["owed"] as? String == "0.00")
         }
     }
 }
