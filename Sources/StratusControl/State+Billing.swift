@@ -66,9 +66,14 @@ extension State {
         return .applied(c.period.description)
     }
 
+    /// An org that exists and is billed (the internal org is not).
+    func requireBilledOrg(_ org: OrgID) throws(StratusError) {
+        guard orgs[org] != nil else { throw StratusError.notFound("org", org.rawValue) }
+        guard org != InternalOrg.id else { throw StratusError(.invalidArgument, "org: the internal org is not billed") }
+    }
+
     mutating func deposit(_ c: Deposit, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
-        guard orgs[c.org] != nil else { throw StratusError.notFound("org", c.org.rawValue) }
-        guard c.org != InternalOrg.id else { throw StratusError(.invalidArgument, "org: the internal org is not billed") }
+        try requireBilledOrg(c.org)
         try billing.checkDeposit(c.amount, currency: c.currency)
         guard c.reference.utf8.count <= Limits.maxUsageIDBytes else {
             throw StratusError(.invalidArgument, "reference: longer than \(Limits.maxUsageIDBytes) bytes")
@@ -79,8 +84,7 @@ extension State {
     }
 
     mutating func grantCredit(_ c: GrantCredit, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
-        guard orgs[c.org] != nil else { throw StratusError.notFound("org", c.org.rawValue) }
-        guard c.org != InternalOrg.id else { throw StratusError(.invalidArgument, "org: the internal org is not billed") }
+        try requireBilledOrg(c.org)
         try c.amount.checkAmount(field: "amount")
         guard c.amount.micros > 0 else { throw StratusError(.invalidArgument, "amount: must be positive") }
         guard !c.description.isEmpty, c.description.utf8.count <= 200 else {
@@ -103,8 +107,7 @@ extension State {
     }
 
     mutating func setCreditLimit(_ c: SetCreditLimit, commit: Bool) throws(StratusError) -> Outcome {
-        guard orgs[c.org] != nil else { throw StratusError.notFound("org", c.org.rawValue) }
-        guard c.org != InternalOrg.id else { throw StratusError(.invalidArgument, "org: the internal org is not billed") }
+        try requireBilledOrg(c.org)
         try billing.checkCreditLimit(c.limit)
         if billing.creditLimits[c.org] == c.limit { return .unchanged(c.org.rawValue) }
         guard commit else { return .applied(c.org.rawValue) }
@@ -289,8 +292,7 @@ extension State {
     static let noRegionWithinBid = "(no region within max_price)"
 
     mutating func createCommitment(_ c: CreateCommitment, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
-        guard orgs[c.org] != nil else { throw StratusError.notFound("org", c.org.rawValue) }
-        guard c.org != InternalOrg.id else { throw StratusError(.invalidArgument, "org: the internal org is not billed") }
+        try requireBilledOrg(c.org)
         let id = "commit-\(nextCommitment)"
         let commitment = Commitment(
             id: id, org: c.org, amount: c.amount, start: c.start, months: c.months, discountBasisPoints: c.discountBasisPoints,

@@ -169,10 +169,7 @@ extension API {
             }
             let sku = SKU(
                 gpuModel: model, region: req.query("region") ?? SKU.anyRegion, tier: try Self.tier(tierText, field: "tier"))
-            let limit = try req.queryInt("limit") ?? Limits.maxPageSize
-            guard limit >= 1, limit <= Limits.maxPageSize else {
-                throw StratusError(.invalidArgument, "limit: must be between 1 and \(Limits.maxPageSize)")
-            }
+            let limit = try Pagination.limit(req, byDefault: Limits.maxPageSize)
             let points = await plane.read { $0.billing.prices.list[sku] ?? [] }
             struct Point: Encodable {
                 let from: String
@@ -294,10 +291,7 @@ extension API {
                 let code: String
                 let ref: String
             }
-            let limit = try req.queryInt("limit") ?? Limits.defaultPageSize
-            guard limit >= 1, limit <= Limits.maxPageSize else {
-                throw StratusError(.invalidArgument, "limit: must be between 1 and \(Limits.maxPageSize)")
-            }
+            let limit = try Pagination.limit(req)
             let rows = await plane.read { s in
                 s.billing.ledger.journal.reversed().lazy.filter { t in
                     guard let org = filter else { return true }

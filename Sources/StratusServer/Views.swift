@@ -11,14 +11,20 @@ struct Page<T: Encodable>: Encodable {
 }
 
 enum Pagination {
+    /// The request's `limit` (default `byDefault`), checked against `Limits.maxPageSize`.
+    static func limit(_ request: Request, byDefault: Int = Limits.defaultPageSize) throws(StratusError) -> Int {
+        let limit = try request.queryInt("limit") ?? byDefault
+        guard limit >= 1, limit <= Limits.maxPageSize else {
+            throw StratusError(.invalidArgument, "limit: must be between 1 and \(Limits.maxPageSize)")
+        }
+        return limit
+    }
+
     /// Items after `cursor` (by `key`) in the given order, at most `limit`.
     static func page<T, V: Encodable>(
         _ items: [T], key: (T) -> String, request: Request, view: (T) -> V
     ) throws(StratusError) -> Page<V> {
-        let limit = try request.queryInt("limit") ?? Limits.defaultPageSize
-        guard limit >= 1, limit <= Limits.maxPageSize else {
-            throw StratusError(.invalidArgument, "limit: must be between 1 and \(Limits.maxPageSize)")
-        }
+        let limit = try Self.limit(request)
         var start = 0
         if let cursor = request.query("cursor") {
             guard let i = items.firstIndex(where: { key($0) == cursor }) else {
