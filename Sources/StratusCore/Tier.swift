@@ -6,6 +6,9 @@ public enum Tier: String, Codable, Sendable, CaseIterable, Comparable {
     case onDemand = "on-demand"
     case spot
 
+    /// Hashes the case, not its raw string (tiers key hot dictionaries in billing).
+    public func hash(into hasher: inout Hasher) { hasher.combine(rank) }
+
     /// Lower rank schedules first.
     public var rank: Int {
         switch self {

@@ -15,6 +15,15 @@ public struct LineKey: Hashable, Comparable, Codable, Sendable {
         (a.project, a.gpuModel, a.region, a.tier.rank, a.unitPrice.micros, a.listPrice.micros)
             < (b.project, b.gpuModel, b.region, b.tier.rank, b.unitPrice.micros, b.listPrice.micros)
     }
+
+    /// Equal keys hash alike without the list price, which follows from the rest.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(project)
+        hasher.combine(gpuModel)
+        hasher.combine(region)
+        hasher.combine(tier.rank)
+        hasher.combine(unitPrice.micros)
+    }
 }
 
 /// GPU time and money accumulated on one line. `amount` is always
@@ -197,7 +206,12 @@ public struct Billing: Codable, Equatable, Sendable {
 
         mutating func get(_ book: PriceBook, org: OrgID, _ sku: SKU) -> PriceBook.Resolved {
             let key: OrgID? = book.overrides.isEmpty ? nil : org
-            for i in entries.indices where entries[i].sku == sku && entries[i].org == key { return entries[i].resolved }
+            for i in entries.indices {
+                let e = entries[i].sku
+                if e.tier == sku.tier, e.region == sku.region, e.gpuModel == sku.gpuModel, entries[i].org == key {
+                    return entries[i].resolved
+                }
+            }
             let r = book.resolve(org: org, sku)
             if entries.count >= 64 { entries.removeAll(keepingCapacity: true) }
             entries.append((key, sku, r))
@@ -210,14 +224,25 @@ public struct Billing: Codable, Equatable, Sendable {
     /// for the batch. Returns how many were counted.
     @discardableResult
     public mutating func record(_ events: [UsageEvent], now: Timestamp) -> Int {
-        var postings: [Posting: Int64] = [:]
+        // First remember the ids, in a tight loop over precomputed digests: the table is
+        // large and probes miss the cache, and this way the misses overlap. A repeat
+        // (seen before, or earlier in the batch) is skipped.
+        var keys: [EventKey] = []
+        var values: [SeenEvent] = []
+        keys.reserveCapacity(events.count)
+        values.reserveCapacity(events.count)
+        for i in events.indices {
+            keys.append(events[i].key)
+            values.append(SeenEvent(fingerprint: events[i].fingerprint, endSecond: events[i].endSecond))
+        }
+        seen.reserve(events.count)
+        var fresh = [Bool](repeating: false, count: events.count)
+        for i in keys.indices { fresh[i] = seen.insert(keys[i], values[i]) == nil }
+        var postings = Postings()
         var cache = PriceCache()
         var counted = 0
-        seen.reserve(events.count)
-        for e in events {
-            // One hash lookup both tests and remembers the id; a repeat is skipped.
-            guard seen.insert(e.key, SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond)) == nil else { continue }
-            rate(e, now: now, into: &postings, cache: &cache)
+        for i in events.indices where fresh[i] {
+            rate(events[i], now: now, into: &postings, cache: &cache)
             counted += 1
         }
         let ref = events.first.map { "usage \($0.source)/\($0.id) (+\(events.count - 1))" } ?? "usage"
@@ -228,7 +253,7 @@ public struct Billing: Codable, Equatable, Sendable {
 
     /// Counts and rates one event and posts its charge at once.
     public mutating func count(_ e: UsageEvent, now: Timestamp) {
-        var postings: [Posting: Int64] = [:]
+        var postings = Postings()
         var cache = PriceCache()
         _ = seen.insert(e.key, SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond))
         rate(e, now: now, into: &postings, cache: &cache)
@@ -236,18 +261,31 @@ public struct Billing: Codable, Equatable, Sendable {
     }
 
     /// Money one batch moves from an org's receivable to the revenue of a tier.
-    struct Posting: Hashable, Comparable {
+    struct Posting: Hashable {
         var org: OrgID
         var tier: Tier
         var code: TransferCode
-        static func < (a: Posting, b: Posting) -> Bool {
-            (a.org, a.tier.rank, a.code.rawValue) < (b.org, b.tier.rank, b.code.rawValue)
+    }
+
+    /// A batch's postings in the order they first occur (so replay posts them in the same
+    /// order without sorting).
+    struct Postings {
+        var index: [Posting: Int] = [:]
+        var items: [(Posting, Int64)] = []
+
+        mutating func add(_ p: Posting, _ micros: Int64) {
+            if let i = index[p] {
+                items[i].1 += micros
+            } else {
+                index[p] = items.count
+                items.append((p, micros))
+            }
         }
     }
 
     /// Splits an event (whose id the caller has remembered) at month ends and price
     /// changes, and adds each piece to its invoice line; the line's growth is added to `postings`.
-    mutating func rate(_ e: UsageEvent, now: Timestamp, into postings: inout [Posting: Int64], cache: inout PriceCache) {
+    mutating func rate(_ e: UsageEvent, now: Timestamp, into postings: inout Postings, cache: inout PriceCache) {
         eventsCounted += 1
         guard e.org != InternalOrg.id else { return }
         let sku = SKU(gpuModel: e.gpuModel, region: e.region, tier: e.tier)
@@ -282,15 +320,16 @@ public struct Billing: Codable, Equatable, Sendable {
     /// Rates [from, to) of an event, inside one month and at one price.
     private mutating func piece(
         _ e: UsageEvent, from: Int64, to: Int64, period: Period, _ book: PriceBook.Resolved, _ now: Timestamp,
-        _ postings: inout [Posting: Int64]
+        _ postings: inout Postings
     ) {
         let at = Timestamp(seconds: from)
         // Reserved-tier work the control plane measured ran in a capacity block, which was
         // paid up front: its GPU-hours are shown at zero. (Outside meters' reserved usage
         // is rated at the reserved price.)
         let prepaid = e.tier == .reserved && e.source == UsageEvent.allocationSource
-        let price = prepaid ? .zero : committedPrice(book.price(at: at) ?? .zero, org: e.org, tier: e.tier, period: period)
-        let list = book.listPoint(at: at)?.price ?? .zero
+        let (orgPrice, listPrice) = book.prices(at: at)
+        let price = prepaid ? .zero : committedPrice(orgPrice ?? .zero, org: e.org, tier: e.tier, period: period)
+        let list = listPrice ?? .zero
         let key = LineKey(
             project: e.project, gpuModel: e.gpuModel, region: e.region, tier: e.tier, unitPrice: price, listPrice: list)
         let gpuSeconds = Int64(e.gpus) * (to - from)
@@ -298,11 +337,11 @@ public struct Billing: Codable, Equatable, Sendable {
             let into = openPeriod(at: now)
             let delta = addAdjustment(org: e.org, into: into, AdjustmentKey(forPeriod: period, line: key), gpuSeconds, now)
             drawDown(e.org, period, delta)
-            postings[Posting(org: e.org, tier: e.tier, code: .adjustment), default: 0] += delta.micros
+            postings.add(Posting(org: e.org, tier: e.tier, code: .adjustment), delta.micros)
         } else {
             let delta = addUsage(org: e.org, period: period, key, gpuSeconds, now)
             drawDown(e.org, period, delta)
-            postings[Posting(org: e.org, tier: e.tier, code: .usage), default: 0] += delta.micros
+            postings.add(Posting(org: e.org, tier: e.tier, code: .usage), delta.micros)
         }
     }
 
@@ -334,8 +373,8 @@ public struct Billing: Codable, Equatable, Sendable {
         return delta
     }
 
-    private mutating func post(_ postings: [Posting: Int64], _ now: Timestamp, _ ref: String) {
-        for (p, micros) in postings.count > 1 ? postings.sorted(by: { $0.key < $1.key }) : Array(postings) where micros > 0 {
+    private mutating func post(_ postings: Postings, _ now: Timestamp, _ ref: String) {
+        for (p, micros) in postings.items where micros > 0 {
             do {
                 try ledger.post(
                     debit: .receivable(p.org), credit: .revenue(p.tier), amount: Money(micros: micros), at: now, code: p.code,

@@ -67,6 +67,25 @@ public enum TransferCode: String, Codable, Sendable {
     case reservation
     /// What capacity bought from another cloud cost.
     case providerCost = "provider_cost"
+
+    /// Hashes the case, not its raw string (codes key the postings of every usage batch).
+    public func hash(into hasher: inout Hasher) {
+        let ordinal: Int =
+            switch self {
+            case .usage: 0
+            case .adjustment: 1
+            case .deposit: 2
+            case .settlement: 3
+            case .slaCredit: 4
+            case .grant: 5
+            case .trueUp: 6
+            case .hold: 7
+            case .payment: 8
+            case .reservation: 9
+            case .providerCost: 10
+            }
+        hasher.combine(ordinal)
+    }
 }
 
 /// One posting: `amount` leaves `credit` and enters `debit`. Immutable once made.

