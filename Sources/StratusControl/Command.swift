@@ -52,6 +52,15 @@ public enum Command: Codable, Equatable, Sendable {
     case createSLA(CreateSLA)
     /// What capacity bought from another cloud cost (cost -> payable), or a payment of it (payable -> cash).
     case recordProviderCost(ProviderCost)
+    /// A credential for node agents (its secret's hash), issued by an operator.
+    case createAgentToken(CreateAgentToken)
+    case revokeAgentToken(RevokeAgentToken)
+    /// A node agent registered, or registered again: its GPUs, address and labels.
+    case registerNode(RegisterNode)
+    /// A node's agent stopped heartbeating: its work ends as `node_lost` when it was last heard from.
+    case nodeLost(NodeLost)
+    /// Cordon, drain or return a node to service.
+    case setNodeState(SetNodeState)
 
     public var name: String {
         switch self {
@@ -84,6 +93,11 @@ public enum Command: Codable, Equatable, Sendable {
         case .createCommitment: "create_commitment"
         case .createSLA: "create_sla"
         case .recordProviderCost: "record_provider_cost"
+        case .createAgentToken: "create_agent_token"
+        case .revokeAgentToken: "revoke_agent_token"
+        case .registerNode: "register_node"
+        case .nodeLost: "node_lost"
+        case .setNodeState: "set_node_state"
         }
     }
 }
@@ -175,9 +189,13 @@ public struct CancelJob: Codable, Equatable, Sendable {
 public struct AllocationStarted: Codable, Equatable, Sendable {
     public var job: JobID
     public var node: NodeID
-    public init(job: JobID, node: NodeID) {
+    /// The run of the job the report is about (networked agents say; a report about an
+    /// earlier run is refused). nil: the current one.
+    public var attempt: Int?
+    public init(job: JobID, node: NodeID, attempt: Int? = nil) {
         self.job = job
         self.node = node
+        self.attempt = attempt
     }
 }
 
@@ -187,11 +205,87 @@ public struct AllocationExited: Codable, Equatable, Sendable {
     /// nil when the process never started or was killed by a signal.
     public var exitCode: Int32?
     public var reason: String?
-    public init(job: JobID, node: NodeID, exitCode: Int32?, reason: String?) {
+    public var attempt: Int?
+    public init(job: JobID, node: NodeID, exitCode: Int32?, reason: String?, attempt: Int? = nil) {
         self.job = job
         self.node = node
         self.exitCode = exitCode
         self.reason = reason
+        self.attempt = attempt
+    }
+}
+
+public struct CreateAgentToken: Codable, Equatable, Sendable {
+    public var name: String
+    /// The node it is confined to; nil: any node.
+    public var node: NodeID?
+    public var secretHash: String
+    public var hint: String
+    public init(name: String, node: NodeID?, secretHash: String, hint: String) {
+        self.name = name
+        self.node = node
+        self.secretHash = secretHash
+        self.hint = hint
+    }
+}
+
+public struct RevokeAgentToken: Codable, Equatable, Sendable {
+    public var id: AgentTokenID
+    public init(id: AgentTokenID) { self.id = id }
+}
+
+public struct RegisterNode: Codable, Equatable, Sendable {
+    public var node: NodeID
+    public var token: AgentTokenID
+    public var address: String
+    /// Where a node the fleet does not declare yet joins; a declared node must match.
+    public var rack: RackID?
+    public var labels: [String: String]
+    /// The catalog model of its GPUs (all of a node's GPUs are one model).
+    public var gpuModel: String
+    public var gpus: [GPUDevice]
+    public var version: String
+    public init(
+        node: NodeID, token: AgentTokenID, address: String, rack: RackID?, labels: [String: String], gpuModel: String,
+        gpus: [GPUDevice], version: String
+    ) {
+        self.node = node
+        self.token = token
+        self.address = address
+        self.rack = rack
+        self.labels = labels
+        self.gpuModel = gpuModel
+        self.gpus = gpus
+        self.version = version
+    }
+}
+
+public struct NodeLost: Codable, Equatable, Sendable {
+    public var node: NodeID
+    /// When its agent was last heard from: usage of its work stops here.
+    public var lastSeen: Timestamp
+    public init(node: NodeID, lastSeen: Timestamp) {
+        self.node = node
+        self.lastSeen = lastSeen
+    }
+}
+
+public struct SetNodeState: Codable, Equatable, Sendable {
+    public var node: NodeID
+    /// ready (uncordon), cordoned or draining.
+    public var state: NodeState
+    public var reason: String?
+    /// For a drain: stop running work with notice and requeue it, instead of letting it finish.
+    public var requeue: Bool
+    public var noticeSeconds: Int64
+    public var by: KeyID
+    public init(node: NodeID, state: NodeState, reason: String?, requeue: Bool, noticeSeconds: Int64, by: KeyID) {
+        self.node = node
+        self.state = state
+        self.reason = reason
+        self.requeue = requeue
+        self.noticeSeconds = noticeSeconds
+        self.by = by
     }
 }
 

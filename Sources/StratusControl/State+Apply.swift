@@ -43,6 +43,11 @@ extension State {
         case .createCommitment(let c): outcome = try createCommitment(c, at: entry.at, commit: commit)
         case .createSLA(let c): outcome = try createSLA(c, at: entry.at, commit: commit)
         case .recordProviderCost(let c): outcome = try recordProviderCost(c, at: entry.at, commit: commit)
+        case .createAgentToken(let c): outcome = try createAgentToken(c, at: entry.at, commit: commit)
+        case .revokeAgentToken(let c): outcome = try revokeAgentToken(c, at: entry.at, commit: commit)
+        case .registerNode(let c): outcome = try registerNode(c, at: entry.at, commit: commit)
+        case .nodeLost(let c): outcome = try nodeLost(c, at: entry.at, commit: commit)
+        case .setNodeState(let c): outcome = try setNodeState(c, at: entry.at, commit: commit)
         }
         if commit, case .applied = outcome { seq = entry.seq }
         return outcome
@@ -570,7 +575,7 @@ extension State {
         for rack in racks.keys.sorted() {
             guard let nodes = members[rack], !nodes.isEmpty, !taken.contains(rack), !busy.contains(rack),
                 site == nil || racks[rack]?.site == site,
-                nodes.allSatisfy({ $0.gpuModel == model && $0.state == .ready })
+                nodes.allSatisfy({ $0.gpuModel == model && $0.isSchedulable })
             else { continue }
             out.append((rack, nodes.reduce(0) { $0 + $1.gpuCount }))
         }
@@ -589,7 +594,7 @@ extension State {
         if let site { capacity[site] = 0 }
         for id in nodeOrder {
             let node = nodes[id]!
-            guard node.gpuModel == model, node.state == .ready else { continue }
+            guard node.gpuModel == model, node.isSchedulable else { continue }
             capacity[nil]! += node.gpuCount
             if let site, self.site(of: node)?.id == site { capacity[site]! += node.gpuCount }
         }
@@ -695,7 +700,7 @@ extension State {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) must use one GPU model on all its nodes")
             }
             for a in p.nodes {
-                guard let node = nodes[a.node], node.state == .ready, let count = job.spec.gpusPerNode(on: node.gpuModel)
+                guard let node = nodes[a.node], node.isSchedulable, let count = job.spec.gpusPerNode(on: node.gpuModel)
                 else {
                     throw StratusError(.failedPrecondition, "plan: node \(a.node) cannot take job \(p.job)")
                 }
@@ -846,10 +851,7 @@ extension State {
     mutating func allocationStarted(_ c: AllocationStarted, at: Timestamp, commit: Bool) throws(StratusError)
         -> Outcome
     {
-        guard let job = jobs[c.job] else { throw StratusError.notFound("job", c.job.rawValue) }
-        guard let i = job.allocations.firstIndex(where: { $0.node == c.node }) else {
-            throw StratusError(.failedPrecondition, "job \(c.job) has no allocation on node \(c.node)")
-        }
+        let (job, i) = try liveAllocation(c.job, on: c.node, attempt: c.attempt)
         let alloc = job.allocations[i]
         guard !alloc.isEnded else { throw StratusError(.failedPrecondition, "job \(c.job) on \(c.node) already ended") }
         if alloc.startedAt != nil { return .unchanged(c.job.rawValue) }
@@ -863,51 +865,73 @@ extension State {
         return .applied(c.job.rawValue)
     }
 
-    mutating func allocationExited(_ c: AllocationExited, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
-        guard let job = jobs[c.job] else { throw StratusError.notFound("job", c.job.rawValue) }
-        guard let i = job.allocations.firstIndex(where: { $0.node == c.node }) else {
-            throw StratusError(.failedPrecondition, "job \(c.job) has no allocation on node \(c.node)")
+    /// The job and the index of its allocation on `node`, for a report about run `attempt`.
+    private func liveAllocation(_ id: JobID, on node: NodeID, attempt: Int?) throws(StratusError) -> (Job, Int) {
+        guard let job = jobs[id] else { throw StratusError.notFound("job", id.rawValue) }
+        if let attempt, attempt != job.attempt {
+            throw StratusError(
+                .failedPrecondition,
+                "job \(id): run \(attempt + 1) is over (the job is on run \(job.attempt + 1)); stop its processes")
         }
-        let alloc = job.allocations[i]
-        if alloc.isEnded { return .unchanged(c.job.rawValue) }
-        var record: UsageRecord?
-        if let started = alloc.startedAt {
-            let r = UsageRecord(
-                id: "\(c.job)/\(job.attempt)/\(c.node)", job: c.job, org: job.org, project: job.project, node: c.node,
-                gpuModel: nodes[c.node]?.gpuModel ?? job.spec.gpuModel, tier: job.spec.tier, gpus: alloc.gpus.count,
-                startedAt: started,
-                endedAt: max(started, at))
-            _ = try usage.check(r)
-            record = r
+        guard let i = job.allocations.firstIndex(where: { $0.node == node }) else {
+            throw StratusError(.failedPrecondition, "job \(id) has no allocation on node \(node)")
         }
-        guard commit else { return .applied(c.job.rawValue) }
+        return (job, i)
+    }
 
+    mutating func allocationExited(_ c: AllocationExited, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
+        let (job, i) = try liveAllocation(c.job, on: c.node, attempt: c.attempt)
+        if job.allocations[i].isEnded { return .unchanged(c.job.rawValue) }
+        let record = try usageRecord(job, i, endedAt: at)
+        guard commit else { return .applied(c.job.rawValue) }
+        endAllocation(job, i, record: record, endedAt: at, exitCode: c.exitCode, reason: c.reason, at: at)
+        return .applied(c.job.rawValue)
+    }
+
+    /// The usage of allocation `i` if it ends at `endedAt` (nil if it never started), checked.
+    func usageRecord(_ job: Job, _ i: Int, endedAt: Timestamp) throws(StratusError) -> UsageRecord? {
+        let alloc = job.allocations[i]
+        guard let started = alloc.startedAt else { return nil }
+        let r = UsageRecord(
+            id: "\(job.id)/\(job.attempt)/\(alloc.node)", job: job.id, org: job.org, project: job.project, node: alloc.node,
+            gpuModel: nodes[alloc.node]?.gpuModel ?? job.spec.gpuModel, tier: job.spec.tier, gpus: alloc.gpus.count,
+            startedAt: started, endedAt: max(started, endedAt))
+        _ = try usage.check(r)
+        return r
+    }
+
+    /// Ends allocation `i` of `job` at `endedAt` (which `record`, from `usageRecord`, was
+    /// made for): counts its usage, frees its GPUs, stops the rest of a failed gang, and
+    /// finishes the job when it was the last.
+    mutating func endAllocation(
+        _ job: Job, _ i: Int, record: UsageRecord?, endedAt: Timestamp, exitCode: Int32?, reason: String?, at: Timestamp
+    ) {
+        let alloc = job.allocations[i]
         if let record {
             _ = try! usage.record(record)
             addToHistory(record)
             billing.count(usageEvent(record), now: at)
             checkSLAs(job, alloc, record, at: at)
         }
-        for g in alloc.gpus where gpuHolders[c.node]?[g] == c.job { gpuHolders[c.node]![g] = nil }
+        for g in alloc.gpus where gpuHolders[alloc.node]?[g] == job.id { gpuHolders[alloc.node]![g] = nil }
         var updated = job
-        updated.allocations[i].endedAt = at
-        updated.allocations[i].exitCode = c.exitCode
-        updated.allocations[i].endReason = c.reason
-        let failedHere = c.exitCode != 0 || c.reason != nil
+        updated.allocations[i].endedAt = endedAt
+        updated.allocations[i].exitCode = exitCode
+        updated.allocations[i].endReason = reason
+        let failedHere = exitCode != 0 || reason != nil
         let firstFailure = failedHere && !updated.cancelRequested && !updated.allocations.contains(where: \.stopRequested)
         if firstFailure {
             // A gang lives and dies together: stop the other nodes' processes.
             for k in updated.allocations.indices where !updated.allocations[k].isEnded {
                 updated.allocations[k].stopRequested = true
             }
-            let what = c.reason ?? (c.exitCode.map { "exit code \($0)" } ?? "killed")
-            updated.reason = "\(what) on \(c.node)"
+            let what = reason ?? (exitCode.map { "exit code \($0)" } ?? "killed")
+            updated.reason = "\(what) on \(alloc.node)"
         }
         if updated.allocations.allSatisfy(\.isEnded) {
             finish(&updated, at: at)
         }
-        jobs[c.job] = updated
-        return .applied(c.job.rawValue)
+        jobs[job.id] = updated
     }
 
     /// Decides what a job whose processes have all ended becomes: done, or back in the
@@ -915,15 +939,21 @@ extension State {
     private mutating func finish(_ job: inout Job, at: Timestamp) {
         let succeeded = job.allocations.allSatisfy { $0.exitCode == 0 && $0.endReason == nil }
         let event: RetryPolicy.Event? =
-            job.cancelRequested || succeeded ? nil : job.preemptedBy != nil ? .preemption : .error
-        if let event, job.spec.retry.allows(event, attempt: job.attempt) {
-            let why = event == .preemption ? "preempted by \(job.preemptedBy!)" : job.reason ?? "failed"
+            job.cancelRequested || succeeded
+            ? nil : job.preemptedBy != nil ? .preemption : job.lostNode != nil ? .nodeLost : .error
+        let moved = job.movedBy != nil && event != nil
+        if let event, moved || job.spec.retry.allows(event, attempt: job.attempt) {
+            let why =
+                moved
+                ? job.movedBy! : event == .preemption ? "preempted by \(job.preemptedBy!)" : job.reason ?? "failed"
             job.attempt += 1
             job.state = .queued
             job.allocations = []
             job.startedAt = nil
             job.endedAt = nil
             job.preemptedBy = nil
+            job.lostNode = nil
+            job.movedBy = nil
             job.reason = "requeued (attempt \(job.attempt + 1)) after: \(why)"
             job.record("requeued", job.reason!, at: at)
             let number = Self.jobNumber(job.id)

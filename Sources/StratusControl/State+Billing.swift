@@ -145,6 +145,16 @@ extension State {
         return Money.charge(gpuSeconds: gpus * seconds, pricePerGPUHour: price)
     }
 
+    /// Why `spec` would be refused for money when submitted now, or nil.
+    public func moneyRefusal(_ spec: JobSpec, org: OrgID, at: Timestamp) -> String? {
+        do {
+            _ = try admitMoney(spec, org: org, project: spec.project ?? InternalOrg.defaultProject, at: at)
+            return nil
+        } catch {
+            return error.message
+        }
+    }
+
     /// Admission by money: the spec to run (on-demand may fall back to spot), the amount
     /// to hold for it, and a note for its events; throws when the org or project may not
     /// spend its projected cost.
@@ -237,7 +247,7 @@ extension State {
         var internalUsed: [String: Int] = [:]
         for id in nodeOrder {
             let node = nodes[id]!
-            guard node.state == .ready, let region = site(of: node)?.region.rawValue else { continue }
+            guard node.isSchedulable, let region = site(of: node)?.region.rawValue else { continue }
             let sku = SKU(gpuModel: node.gpuModel, region: region, tier: .spot)
             var s = out[sku] ?? SpotMarket.Supply(gpus: 0, committed: 0)
             s.gpus += node.gpuCount

@@ -53,6 +53,11 @@ public struct State: Codable, Equatable, Sendable {
     /// integers, so state does not depend on the scheduler's half-life.
     public internal(set) var usageByOrgDay: [OrgID: [Int64: Int64]] = [:]
 
+    /// Credentials of node agents, revoked ones included.
+    public internal(set) var agentTokens: [AgentTokenID: AgentToken] = [:]
+    var agentTokenByHash: [String: AgentTokenID] = [:]
+    var nextAgentToken: UInt64 = 1
+
     var nextJob: UInt64 = 1
     var nextKey: UInt64 = 1
     var nextMember: UInt64 = 1
@@ -65,6 +70,12 @@ public struct State: Codable, Equatable, Sendable {
     public func activeKey(hash: String) -> APIKey? {
         guard let id = keyByHash[hash], let key = keys[id], key.revokedAt == nil else { return nil }
         return key
+    }
+
+    /// The agent token whose secret hashes to `hash`, if it exists and is not revoked.
+    public func activeAgentToken(hash: String) -> AgentToken? {
+        guard let id = agentTokenByHash[hash], let token = agentTokens[id], token.revokedAt == nil else { return nil }
+        return token
     }
 
     public func project(org: OrgID, name: String) -> Project? { projects[Self.projectID(org, name)] }
@@ -97,7 +108,7 @@ public struct State: Codable, Equatable, Sendable {
             let free = holders.indices.filter { holders[$0] == nil }
             let site = racks[node.rack].map { siteIndex[$0.site] ?? 0 } ?? 0
             return .init(
-                id: id, gpuModel: node.gpuModel, schedulable: node.state == .ready, freeGPUs: free, gpuCount: node.gpuCount,
+                id: id, gpuModel: node.gpuModel, schedulable: node.isSchedulable, freeGPUs: free, gpuCount: node.gpuCount,
                 rack: rackIndex[node.rack] ?? 0, site: site, labels: node.labels, block: block)
         }
         let pending = queue.compactMap { id -> SchedulingSnapshot.PendingJob? in
@@ -255,16 +266,21 @@ extension State {
             guard let job = jobs[jobID], let alloc = job.allocations.first(where: { $0.node == node }),
                 !alloc.isEnded
             else { continue }
-            out.append(
-                Assignment(
-                    job: jobID, node: node, rank: alloc.rank, gpus: alloc.gpus, numNodes: job.spec.numNodes,
-                    run: job.spec.run, envs: job.spec.envs, maxDurationSeconds: job.spec.maxDurationSeconds,
-                    masterNode: job.allocations.first!.node, started: alloc.startedAt != nil,
-                    stopRequested: alloc.stopRequested, stopDeadline: alloc.stopDeadline,
-                    stopReason: job.preemptedBy.map { "preempted by \($0)" }
-                        ?? (job.cancelRequested
-                            ? (job.reason?.hasPrefix("stopped: ") == true ? String(job.reason!.dropFirst(9)) : "cancelled")
-                            : nil)))
+            var a = Assignment(
+                job: jobID, node: node, rank: alloc.rank, gpus: alloc.gpus, numNodes: job.spec.numNodes,
+                run: job.spec.run, envs: job.spec.envs, maxDurationSeconds: job.spec.maxDurationSeconds,
+                masterNode: job.allocations.first!.node, started: alloc.startedAt != nil,
+                stopRequested: alloc.stopRequested, stopDeadline: alloc.stopDeadline,
+                stopReason: job.preemptedBy.map { "preempted by \($0)" } ?? job.movedBy
+                    ?? (job.cancelRequested
+                        ? (job.reason?.hasPrefix("stopped: ") == true ? String(job.reason!.dropFirst(9)) : "cancelled")
+                        : nil))
+            a.attempt = job.attempt
+            a.masterAddress = nodes[a.masterNode]?.agent?.address
+            if let devices = nodes[node]?.agent?.gpus {
+                a.gpuUuids = alloc.gpus.map { $0 < devices.count ? devices[$0].uuid : String($0) }
+            }
+            out.append(a)
         }
         return out.sorted { $0.job < $1.job }
     }

@@ -17,6 +17,12 @@ public struct Assignment: Codable, Equatable, Sendable {
     public let stopDeadline: Timestamp?
     /// Why the process must stop, for the notice the job reads.
     public let stopReason: String?
+    /// Which run of the job this is (0 first; a requeue starts the next). Reports name it.
+    public var attempt: Int = 0
+    /// Where rank 0 is reached (`MASTER_ADDR`): its agent's registered address.
+    public var masterAddress: String?
+    /// UUIDs of `gpus` when the node's agent registered them, in the same order.
+    public var gpuUuids: [String]?
 
     public init(
         job: JobID, node: NodeID, rank: Int, gpus: [Int], numNodes: Int, run: String, envs: [String: String],

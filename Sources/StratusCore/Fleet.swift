@@ -34,20 +34,29 @@ public struct Rack: Codable, Equatable, Sendable {
     public var block: String?
 }
 
+/// What the operator wants of a node. Whether it is alive is separate (`Node.lostAt`).
 public enum NodeState: String, Codable, Sendable, CaseIterable {
     case ready
+    /// No new work; running work goes on.
     case cordoned
+    /// No new work; running work finishes (or, when drained with `requeue`, is stopped
+    /// with notice and requeued). A draining node with no work left is drained.
+    case draining
     case down
 }
 
 public struct Node: Codable, Equatable, Sendable {
-    public init(id: NodeID, rack: RackID, gpuModel: String, gpuCount: Int, labels: [String: String], state: NodeState) {
+    public init(
+        id: NodeID, rack: RackID, gpuModel: String, gpuCount: Int, labels: [String: String], state: NodeState,
+        agent: NodeAgentInfo? = nil
+    ) {
         self.id = id
         self.rack = rack
         self.gpuModel = gpuModel
         self.gpuCount = gpuCount
         self.labels = labels
         self.state = state
+        self.agent = agent
     }
 
     public let id: NodeID
@@ -56,6 +65,17 @@ public struct Node: Codable, Equatable, Sendable {
     public var gpuCount: Int
     public var labels: [String: String]
     public var state: NodeState
+    /// Why the operator set the state (cordon, drain), if they said.
+    public var stateReason: String?
+    /// Set once an agent has registered the node over the network; such a node is lost
+    /// when its heartbeats stop.
+    public var agent: NodeAgentInfo?
+    /// When its agent was last heard from, if the node was declared lost; cleared when the
+    /// agent registers again.
+    public var lostAt: Timestamp?
+
+    /// Whether the scheduler may place new work here.
+    public var isSchedulable: Bool { state == .ready && lostAt == nil }
 }
 
 /// A declarative fleet file: `stratus fleet apply` adds what is new and updates what

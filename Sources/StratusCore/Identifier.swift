@@ -32,6 +32,7 @@ public enum SiteKind {}
 public enum RackKind {}
 public enum MemberKind {}
 public enum ReservationKind {}
+public enum AgentTokenKind {}
 
 public typealias OrgID = Identifier<OrgKind>
 public typealias ProjectID = Identifier<ProjectKind>
@@ -43,6 +44,7 @@ public typealias SiteID = Identifier<SiteKind>
 public typealias RackID = Identifier<RackKind>
 public typealias MemberID = Identifier<MemberKind>
 public typealias ReservationID = Identifier<ReservationKind>
+public typealias AgentTokenID = Identifier<AgentTokenKind>
 
 /// Names chosen by people (orgs, projects, regions, sites, racks, nodes): lowercase
 /// letters, digits and dashes, starting with a letter or digit, at most `Limits.maxNameLength`.

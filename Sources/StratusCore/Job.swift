@@ -366,6 +366,11 @@ public struct Job: Codable, Equatable, Sendable {
     public var attempt: Int
     /// Set while the job is being preempted: by whom.
     public var preemptedBy: JobID?
+    /// Set when a node it ran on was lost (its retry policy's `node_lost` decides what follows).
+    public var lostNode: NodeID?
+    /// Set when an operator drained a node it ran on with `requeue`: it goes back to the
+    /// queue whatever its retry policy says.
+    public var movedBy: String?
     /// What happened to the job, oldest first, at most `Limits.maxJobEvents`.
     public var events: [JobEvent]
 }
@@ -399,6 +404,8 @@ public struct RetryPolicy: Codable, Equatable, Sendable {
         case preemption
         /// A process exited non-zero or was stopped by its deadline.
         case error
+        /// A node it ran on stopped heartbeating and was declared lost.
+        case nodeLost = "node_lost"
     }
 
     public var onEvents: [Event]
@@ -411,27 +418,31 @@ public struct RetryPolicy: Codable, Equatable, Sendable {
 
     public static let never = RetryPolicy(onEvents: [], limit: 0)
 
-    /// Spot work requeues when preempted; everything else ends.
+    /// Every tier requeues work whose node was lost (as Slurm requeues batch jobs on node
+    /// failure); spot work also requeues when preempted.
     public static func `default`(for tier: Tier) -> RetryPolicy {
-        tier == .spot ? RetryPolicy(onEvents: [.preemption], limit: Limits.maxRetries) : .never
+        tier == .spot
+            ? RetryPolicy(onEvents: [.preemption, .nodeLost], limit: Limits.maxRetries)
+            : RetryPolicy(onEvents: [.nodeLost], limit: Limits.defaultNodeLostRetries)
     }
 
     public func allows(_ event: Event, attempt: Int) -> Bool { onEvents.contains(event) && attempt < limit }
 
-    /// `retry: false`, `retry: true` (on preemption) or
-    /// `retry: {on_events: [preemption, error], limit: 3}`.
+    /// `retry: false`, `retry: true` (on preemption and node loss) or
+    /// `retry: {on_events: [preemption, error, node_lost], limit: 3}`.
     static func parse(_ value: SpecValue, tier: Tier) throws(StratusError) -> RetryPolicy {
         if case .bool(let on) = value {
-            return on ? RetryPolicy(onEvents: [.preemption], limit: Limits.maxRetries) : .never
+            return on ? RetryPolicy(onEvents: [.preemption, .nodeLost], limit: Limits.maxRetries) : .never
         }
         var o = try SpecObject(value, path: "retry")
-        var events: [Event] = [.preemption]
+        var events: [Event] = [.preemption, .nodeLost]
         if let list = try o.array("on_events") {
             events = []
             for item in list {
                 guard case .string(let text) = item, let e = Event(rawValue: text == "interruption" ? "preemption" : text)
                 else {
-                    throw StratusError(.invalidArgument, "retry.on_events: each must be one of preemption, error")
+                    throw StratusError(
+                        .invalidArgument, "retry.on_events: each must be one of preemption, error, node_lost")
                 }
                 if !events.contains(e) { events.append(e) }
             }

@@ -41,6 +41,26 @@ public enum Limits {
     public static let maxJobEvents = 100
     /// Most times a job may be requeued by its retry policy.
     public static let maxRetries = 100
+    /// Requeues after node losses a job gets by default (its spec's `retry` may say otherwise).
+    public static let defaultNodeLostRetries = 3
+    /// Default seconds between a node agent's heartbeats.
+    public static let defaultHeartbeatSeconds: Int64 = 10
+    /// Default seconds without a heartbeat after which a node is lost (five missed heartbeats).
+    public static let defaultNodeLostSeconds: Int64 = 50
+    /// Longest an assignments long-poll waits before answering "no change".
+    public static let maxAssignmentWaitSeconds: Int64 = 60
+    /// Agent tokens the control plane holds, revoked ones included.
+    public static let maxAgentTokens = 100_000
+    /// Longest address an agent may register (a DNS name is at most 253 characters).
+    public static let maxAgentAddressLength = 253
+    /// GPU utilization samples kept per running job and GPU (in memory; the newest).
+    public static let maxSamplesPerGPU = 360
+    /// Samples one report may carry.
+    public static let maxSamplesPerReport = 1000
+    /// Largest chunk of job output one log upload may carry.
+    public static let maxLogChunkBytes = 512 << 10
+    /// Default notice running work gets when a node is drained with requeue.
+    public static let defaultDrainNoticeSeconds: Int64 = 120
     /// Default notice a preempted spot job gets before it is killed.
     public static let defaultPreemptionNoticeSeconds: Int64 = 120
     /// Days of per-org usage history kept for fair share.

@@ -6,7 +6,9 @@ import StratusCore
 public enum APIKeySecret {
     public static let prefix = "sk_"
 
-    public static func generate() -> String {
+    public static func generate() -> String { generate(prefix: prefix) }
+
+    static func generate(prefix: String) -> String {
         var rng = SystemRandomNumberGenerator()
         var hex = ""
         for _ in 0..<20 {
@@ -29,4 +31,12 @@ extension String {
         let digits = Array("0123456789abcdef")
         self = String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
     }
+}
+
+/// Agent token secrets: `sa_` and 40 hex digits, hashed like API keys. The prefix keeps
+/// the two kinds of credential apart at the door.
+public enum AgentTokenSecret {
+    public static let prefix = "sa_"
+    public static func generate() -> String { APIKeySecret.generate(prefix: prefix) }
+    public static func hint(_ secret: String) -> String { String(secret.prefix(prefix.count + 6)) + "..." }
 }

@@ -7,6 +7,8 @@ import StratusCore
 public struct StratusContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var principal: Principal?
+    /// The node agent's token, on agent endpoints.
+    public var agentToken: AgentToken?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -100,6 +102,9 @@ struct AuthMiddleware: RouterMiddleware {
             throw StratusError(.unauthenticated, "Authorization header must be 'Bearer <key>'")
         }
         let secret = String(parts[1]).trimmingCharacters(in: .whitespaces)
+        if secret.hasPrefix(AgentTokenSecret.prefix) {
+            throw StratusError(.permissionDenied, "agent tokens can call the agent endpoints (/v1/agent/...) only")
+        }
         guard secret.hasPrefix(APIKeySecret.prefix), secret.utf8.count <= 200,
             let principal = await plane.authenticate(secretHash: APIKeySecret.hash(secret))
         else {
@@ -107,6 +112,38 @@ struct AuthMiddleware: RouterMiddleware {
         }
         var context = context
         context.principal = principal
+        return try await next(request, context)
+    }
+}
+
+/// Authenticates node agents on `/v1/agent/...`: agent tokens only, never API keys.
+struct AgentAuthMiddleware: RouterMiddleware {
+    typealias Context = StratusContext
+    let plane: ControlPlane
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        guard let header = request.headers[.authorization] else {
+            throw StratusError(.unauthenticated, "missing Authorization header (use 'Authorization: Bearer sa_...')")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw StratusError(.unauthenticated, "Authorization header must be 'Bearer <agent token>'")
+        }
+        let secret = String(parts[1]).trimmingCharacters(in: .whitespaces)
+        if secret.hasPrefix(APIKeySecret.prefix) {
+            throw StratusError(
+                .permissionDenied, "API keys cannot call agent endpoints; agents use agent tokens (stratus nodes token create)")
+        }
+        guard secret.hasPrefix(AgentTokenSecret.prefix), secret.utf8.count <= 200,
+            let token = await plane.authenticateAgent(secretHash: APIKeySecret.hash(secret))
+        else {
+            context.logger.warning("agent request with an invalid or revoked token on \(request.uri.path)")
+            throw StratusError(.unauthenticated, "invalid or revoked agent token")
+        }
+        var context = context
+        context.agentToken = token
         return try await next(request, context)
     }
 }

@@ -14,11 +14,24 @@ public actor ControlPlane {
     /// derived, and replaced every round).
     private var waits: [JobID: [String]] = [:]
 
+    /// Node agents: when each was last heard from, and GPU samples of running jobs. Not
+    /// logged: heartbeats and samples are high-rate and decide nothing until a node is
+    /// declared lost, which is a command.
+    private var lastHeard: [NodeID: Timestamp] = [:]
+    private let startedAt: Timestamp
+    private var samples: [JobID: JobSamples] = [:]
+    /// Bumped by every applied command; long-polling agents wait for it to move.
+    private var generation: UInt64 = 0
+    private var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+    private var nextWaiter = 0
+    private var closing = false
+
     public init(store: any Store, scheduler: any Scheduler = TieredScheduler(), clock: @escaping @Sendable () -> Timestamp)
         throws
     {
         self.engine = try Engine(store: store, scheduler: scheduler)
         self.clock = clock
+        self.startedAt = clock()
     }
 
     public var now: Timestamp { clock() }
@@ -30,7 +43,9 @@ public actor ControlPlane {
 
     @discardableResult
     public func execute(_ command: Command) throws -> Outcome {
-        try engine.execute(command, at: clock())
+        let outcome = try engine.execute(command, at: clock())
+        if case .applied = outcome { changed() }
+        return outcome
     }
 
     /// Runs one scheduling round; logs and applies its placements.
@@ -38,8 +53,100 @@ public actor ControlPlane {
     public func schedule() throws -> Plan {
         let plan = try engine.schedule(at: clock())
         waits = Dictionary(plan.waits.map { ($0.job, $0.reasons) }, uniquingKeysWith: { a, _ in a })
+        if !plan.isEmpty { changed() }
         return plan
     }
+
+    // MARK: node agents
+
+    private func changed() {
+        generation &+= 1
+        guard !waiters.isEmpty else { return }
+        let woken = waiters
+        waiters = [:]
+        for w in woken.values { w.resume() }
+    }
+
+    /// Waits until state changes after `generation` or `timeout` passes (or the server closes).
+    private func waitForChange(after seen: UInt64, timeout: Duration) async {
+        guard generation == seen, !closing else { return }
+        let id = nextWaiter
+        nextWaiter += 1
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            waiters[id] = c
+            Task {
+                try? await Task.sleep(for: timeout)
+                await self.wake(id)
+            }
+        }
+    }
+
+    private func wake(_ id: Int) { waiters.removeValue(forKey: id)?.resume() }
+
+    public var isClosing: Bool { closing }
+
+    /// Answers every waiting long-poll now (the server is shutting down).
+    public func releaseWaiters() {
+        closing = true
+        changed()
+    }
+
+    /// A node's assignments and their digest, once they differ from `known` or `wait` has
+    /// passed: a long-poll, so idle agents cost one open request each and no polling.
+    public func assignments(node: NodeID, known: String?, wait: Duration) async -> (digest: String, items: [Assignment]) {
+        let deadline = ContinuousClock.now + wait
+        while true {
+            let items = engine.state.assignments(for: node)
+            let digest = Self.digest(items)
+            if digest != known || closing || ContinuousClock.now >= deadline { return (digest, items) }
+            await waitForChange(after: generation, timeout: deadline - ContinuousClock.now)
+        }
+    }
+
+    static func digest(_ items: [Assignment]) -> String {
+        var h: UInt64 = 14_695_981_039_346_656_037
+        let text = items.map {
+            "\($0.job)/\($0.attempt)/\($0.started)/\($0.stopRequested)/\($0.stopDeadline?.milliseconds ?? -1)/\($0.masterAddress ?? "")"
+        }.joined(separator: ";")
+        for b in text.utf8 {
+            h ^= UInt64(b)
+            h = h &* 1_099_511_628_211
+        }
+        return String(h, radix: 16)
+    }
+
+    public func authenticateAgent(secretHash: String) -> AgentToken? { engine.state.activeAgentToken(hash: secretHash) }
+
+    /// Records a heartbeat from `node`'s agent.
+    public func heard(from node: NodeID) { lastHeard[node] = clock() }
+
+    /// When `node`'s agent was last heard from (this server's start, if not since).
+    public func lastHeard(_ node: NodeID) -> Timestamp? {
+        guard let info = engine.state.nodes[node]?.agent else { return nil }
+        return lastHeard[node] ?? max(startedAt, info.registeredAt)
+    }
+
+    /// Networked nodes not heard from for more than `timeout` seconds, with when they last were.
+    public func silentNodes(timeout seconds: Int64) -> [(NodeID, Timestamp)] {
+        let now = clock()
+        return engine.state.agentNodes.compactMap { node in
+            guard let last = lastHeard(node), now.milliseconds - last.milliseconds > seconds * 1000 else { return nil }
+            return (node, last)
+        }
+    }
+
+    /// Keeps GPU samples of running jobs (the newest `Limits.maxSamplesPerGPU` per GPU);
+    /// samples of jobs no longer running are dropped.
+    public func addSamples(_ batch: [GPUSample]) {
+        for s in batch { samples[s.job, default: JobSamples()].add(s) }
+    }
+
+    /// Drops the samples of jobs that are no longer running.
+    public func pruneSamples() {
+        samples = samples.filter { engine.state.jobs[$0.key].map { !$0.state.isTerminal && $0.state != .queued } ?? false }
+    }
+
+    public func samples(of job: JobID) -> JobSamples? { samples[job] }
 
     public func read<T: Sendable>(_ body: @Sendable (State) throws -> T) rethrows -> T {
         try body(engine.state)
@@ -76,6 +183,8 @@ public actor ControlPlane {
         public let pricePerGPUHour: Money?
         /// GPUs x max_duration x price, when the spec has a max_duration.
         public let projectedCost: Money?
+        /// Why a submission would be refused for money (credit limit, budget), if it would.
+        public let refusal: String?
     }
 
     /// A dry run: for each tier, whether and when `spec` could start and at what price,
@@ -93,10 +202,19 @@ public actor ControlPlane {
             var s = spec
             s.tier = tier
             var probe = engine.state
-            _ = try probe.apply(
-                LogEntry(
-                    seq: probe.seq + 1, at: now, command: .submitJob(SubmitJob(org: org, spec: s, idempotencyKey: nil, by: key))),
-                commit: false)
+            // The money check comes last: when it is what refuses the spec, the quote still
+            // gives the price, with the refusal beside it.
+            var refusal: String?
+            do {
+                _ = try probe.apply(
+                    LogEntry(
+                        seq: probe.seq + 1, at: now,
+                        command: .submitJob(SubmitJob(org: org, spec: s, idempotencyKey: nil, by: key))),
+                    commit: false)
+            } catch {
+                guard let money = state.moneyRefusal(s, org: org, at: now), money == error.message else { throw error }
+                refusal = money
+            }
             let project = s.project ?? InternalOrg.defaultProject
             let pending = engine.state.pendingView(id: JobID("quote"), s, org: org, project: project)
             let alone = base.replacingPending([pending])
@@ -122,13 +240,15 @@ public actor ControlPlane {
             }
             if !plan.placements.isEmpty {
                 out.append(
-                    QuoteRow(tier: tier, startsNow: true, start: now, reasons: [], pricePerGPUHour: price, projectedCost: cost))
+                    QuoteRow(
+                        tier: tier, startsNow: true, start: now, reasons: [], pricePerGPUHour: price, projectedCost: cost,
+                        refusal: refusal))
             } else {
                 let start = scheduler.earliestStart(pending, in: base, now: now)?.at
                 out.append(
                     QuoteRow(
                         tier: tier, startsNow: false, start: start, reasons: plan.waits.first?.reasons ?? [],
-                        pricePerGPUHour: price, projectedCost: cost))
+                        pricePerGPUHour: price, projectedCost: cost, refusal: refusal))
             }
         }
         return out

@@ -50,6 +50,8 @@ extension API {
                 let pricePerGpuHour: String?
                 let projectedCost: String?
                 let currency: String
+                /// Set when a submission would be refused for money (credit limit, budget).
+                let refusedBecause: String?
             }
             let currency = await plane.read { $0.billing.currency.rawValue }
             return JSON.response(
@@ -58,7 +60,7 @@ extension API {
                         Row(
                             tier: $0.tier.rawValue, startsNow: $0.startsNow, earliestStart: $0.start?.description,
                             reasons: $0.reasons, pricePerGpuHour: $0.pricePerGPUHour?.description,
-                            projectedCost: $0.projectedCost?.description, currency: currency)
+                            projectedCost: $0.projectedCost?.description, currency: currency, refusedBecause: $0.refusal)
                     }, nextCursor: nil))
         }
         v1.get("jobs") { req, ctx in

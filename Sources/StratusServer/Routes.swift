@@ -10,6 +10,9 @@ import StratusLedger
 public struct API: Sendable {
     public let plane: ControlPlane
     public let files: JobFiles
+    /// What agents are told: how often to heartbeat, and when a silent node is lost.
+    public var heartbeatSeconds = Limits.defaultHeartbeatSeconds
+    public var nodeLostSeconds = Limits.defaultNodeLostSeconds
 
     public init(plane: ControlPlane, files: JobFiles) {
         self.plane = plane
@@ -20,6 +23,7 @@ public struct API: Sendable {
         let router = Router(context: StratusContext.self)
         router.add(middleware: ErrorMiddleware())
         router.get("/healthz") { _, _ in JSON.response(["status": "ok"]) }
+        addAgentEndpoints(router.group("v1/agent").add(middleware: AgentAuthMiddleware(plane: plane)))
         let v1 = router.group("v1").add(middleware: AuthMiddleware(plane: plane))
         v1.get("whoami") { _, ctx in
             let p = try ctx.caller()
@@ -32,6 +36,7 @@ public struct API: Sendable {
         addJobs(v1)
         addReservations(v1)
         addBilling(v1)
+        addNodeAdmin(v1)
         v1.get("usage") { req, ctx in try await usage(req, ctx.caller()) }
         v1.get("tiers") { _, ctx in
             _ = try ctx.caller()
@@ -221,16 +226,11 @@ public struct API: Sendable {
         }
         v1.get("fleet/nodes") { req, ctx in
             _ = try ctx.caller()
-            let nodes = await plane.read { s in
-                s.nodeOrder.map { id -> NodeView in
-                    let n = s.nodes[id]!
-                    let site = s.racks[n.rack]!.site
-                    return NodeView(
-                        name: id.rawValue, rack: n.rack.rawValue, site: site.rawValue,
-                        region: s.sites[site]!.region.rawValue, gpu: n.gpuModel, gpus: n.gpuCount,
-                        gpusFree: s.gpuHolders[id]!.filter { $0 == nil }.count, state: n.state.rawValue, labels: n.labels)
-                }
-            }
+            let heard = await plane.read { s in s.nodeOrder.filter { s.nodes[$0]!.agent != nil } }
+            var last: [NodeID: Timestamp] = [:]
+            for node in heard { last[node] = await plane.lastHeard(node) }
+            let seen = last
+            let nodes = await plane.read { s in s.nodeOrder.map { NodeView(s, $0, lastHeard: seen[$0]) } }
             return JSON.response(try Pagination.page(nodes, key: \.name, request: req, view: { $0 }))
         }
     }
@@ -243,11 +243,11 @@ public struct API: Sendable {
             var row = rows[n.gpuModel] ?? (0, 0, 0, 0, [:], [:])
             row.nodes += 1
             row.gpus += n.gpuCount
-            row.byState[n.state.rawValue, default: 0] += 1
+            row.byState[n.lostAt != nil ? "lost" : n.state.rawValue, default: 0] += 1
             for holder in s.gpuHolders[id]! {
                 if let job = holder.flatMap({ s.jobs[$0] }) {
                     row.byTier[job.spec.tier.rawValue, default: 0] += 1
-                } else if n.state == .ready {
+                } else if n.isSchedulable {
                     row.free += 1
                 } else {
                     row.unavailable += 1

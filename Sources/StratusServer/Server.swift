@@ -29,6 +29,11 @@ public struct Server {
         public var tiers: [Tier]?
         /// How long after a month ends its invoices are issued.
         public var invoiceGraceSeconds: Int64 = Limits.defaultInvoiceGraceSeconds
+        /// What networked agents are told: heartbeat interval, and silence before a node is lost.
+        public var heartbeatSeconds: Int64 = Limits.defaultHeartbeatSeconds
+        public var nodeLostSeconds: Int64 = Limits.defaultNodeLostSeconds
+        /// Load the demo fleet (8 nodes of 8 H100, run by in-process agents) into a new data directory.
+        public var demoFleet = true
 
         public init(dataDirectory: String, host: String, port: Int) {
             self.dataDirectory = dataDirectory
@@ -55,7 +60,7 @@ public struct Server {
             clock: { WallClock.now() })
         let state = await plane.state
         if !state.isBootstrapped {
-            try await bootstrap(plane, data: data)
+            try await bootstrap(plane, data: data, demoFleet: options.demoFleet)
         } else {
             logger.info(
                 "resumed from \(data)/stratus.db at log entry \(state.seq): \(state.jobs.count) jobs, \(state.nodes.count) nodes")
@@ -72,7 +77,9 @@ public struct Server {
             logger.info("tiers: \(tiers.map(\.rawValue).joined(separator: " > "))")
         }
         let files = JobFiles(root: data)
-        let api = API(plane: plane, files: files)
+        var api = API(plane: plane, files: files)
+        api.heartbeatSeconds = options.heartbeatSeconds
+        api.nodeLostSeconds = options.nodeLostSeconds
         let app = Application(
             router: api.router(),
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "stratus"),
@@ -80,6 +87,7 @@ public struct Server {
                 SchedulerService(plane: plane, interval: options.scheduleInterval, logger: logger),
                 LocalAgentsService(plane: plane, files: files, logger: logger),
                 BillingService(plane: plane, graceSeconds: options.invoiceGraceSeconds, logger: logger),
+                NodeMonitorService(plane: plane, lostAfterSeconds: options.nodeLostSeconds, logger: logger),
             ],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? options.port
@@ -94,16 +102,18 @@ public struct Server {
     }
 
     /// First start: the internal org, its default project, the operator key and the demo fleet.
-    static func bootstrap(_ plane: ControlPlane, data: String) async throws {
+    static func bootstrap(_ plane: ControlPlane, data: String, demoFleet: Bool) async throws {
         let secret = APIKeySecret.generate()
         try await plane.execute(
             .bootstrap(
                 CreateKey(
                     org: nil, role: .operatorAdmin, name: "operator (created by stratus up)",
                     secretHash: APIKeySecret.hash(secret), hint: APIKeySecret.hint(secret))))
-        var demo = FleetSpec.demo
-        for i in demo.nodes.indices { demo.nodes[i].labels[LocalAgentsService.label] = "true" }
-        try await plane.execute(.applyFleet(demo))
+        if demoFleet {
+            var demo = FleetSpec.demo
+            for i in demo.nodes.indices { demo.nodes[i].labels[LocalAgentsService.label] = "true" }
+            try await plane.execute(.applyFleet(demo))
+        }
         let keyPath = "\(data)/admin.key"
         guard
             FileManager.default.createFile(
@@ -111,7 +121,7 @@ public struct Server {
         else { throw StratusError(.internal, "cannot write \(keyPath)") }
         print(
             """
-            New Stratus control plane in \(data) with a demo fleet (8 nodes x 8 H100).
+            New Stratus control plane in \(data)\(demoFleet ? " with a demo fleet (8 nodes x 8 H100)" : " with an empty fleet").
             Operator admin key (shown once, also saved to \(keyPath), mode 0600):
 
                 \(secret)

@@ -41,16 +41,32 @@ public struct LocalAgentLink: AgentLink {
 
     public init(plane: ControlPlane) { self.plane = plane }
 
-    public func assignments(node: NodeID) async throws -> [Assignment] {
-        await plane.read { $0.assignments(for: node) }
+    public func assignments(node: NodeID, known: String?, wait: Duration) async throws -> AssignmentUpdate {
+        let (digest, items) = await plane.assignments(node: node, known: known, wait: wait)
+        return AssignmentUpdate(digest: digest, items: items)
     }
 
-    public func reportStarted(job: JobID, node: NodeID) async throws {
-        try await plane.execute(.allocationStarted(AllocationStarted(job: job, node: node)))
+    public func reportStarted(_ a: Assignment) async throws {
+        try await refusals {
+            try await plane.execute(.allocationStarted(AllocationStarted(job: a.job, node: a.node, attempt: a.attempt)))
+        }
     }
 
-    public func reportExited(job: JobID, node: NodeID, exitCode: Int32?, reason: String?) async throws {
-        try await plane.execute(.allocationExited(AllocationExited(job: job, node: node, exitCode: exitCode, reason: reason)))
+    public func reportExited(_ a: Assignment, exitCode: Int32?, reason: String?) async throws {
+        try await refusals {
+            try await plane.execute(
+                .allocationExited(
+                    AllocationExited(job: a.job, node: a.node, exitCode: exitCode, reason: reason, attempt: a.attempt)))
+        }
+    }
+
+    /// The control plane's refusals (a report about an ended run) are final.
+    private func refusals(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let error as StratusError where error.code != .internal && error.code != .unavailable {
+            throw AgentRefusal(error.message)
+        }
     }
 }
 
@@ -124,5 +140,32 @@ struct BillingService: Service {
                 try? await Task.sleep(for: .seconds(30))
             }
         }
+    }
+}
+
+/// Declares nodes lost when their agents stop heartbeating (`lostAfter` seconds, default
+/// 50: five missed heartbeats), and drops GPU samples of jobs that no longer run. On
+/// shutdown it answers every waiting long-poll so the server can stop at once.
+struct NodeMonitorService: Service {
+    let plane: ControlPlane
+    let lostAfterSeconds: Int64
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                for (node, last) in await plane.silentNodes(timeout: lostAfterSeconds) {
+                    do {
+                        try await plane.execute(.nodeLost(NodeLost(node: node, lastSeen: last)))
+                        logger.warning("node \(node) lost: no heartbeat since \(last)")
+                    } catch {
+                        logger.error("declaring \(node) lost failed: \(error)")
+                    }
+                }
+                await plane.pruneSamples()
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        await plane.releaseWaiters()
     }
 }

@@ -200,6 +200,13 @@ struct JobView: Encodable {
 }
 
 struct NodeView: Encodable {
+    struct AgentView: Encodable {
+        let address: String
+        let version: String
+        let registeredAt: String
+        let lastHeartbeat: String?
+        let gpus: [GPUDevice]
+    }
     let name: String
     let rack: String
     let site: String
@@ -207,8 +214,38 @@ struct NodeView: Encodable {
     let gpu: String
     let gpus: Int
     let gpusFree: Int
+    /// ready, cordoned, draining, drained (draining with no work left) or lost.
     let state: String
+    let stateReason: String?
+    let lostAt: String?
+    let jobs: [String]
     let labels: [String: String]
+    let agent: AgentView?
+
+    init(_ s: State, _ id: NodeID, lastHeard: Timestamp?) {
+        let n = s.nodes[id]!
+        let site = s.racks[n.rack]!.site
+        let holders = s.gpuHolders[id]!
+        var jobs: [String] = []
+        for case let job? in holders where !jobs.contains(job.rawValue) { jobs.append(job.rawValue) }
+        name = id.rawValue
+        rack = n.rack.rawValue
+        self.site = site.rawValue
+        region = s.sites[site]!.region.rawValue
+        gpu = n.gpuModel
+        gpus = n.gpuCount
+        gpusFree = holders.filter { $0 == nil }.count
+        state = n.lostAt != nil ? "lost" : n.state == .draining && jobs.isEmpty ? "drained" : n.state.rawValue
+        stateReason = n.stateReason
+        lostAt = n.lostAt?.description
+        self.jobs = jobs
+        labels = n.labels
+        agent = n.agent.map {
+            AgentView(
+                address: $0.address, version: $0.version, registeredAt: $0.registeredAt.description,
+                lastHeartbeat: lastHeard?.description, gpus: $0.gpus)
+        }
+    }
 }
 
 struct FleetSummary: Encodable {

@@ -117,7 +117,8 @@ struct Quote: AsyncParsableCommand {
                     let currency = Output.str(r["currency"])
                     let price = (r["price_per_gpu_hour"] as? String).map { "\($0) \(currency)" } ?? "-"
                     let cost = (r["projected_cost"] as? String).map { "\($0) \(currency)" } ?? "-"
-                    return [Output.str(r["tier"]), price, cost, start, (r["reasons"] as? [String])?.first ?? "-"]
+                    let why = (r["refused_because"] as? String).map { "refused: \($0)" } ?? (r["reasons"] as? [String])?.first
+                    return [Output.str(r["tier"]), price, cost, start, why ?? "-"]
                 })
         }
     }

@@ -11,10 +11,11 @@ struct Stratus: AsyncParsableCommand {
         commandName: "stratus",
         abstract: "Run an AI cloud: GPU fleet, tenants, jobs and usage.",
         subcommands: [
-            Up.self, Login.self, Launch.self, Status.self, Why.self, Quote.self, Logs.self, Cancel.self, Usage.self, Share.self,
+            Up.self, AgentCommand.self, Login.self, Launch.self, Status.self, Why.self, Quote.self, Logs.self, Top.self,
+            Cancel.self, Usage.self, Share.self,
             Quotas.self, Reservations.self, Prices.self, Invoices.self, InvoiceCommand.self, LedgerCommand.self, Budgets.self,
             Commitments.self, SLAs.self,
-            Fleet.self,
+            Fleet.self, Nodes.self,
             Orgs.self,
             Projects.self, Members.self, Keys.self, Bench.self,
         ])
@@ -80,6 +81,17 @@ struct Up: AsyncParsableCommand {
         help: "Tiers to offer, highest priority first (default: internal,reserved,on-demand,spot; spot, if offered, last).")
     var tiers: String?
 
+    @Flag(
+        name: .long, inversion: .prefixedNo,
+        help: "Load the demo fleet (8 nodes x 8 H100 run by in-process agents) into a new data directory.")
+    var demoFleet = true
+
+    @Option(name: .long, help: "How often networked agents heartbeat (e.g. 10s).")
+    var heartbeat = "10s"
+
+    @Option(name: .long, help: "Silence after which a networked agent's node is lost and its work ends as node_lost.")
+    var nodeLostAfter = "50s"
+
     func run() async throws {
         var logger = Logger(label: "stratus")
         logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
@@ -90,6 +102,12 @@ struct Up: AsyncParsableCommand {
                 throw StratusError(.invalidArgument, "--quota-reclaim: '\(quotaReclaim)' is not preempt or wait")
             }
             options.quotaReclaim = reclaim
+            options.demoFleet = demoFleet
+            options.heartbeatSeconds = try DurationText.parseSeconds(heartbeat, field: "--heartbeat")
+            options.nodeLostSeconds = try DurationText.parseSeconds(nodeLostAfter, field: "--node-lost-after")
+            guard options.heartbeatSeconds >= 1, options.nodeLostSeconds > options.heartbeatSeconds else {
+                throw StratusError(.invalidArgument, "--node-lost-after must be longer than --heartbeat (at least 1 s)")
+            }
             if let tiers {
                 options.tiers = try tiers.split(separator: ",").map { name throws(StratusError) in
                     guard let tier = Tier(rawValue: name.trimmingCharacters(in: .whitespaces)) else {

@@ -137,7 +137,7 @@ import Testing
             ).retry
         }
         #expect(try parse(.bool(false)) == .never)
-        #expect(try parse(.bool(true)).onEvents == [.preemption])
+        #expect(try parse(.bool(true)).onEvents == [.preemption, .nodeLost])
         let custom = try parse(
             .object([
                 (key: "on_events", value: .array([.string("interruption"), .string("error")])), (key: "limit", value: .int(3)),
@@ -146,7 +146,13 @@ import Testing
         #expect(throws: StratusError.self) { try parse(.object([(key: "on_events", value: .array([.string("sunspots")]))])) }
         #expect(throws: StratusError.self) { try parse(.object([(key: "limit", value: .int(-1))])) }
         #expect(throws: StratusError.self) { try parse(.object([(key: "when", value: .int(1))])) }
-        #expect(JobSpec(name: "x", gpuModel: "H100", gpusPerNode: 1, tier: .spot, run: "x").retry.onEvents == [.preemption])
-        #expect(JobSpec(name: "x", gpuModel: "H100", gpusPerNode: 1, run: "x").retry == .never)
+        #expect(
+            JobSpec(name: "x", gpuModel: "H100", gpusPerNode: 1, tier: .spot, run: "x").retry.onEvents == [
+                .preemption, .nodeLost,
+            ])
+        // Work of other tiers comes back only when its node is lost, a few times.
+        #expect(
+            JobSpec(name: "x", gpuModel: "H100", gpusPerNode: 1, run: "x").retry
+                == RetryPolicy(onEvents: [.nodeLost], limit: Limits.defaultNodeLostRetries))
     }
 }

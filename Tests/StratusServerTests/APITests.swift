@@ -160,7 +160,7 @@ import Testing
             let spot = try await client.call(
                 .post, "/v1/jobs", key: acme, body: jobBody("H100:8", extra: #""num_nodes":6,"tier":"spot""#))
             let retry = try #require(spot["retry"] as? [String: Any])
-            #expect(retry["on_events"] as? [String] == ["preemption"])
+            #expect(retry["on_events"] as? [String] == ["preemption", "node_lost"])
             #expect(retry["limit"] as? Int == 100)
             try await cloud.plane.schedule()
             let gang = try await client.call(

@@ -24,7 +24,7 @@ import Testing
     func withAgent(_ cloud: TestCloud, _ body: () async throws -> Void) async throws {
         var agent = NodeAgent(
             node: "node-1", link: LocalAgentLink(plane: cloud.plane), files: cloud.files, logger: Logger(label: "test"))
-        agent.pollInterval = .milliseconds(50)
+        agent.tickInterval = .milliseconds(50)
         agent.stopGraceSeconds = 2
         let task = Task { await agent.run() }
         defer { task.cancel() }

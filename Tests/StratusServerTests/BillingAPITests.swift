@@ -201,6 +201,16 @@ func usageEvent(
             #expect(
                 refused.errorMessage.hasPrefix("budget: projected cost 98.56 exceeds the 50.00 left"), "\(refused.errorMessage)")
             #expect(refused.errorMessage.contains("as spot it would cost at most 39.36"))
+            // A quote of the same spec still prices it, with the refusal beside the price.
+            let quote = try await client.call(
+                .post, "/v1/quotes", key: acmeMember, body: jobBody("H100:8", extra: #""max_duration":"2h""#))
+            #expect(quote.status == 200, "\(quote.text)")
+            let onDemand = quote.items.first { $0["tier"] as? String == "on-demand" }
+            #expect(onDemand?["projected_cost"] as? String == "98.56")
+            #expect((onDemand?["refused_because"] as? String)?.hasPrefix("budget: projected cost 98.56") == true)
+            let spotQuote = quote.items.first { $0["tier"] as? String == "spot" }
+            #expect(spotQuote?["projected_cost"] as? String == "39.36")
+            #expect(spotQuote?["refused_because"] == nil || spotQuote?["refused_because"] is NSNull)
             let spot = try await client.call(
                 .post, "/v1/jobs", key: acmeMember, body: jobBody("H100:8", extra: #""max_duration":"2h","on_budget":"spot""#))
             #expect(spot.status == 201, "\(spot.text)")

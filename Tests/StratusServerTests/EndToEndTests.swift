@@ -57,11 +57,11 @@ import Testing
         }
 
         /// Starts `stratus up` and waits until /healthz answers.
-        func up(logName: String) async throws {
+        func up(logName: String, _ extra: [String] = []) async throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
             // A relative data directory, as `stratus up` is usually run; cwd is `dir`.
-            p.arguments = ["up", "--data", "data", "--port", String(port)]
+            p.arguments = ["up", "--data", "data", "--port", String(port)] + extra
             p.currentDirectoryURL = URL(fileURLWithPath: dir)
             _ = FileManager.default.createFile(atPath: "\(dir)/\(logName)", contents: nil)
             let log = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(dir)/\(logName)"))
@@ -226,7 +226,7 @@ import Testing
         let admin = try String(contentsOfFile: "\(c.dir)/data/admin.key", encoding: .utf8).trimmingCharacters(
             in: .whitespacesAndNewlines)
         c.env["STRATUS_API_KEY"] = admin
-        try "resources: {accelerators: H100:8}\nnum_nodes: 8\nrun: echo $$ > $STRATUS_JOB_ID.pid; sleep 300\n"
+        try "resources: {accelerators: H100:8}\nnum_nodes: 8\nrun: echo $$ > $STRATUS_JOB_ID.pid; echo started; sleep 300\n"
             .write(toFile: "\(c.dir)/long.yaml", atomically: true, encoding: .utf8)
         try "resources: {accelerators: H100:1}\nrun: echo after\n".write(
             toFile: "\(c.dir)/small.yaml", atomically: true, encoding: .utf8)
@@ -252,10 +252,20 @@ import Testing
         #expect(AgentTests().alive(orphan), "the job outlives a kill -9 of the server")
 
         try await c.up(logName: "up2.log")
-        let lost = try await c.waitForState(long, "failed")
-        #expect((lost["reason"] as? String)?.contains("lost: control plane restarted while running") == true, "\(lost)")
+        // The restarted in-process agents adopt the job: it keeps running, not started twice.
+        try await Task.sleep(for: .seconds(2))
+        let adopted = c.cli(["status", long, "--json"]).json
+        #expect(adopted["state"] as? String == "running", "\(adopted)")
+        #expect(AgentTests().alive(orphan), "the adopted process still runs")
+        #expect(c.serverLog("up2.log").contains("adopted \(long)#1 (pid"), "\(c.serverLog("up2.log"))")
+        let log = (try? String(contentsOfFile: "\(c.dir)/data/logs/\(long)/node-1.log", encoding: .utf8)) ?? ""
+        #expect(log.components(separatedBy: "started").count == 2, "started once: \(log)")
+        // Stopping it still works through the adopted process group.
+        #expect(c.cli(["cancel", long]).code == 0)
+        let cancelled = try await c.waitForState(long, "cancelled")
+        #expect(cancelled["state"] as? String == "cancelled")
         try await Task.sleep(for: .milliseconds(300))
-        #expect(!AgentTests().alive(orphan), "the leftover process group was killed, so nothing runs twice")
+        #expect(!AgentTests().alive(orphan), "the adopted process group was stopped")
         // The queued job was acknowledged before the crash; now it runs.
         let done = try await c.waitForState(queued, "succeeded")
         #expect(done["id"] as? String == queued)
