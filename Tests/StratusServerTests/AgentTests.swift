@@ -161,3 +161,35 @@ import Testing
         return state != "Z" && state != "X"
     }
 }
+
+/// Reading what `nvidia-smi` prints, and naming the catalog model a driver reports.
+@Suite struct NvidiaSMITests {
+    @Test func devicesAndReadingsAreParsed() throws {
+        let devices = try NvidiaSMI.parseDevices(
+            """
+            0, GPU-5b1e6c4a-0000-1111-2222-333344445555, NVIDIA H100 80GB HBM3, 81559, 700.00
+            1, GPU-5b1e6c4a-0000-1111-2222-333344445556, NVIDIA H100 80GB HBM3, 81559, [N/A]
+
+            """)
+        #expect(devices.count == 2)
+        #expect(devices[0].uuid == "GPU-5b1e6c4a-0000-1111-2222-333344445555")
+        #expect(devices[0].memoryMib == 81559 && devices[0].powerLimitWatts == 700)
+        #expect(devices[1].powerLimitWatts == nil)
+        let readings = try NvidiaSMI.parseReadings("0, GPU-a, 98, 40321, 81559, 689.12\n1, GPU-b, 0, 1, 81559, [N/A]\n")
+        #expect(readings[0]?.utilizationPct == 98 && readings[0]?.memoryUsedMib == 40321 && readings[0]?.powerWatts == 689)
+        #expect(readings[1]?.powerWatts == nil)
+        #expect(throws: StratusError.self) { try NvidiaSMI.parseDevices("0, GPU-a, H100\n") }
+        #expect(throws: StratusError.self) { try NvidiaSMI.parseReadings("zero, GPU-a, 1, 2, 3\n") }
+    }
+
+    @Test func productNamesMapToCatalogModels() {
+        #expect(GPUCatalog.model(productName: "NVIDIA H100 80GB HBM3")?.name == "H100")
+        #expect(GPUCatalog.model(productName: "NVIDIA H100 PCIe")?.name == "H100")
+        #expect(GPUCatalog.model(productName: "NVIDIA A100-SXM4-80GB")?.name == "A100")
+        #expect(GPUCatalog.model(productName: "NVIDIA H200")?.name == "H200")
+        #expect(GPUCatalog.model(productName: "NVIDIA B200")?.name == "B200")
+        #expect(GPUCatalog.model(productName: "NVIDIA GB200")?.name == "GB200")
+        #expect(GPUCatalog.model(productName: "NVIDIA GeForce RTX 4090") == nil)
+        #expect(GPUCatalog.model(productName: "Tesla T4") == nil)
+    }
+}

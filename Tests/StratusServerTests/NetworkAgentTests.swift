@@ -33,18 +33,30 @@ import Testing
         var processes: [String: Process] = [:]
         init(_ cluster: Cluster) { self.cluster = cluster }
 
-        /// Starts `stratus agent` for `node` (2 GPUs from the nvidia-smi stand-in).
-        func start(_ node: String, prefix: String, token: String = "agent.token") throws {
+        /// Starts `stratus agent` for `node` (2 GPUs from the nvidia-smi stand-in), with
+        /// flags, or (`fromConfig`) with a config file and the environment.
+        func start(_ node: String, prefix: String, token: String = "agent.token", fromConfig: Bool = false) throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
-            p.arguments = [
-                "agent", "--server", "http://127.0.0.1:\(cluster.port)", "--token-file", token, "--node", node, "--rack",
-                "rack-1",
-                "--address", "127.0.0.1", "--work-dir", "agent-\(node)", "--nvidia-smi", "\(cluster.dir)/nvidia-smi",
-                "--sample-interval", "1s",
-            ]
-            p.currentDirectoryURL = URL(fileURLWithPath: cluster.dir)
             var env = ProcessInfo.processInfo.environment
+            if fromConfig {
+                let config = "\(cluster.dir)/agent-\(node).yaml"
+                let yaml = [
+                    "token_file: \(token)", "rack: rack-1", "address: 127.0.0.1", "work_dir: agent-\(node)",
+                    "nvidia_smi: \(cluster.dir)/nvidia-smi", "sample_interval: 1s", "labels: {pool: config}",
+                ]
+                try yaml.joined(separator: "\n").write(toFile: config, atomically: true, encoding: .utf8)
+                p.arguments = ["agent", "--config", config]
+                env["STRATUS_SERVER"] = "http://127.0.0.1:\(cluster.port)"
+                env["STRATUS_NODE"] = node
+            } else {
+                p.arguments = [
+                    "agent", "--server", "http://127.0.0.1:\(cluster.port)", "--token-file", token, "--node", node, "--rack",
+                    "rack-1", "--address", "127.0.0.1", "--work-dir", "agent-\(node)", "--nvidia-smi",
+                    "\(cluster.dir)/nvidia-smi", "--sample-interval", "1s",
+                ]
+            }
+            p.currentDirectoryURL = URL(fileURLWithPath: cluster.dir)
             env["FAKE_GPU_PREFIX"] = prefix
             env["STRATUS_API_KEY"] = nil
             p.environment = env
@@ -91,7 +103,7 @@ import Testing
         #expect(token.code == 0, "\(token.err)")
         let agents = Agents(c)
         try agents.start("gpu-a", prefix: "aaaa")
-        try agents.start("gpu-b", prefix: "bbbb")
+        try agents.start("gpu-b", prefix: "bbbb", fromConfig: true)
         try await waitFor("both agents registered") {
             let nodes = c.cli(["nodes", "--json"]).json["items"] as? [[String: Any]] ?? []
             return nodes.filter { $0["state"] as? String == "ready" }.count == 2
@@ -125,6 +137,8 @@ import Testing
         #expect(gpus.first?["uuid"] as? String == "GPU-aaaa-0000-1111")
         #expect(gpus.first?["memory_mib"] as? Int == 81559)
         #expect(node["gpu"] as? String == "H100")
+        // gpu-b's agent took its settings from a config file and the environment.
+        #expect((c.cli(["nodes", "show", "gpu-b", "--json"]).json["labels"] as? [String: String])?["pool"] == "config")
 
         let job = try launch(
             c,
