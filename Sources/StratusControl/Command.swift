@@ -560,12 +560,22 @@ public enum SLAObjective: Codable, Equatable, Sendable {
     case onDemandStartSeconds(Int64)
     /// A preempted spot job gets at least this many seconds of notice.
     case spotNoticeSeconds(Int64)
+    /// Each capacity block delivers at least this share (in thousandths: 995 is 99.5%)
+    /// of its reserved GPU-hours each month; work interrupted by a lost node is not
+    /// delivered from the loss until it runs again.
+    case reservedAvailabilityPermille(Int64)
 
     public var description: String {
         switch self {
         case .onDemandStartSeconds(let s): "on-demand jobs start within \(s) s"
         case .spotNoticeSeconds(let s): "spot preemption notice of at least \(s) s"
+        case .reservedAvailabilityPermille(let p): "capacity blocks deliver \(Self.percent(p)) of reserved GPU-hours per month"
         }
+    }
+
+    /// 995 as "99.5%".
+    public static func percent(_ permille: Int64) -> String {
+        permille % 10 == 0 ? "\(permille / 10)%" : "\(permille / 10).\(permille % 10)%"
     }
 }
 

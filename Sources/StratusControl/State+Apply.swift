@@ -658,6 +658,7 @@ extension State {
             updated.endedAt = at
             billing.releaseJob(updated.id.rawValue, at: at)
             updated.reason = "cancelled by \(c.by) while queued"
+            closeOutages(c.job, reservation: job.spec.reservation, at: at)
         } else {
             updated.cancelRequested = true
             updated.reason = "cancel requested by \(c.by)"
@@ -809,6 +810,7 @@ extension State {
             }
             job.state = .starting
             job.reason = p.reason
+            closeOutages(job.id, reservation: job.spec.reservation, at: at)
             job.record("placed", "\(p.reason): \(p.nodes.map { "\($0.node)\($0.gpus)" }.joined(separator: " "))", at: at)
             jobs[p.job] = job
             nominations[p.job] = nil
@@ -963,6 +965,7 @@ extension State {
         }
         job.endedAt = at
         billing.releaseJob(job.id.rawValue, at: at)
+        closeOutages(job.id, reservation: job.spec.reservation, at: at)
         if job.cancelRequested {
             job.state = .cancelled
         } else if job.preemptedBy != nil {

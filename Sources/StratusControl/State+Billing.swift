@@ -62,6 +62,7 @@ extension State {
         if billing.isClosed(c.period) { return .unchanged(c.period.description) }
         if let problem = billing.closeProblem(c.period, now: at) { throw problem }
         guard commit else { return .applied(c.period.description) }
+        checkReservedAvailability(c.period, at: at)
         billing.close(c.period, now: at)
         return .applied(c.period.description)
     }
@@ -324,6 +325,8 @@ extension State {
         switch c.objective {
         case .onDemandStartSeconds(let s), .spotNoticeSeconds(let s):
             guard s >= 0, s <= 30 * 86400 else { throw StratusError(.invalidArgument, "seconds: 0 to 30 days") }
+        case .reservedAvailabilityPermille(let p):
+            guard p >= 500, p <= 1000 else { throw StratusError(.invalidArgument, "target: between 50% and 100%") }
         }
         guard slas.count < Limits.maxSLAs else { throw StratusError(.limitExceeded, "slas: at most \(Limits.maxSLAs)") }
         let id = "sla-\(slas.count + 1)"
@@ -344,6 +347,8 @@ extension State {
                 if job.spec.tier == .onDemand, job.attempt == 0, waited > limit {
                     breach = "\(job.id) started \(waited) s after submission (SLA: \(limit) s)"
                 }
+            case .reservedAvailabilityPermille:
+                continue  // checked per month at close
             case .spotNoticeSeconds(let minimum):
                 if job.spec.tier == .spot, job.preemptedBy != nil, let noticeAt = alloc.noticeAt {
                     let given = noticeAt.milliseconds(until: min(at, alloc.stopDeadline ?? at)) / 1000
@@ -368,6 +373,70 @@ extension State {
                 description: "SLA \(sla.id): \(breach); \(sla.creditPercent)% of \(charged)", amount: amount)
             try? billing.grant(org: job.org, credit, at: at)
         }
+    }
+
+    /// At a month's close: each capacity block that was not delivered as its SLA
+    /// promises (reserved GPU-seconds in the month, less those its work lost to node
+    /// failures until it ran again) credits the SLA's share of what the month of the
+    /// block cost.
+    mutating func checkReservedAvailability(_ period: Period, at: Timestamp) {
+        let targets = slas.compactMap { sla -> (SLA, Int64)? in
+            if case .reservedAvailabilityPermille(let p) = sla.objective { return (sla, p) }
+            return nil
+        }
+        guard !targets.isEmpty else { return }
+        for r in reservations.values.sorted(by: { $0.id < $1.id }) where r.org != InternalOrg.id {
+            let from = max(r.start, period.start)
+            let to = min(r.cancelledAt ?? r.end, r.end, period.end)
+            guard from < to else { continue }
+            let reserved = Int64(r.gpus) * (from.milliseconds(until: to) / 1000)
+            var lost: Int64 = 0
+            for o in reservationOutages[r.id] ?? [] {
+                let a = max(o.from, from)
+                let b = min(o.to ?? at, to)
+                if a < b { lost += Int64(o.gpus) * (a.milliseconds(until: b) / 1000) }
+            }
+            lost = min(lost, reserved)
+            guard reserved > 0 else { continue }
+            let deliveredBasisPoints = (reserved - lost) * 10_000 / reserved
+            for (sla, target) in targets where sla.org == nil || sla.org == r.org {
+                guard (reserved - lost) * 1000 < target * reserved else { continue }
+                let region = r.site.flatMap { sites[$0]?.region.rawValue } ?? SKU.anyRegion
+                let price =
+                    billing.prices.price(org: r.org, SKU(gpuModel: r.gpuModel, region: region, tier: .reserved), at: r.start)
+                    ?? .zero
+                let charged = Money.charge(gpuSeconds: reserved, pricePerGPUHour: price)
+                let amount = Money(
+                    micros: charged.micros * Int64(sla.creditPercent) / 100 / Money.microsPerCent * Money.microsPerCent)
+                guard amount.micros > 0 else { continue }
+                let hundredths = deliveredBasisPoints % 100
+                let delivered = "\(deliveredBasisPoints / 100).\(hundredths < 10 ? "0" : "")\(hundredths)%"
+                let credit = Credit(
+                    id: "\(sla.id)/\(r.id)/\(period)", kind: .sla,
+                    description:
+                        "SLA \(sla.id): \(r.id) delivered \(delivered) of its \(reserved / 3600) reserved GPU-hours in \(period) (SLA: \(SLAObjective.percent(target))); \(sla.creditPercent)% of \(charged)",
+                    amount: amount)
+                try? billing.grant(org: r.org, credit, at: at)
+            }
+        }
+        // Outages of blocks that have ended and been checked are no longer needed.
+        reservationOutages = reservationOutages.filter { id, _ in
+            guard let r = reservations[id] else { return false }
+            return min(r.cancelledAt ?? r.end, r.end) > period.end
+        }
+    }
+
+    /// Work of a capacity block interrupted by a lost node: not delivered from the loss.
+    mutating func openOutage(_ job: Job, gpus: Int, from: Timestamp) {
+        guard let r = job.spec.reservation else { return }
+        reservationOutages[r, default: []].append(Outage(job: job.id, gpus: gpus, from: from))
+    }
+
+    /// The interrupted work runs again (or ended): delivery resumes at `at`.
+    mutating func closeOutages(_ job: JobID, reservation: ReservationID?, at: Timestamp) {
+        guard let r = reservation, var list = reservationOutages[r] else { return }
+        for i in list.indices where list[i].job == job && list[i].to == nil { list[i].to = max(list[i].from, at) }
+        reservationOutages[r] = list
     }
 
     // MARK: capacity blocks

@@ -151,6 +151,7 @@ extension State {
             marked.lostNode = c.node
             marked.record("node_lost", "\(c.node) was lost (last heard from at \(c.lastSeen))", at: at)
             let endedAt = max(job.allocations[i].startedAt ?? c.lastSeen, c.lastSeen)
+            openOutage(job, gpus: job.allocations[i].gpus.count, from: c.lastSeen)
             endAllocation(marked, i, record: record, endedAt: endedAt, exitCode: nil, reason: reason, at: at)
         }
         return .applied(c.node.rawValue)

@@ -39,6 +39,8 @@ public struct State: Codable, Equatable, Sendable {
     /// Capacity blocks, cancelled and ended ones included.
     public internal(set) var reservations: [ReservationID: Reservation] = [:]
     var nextReservation: UInt64 = 1
+    /// Capacity-block work interrupted by lost nodes, per block (for the availability SLA).
+    public internal(set) var reservationOutages: [ReservationID: [Outage]] = [:]
     /// GPUs held for a queued job while the spot work it preempted stops.
     public internal(set) var nominations: [JobID: [NodeAssignment]] = [:]
 

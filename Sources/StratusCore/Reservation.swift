@@ -2,6 +2,22 @@
 /// held for one project from `start` until `end`. Only jobs that name it run in it, in
 /// the reserved tier; while its jobs do not use it, spot work may, and is preempted when
 /// they need it.
+/// GPUs of a capacity block whose work a lost node interrupted, from the loss until the
+/// work ran again (or ended): capacity not delivered, for the availability SLA.
+public struct Outage: Codable, Equatable, Sendable {
+    public let job: JobID
+    public let gpus: Int
+    public let from: Timestamp
+    public var to: Timestamp?
+
+    public init(job: JobID, gpus: Int, from: Timestamp, to: Timestamp? = nil) {
+        self.job = job
+        self.gpus = gpus
+        self.from = from
+        self.to = to
+    }
+}
+
 public struct Reservation: Codable, Equatable, Sendable {
     public let id: ReservationID
     public let org: OrgID

@@ -507,11 +507,21 @@ extension API {
             let org = try body.string("org").map { OrgID($0) }
             let kind = try body.requiredString("objective")
             let seconds = try body.int("seconds") ?? -1
+            let target = try body.string("target")
             let objective: SLAObjective
             switch kind {
             case "on_demand_start": objective = .onDemandStartSeconds(seconds)
             case "spot_notice": objective = .spotNoticeSeconds(seconds)
-            default: throw StratusError(.invalidArgument, "objective: '\(kind)' is not on_demand_start or spot_notice")
+            case "reserved_availability":
+                guard let target else { throw StratusError(.invalidArgument, "target: required, e.g. 99.5%") }
+                let text = target.hasSuffix("%") ? String(target.dropLast()) : target
+                guard let percentTenths = DecimalText.parse(text.trimmingCharacters(in: .whitespaces), scale: 10) else {
+                    throw StratusError(.invalidArgument, "target: '\(target)' is not a percentage with at most one decimal")
+                }
+                objective = .reservedAvailabilityPermille(percentTenths)
+            default:
+                throw StratusError(
+                    .invalidArgument, "objective: '\(kind)' is not on_demand_start, spot_notice or reserved_availability")
             }
             let creditText = try body.requiredString("credit")
             guard let percent = Int(creditText.hasSuffix("%") ? String(creditText.dropLast()) : creditText) else {

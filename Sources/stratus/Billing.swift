@@ -537,16 +537,23 @@ struct SLAs: AsyncParsableCommand {
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create an SLA (operators).",
-            discussion: "Example: stratus slas create --objective on_demand_start --seconds 300 --credit 10%")
-        @Option(name: .long, help: "on_demand_start or spot_notice.") var objective: String
-        @Option(name: .long, help: "The limit: most seconds to start, or least seconds of notice.") var seconds: Int
+            discussion: """
+                Examples: stratus slas create --objective on_demand_start --seconds 300 --credit 10%
+                          stratus slas create --objective reserved_availability --target 99.5% --credit 10%
+                """)
+        @Option(name: .long, help: "on_demand_start, spot_notice or reserved_availability.") var objective: String
+        @Option(name: .long, help: "The limit: most seconds to start, or least seconds of notice.") var seconds: Int?
+        @Option(name: .long, help: "For reserved_availability: share of reserved GPU-hours delivered per month, e.g. 99.5%.")
+        var target: String?
         @Option(name: .long, help: "Share of the affected work's charges credited, e.g. 10%.") var credit: String
         @Option(name: .long, help: "Only this org (default: every tenant).") var org: String?
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
             try await cli {
-                var body: [String: Any] = ["objective": objective, "seconds": seconds, "credit": credit]
+                var body: [String: Any] = ["objective": objective, "credit": credit]
+                if let seconds { body["seconds"] = seconds }
+                if let target { body["target"] = target }
                 if let org { body["org"] = org }
                 let obj = try await global.client().object(.POST, "/v1/slas", body: try jsonData(body))
                 print("Created \(Output.str(obj["id"])).")

@@ -775,3 +775,63 @@ enum Meter {
         #expect(e.state == before)
     }
 }
+
+@Suite struct ReservedAvailabilityTests {
+    /// A 5-day block of 8 H100; its work loses its node for 2 hours before it runs again:
+    /// 16 of 960 reserved GPU-hours not delivered (98.33%). An SLA of 99.5% is breached
+    /// and credits 10% of the month's block (960 x 4.92 = 4723.20): 472.32. One of 98%
+    /// is not.
+    @Test func aBlockThatLosesItsNodeCreditsItsSLA() throws {
+        var e = try Meter.engine()
+        let t0 = Meter.t0
+        try e.execute(
+            .setPrices(
+                SetPrices(list: [
+                    ListPrice(
+                        sku: SKU(gpuModel: "H100", region: "*", tier: .reserved),
+                        point: PricePoint(from: Timestamp(seconds: 1_700_000_000), price: Money.parse("4.92")!))
+                ])), at: t0)
+        try e.execute(.createSLA(CreateSLA(org: nil, objective: .reservedAvailabilityPermille(995), creditPercent: 10)), at: t0)
+        try e.execute(
+            .createSLA(CreateSLA(org: "acme", objective: .reservedAvailabilityPermille(980), creditPercent: 50)), at: t0)
+        try e.execute(
+            .createAgentToken(CreateAgentToken(name: "fleet", node: nil, secretHash: Fixture.hash(100), hint: "sa_")), at: t0)
+        try e.execute(NodeAgentStateTests.register("node-1", rack: nil), at: t0)
+        for i in 2...8 {
+            try e.execute(
+                .setNodeState(
+                    SetNodeState(
+                        node: NodeID("node-\(i)"), state: .cordoned, reason: nil, requeue: false, noticeSeconds: 0, by: "key-1")),
+                at: t0)
+        }
+        let start = t0.adding(seconds: 600)
+        let block = ReservationSpec(
+            project: nil, gpuModel: "H100", gpus: 8, racks: nil, site: nil, start: .at(start), durationSeconds: 120 * 3600,
+            end: nil)
+        let id = ReservationID(
+            try e.execute(.createReservation(CreateReservation(org: "acme", spec: block, by: "key-1")), at: t0).id)
+        var spec = Fixture.spec(8, tier: .reserved)
+        spec.reservation = id
+        let job = try Fixture.submit(&e, spec, at: t0)
+        try e.schedule(at: start)
+        try e.execute(.allocationStarted(AllocationStarted(job: job, node: "node-1", attempt: 0)), at: start)
+        let lastSeen = start.adding(seconds: 3600)
+        try e.execute(.nodeLost(NodeLost(node: "node-1", lastSeen: lastSeen)), at: lastSeen.adding(seconds: 60))
+        #expect(e.state.jobs[job]?.state == .queued)
+        #expect(try e.schedule(at: lastSeen.adding(seconds: 120)).placements.isEmpty, "nowhere to run: capacity not delivered")
+        try e.execute(NodeAgentStateTests.register("node-1", rack: nil), at: lastSeen.adding(seconds: 7000))
+        let back = lastSeen.adding(seconds: 7200)
+        #expect(try e.schedule(at: back).placements.first?.job == job)
+        #expect(e.state.reservationOutages[id]?.first?.to == back)
+
+        let september = Period(containing: t0)
+        try e.execute(.closePeriod(ClosePeriod(period: september)), at: september.end.adding(seconds: 86400))
+        let next = e.state.billing.preview(org: "acme", now: september.end.adding(seconds: 86400))
+        let credits = next.credits.filter { $0.id.hasPrefix("sla-") }
+        #expect(credits.map(\.amount.description) == ["472.32"], "\(credits)")
+        #expect(credits.first?.description.contains("delivered 98.33% of its 960 reserved GPU-hours") == true)
+        #expect(credits.first?.description.contains("(SLA: 99.5%)") == true)
+        #expect(e.state.billing.ledger.checkBalanced())
+        #expect(e.state.reservationOutages[id] == nil, "the block ended in the closed month: its outages are dropped")
+    }
+}
