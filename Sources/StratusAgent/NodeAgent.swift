@@ -75,7 +75,9 @@ final class Workload {
     let startTicks: UInt64
     /// Set for processes this agent started; nil for adopted ones.
     let process: Process?
-    let startedAtMs: Int64
+    /// When its max_duration clock started: once the control plane knew it started (so
+    /// the run never gets less than its max_duration of billed time).
+    var startedAtMs: Int64
     var termSentAtMs: Int64?
     /// For a preemption or drain: when to kill, from the notice's deadline.
     var killAtMs: Int64?
@@ -115,6 +117,7 @@ actor AgentRuntime {
     /// Workloads that ended and whose last output is uploaded before their exit is reported.
     var finished: [RunKey: Workload] = [:]
     var registered = false
+    var flushing = false
 
     init(agent: NodeAgent) { self.agent = agent }
 
@@ -177,6 +180,7 @@ actor AgentRuntime {
                 latest = update
                 backoff = 1
                 tick()
+                await flush()
             } catch is CancellationError {
                 return
             } catch {
@@ -325,6 +329,11 @@ actor AgentRuntime {
     /// Uploads new output and sends queued reports, in order; a report the control plane
     /// refuses is dropped, one that fails to arrive is retried on the next tick.
     func flush() async {
+        // Called from the tick loop and after each assignments update; the actor is
+        // reentrant at every await, so one flush at a time.
+        guard !flushing else { return }
+        flushing = true
+        defer { flushing = false }
         if agent.link.uploadsLogs, latest != nil {
             for w in Array(workloads.values) + Array(finished.values) { await shipLog(w) }
         }
@@ -333,6 +342,10 @@ actor AgentRuntime {
                 switch report {
                 case .started(let a):
                     try await agent.link.reportStarted(a)
+                    if let w = workloads[RunKey(job: a.job, attempt: a.attempt)] {
+                        w.startedAtMs = Self.nowMs()
+                        saveRecord(w)
+                    }
                 case .exited(let a, let code, let reason):
                     let key = RunKey(job: a.job, attempt: a.attempt)
                     if let w = finished[key], agent.link.uploadsLogs {
@@ -423,7 +436,8 @@ actor AgentRuntime {
             let started = Self.nowMs()
             let ticks = Self.startTicks(pid) ?? 0
             let record = RunRecord(assignment: a, pid: pid, startTicks: ticks, startedAtMs: started)
-            try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: agent.files.runPath(job: a.job, node: node)))
+            try JSONEncoder().encode(record).write(
+                to: URL(fileURLWithPath: agent.files.runPath(job: a.job, node: node)), options: .atomic)
             try? String(pid).write(toFile: agent.files.pidPath(job: a.job, node: node), atomically: true, encoding: .utf8)
             let gpus = a.gpuUuids?.joined(separator: ",") ?? a.gpus.map(String.init).joined(separator: ",")
             agent.logger.info("agent \(node): started \(a.job) pid \(pid) on GPUs \(gpus)")
@@ -432,6 +446,12 @@ actor AgentRuntime {
             agent.logger.error("agent \(node): cannot start \(a.job): \(error)")
             return nil
         }
+    }
+
+    func saveRecord(_ w: Workload) {
+        let record = RunRecord(assignment: w.assignment, pid: w.pid, startTicks: w.startTicks, startedAtMs: w.startedAtMs)
+        let path = agent.files.runPath(job: w.assignment.job, node: node)
+        try? JSONEncoder().encode(record).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
     /// The job's environment: a minimal inherited base, the job's own variables, then

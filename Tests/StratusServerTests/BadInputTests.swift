@@ -156,6 +156,9 @@ import Testing
             if file == "fleet.yaml" {
                 let fleet = try FleetSpec.parse(value)
                 #expect(fleet.racks.allSatisfy { $0.block == "spine-1" }, "\(file)")
+            } else if file == "lab.yaml" {
+                let fleet = try FleetSpec.parse(value)
+                #expect(fleet.racks.map(\.id) == ["lab-1"] && fleet.nodes.isEmpty)
             } else {
                 let job = try JobSpec.parse(value)
                 if file == "reserved.yaml" { #expect(job.reservation == "res-1" && job.tier == .reserved) }

@@ -124,7 +124,10 @@ import Testing
                 if last["state"] as? String == wanted { return last }
                 try await Task.sleep(for: .milliseconds(200))
             }
-            Issue.record("\(job) never reached \(wanted): \(last)")
+            let nodes = cli(["nodes"]).out
+            let logs = (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.hasSuffix(".log") } ?? []
+            let tails = logs.map { "\($0): \(serverLog($0).suffix(3000))" }.joined(separator: "\n")
+            Issue.record("\(job) never reached \(wanted): \(last)\nnodes:\n\(nodes)\n\(tails)")
             return last
         }
 
