@@ -76,7 +76,7 @@ public actor ControlPlane {
             waiters[id] = c
             Task {
                 try? await Task.sleep(for: timeout)
-                await self.wake(id)
+                self.wake(id)
             }
         }
     }
