@@ -35,6 +35,10 @@ let package = Package(
             swiftSettings: strict),
         .target(name: "StratusStore", dependencies: ["StratusCore", "StratusControl"], swiftSettings: strict),
         .target(
+            name: "StratusSimulation",
+            dependencies: ["StratusCore", "StratusScheduler", "StratusLedger", "StratusControl", "StratusStore"],
+            swiftSettings: strict),
+        .target(
             name: "StratusStoreSQLite",
             dependencies: ["StratusStore", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict),
@@ -59,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "stratus",
             dependencies: [
-                "StratusServer",
+                "StratusServer", "StratusSimulation",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -68,7 +72,9 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "StratusCoreTests",
-            dependencies: ["StratusCore", "StratusScheduler", "StratusLedger", "StratusControl", "StratusStore"],
+            dependencies: [
+                "StratusCore", "StratusScheduler", "StratusLedger", "StratusControl", "StratusStore", "StratusSimulation",
+            ],
             exclude: ["Golden"],
             swiftSettings: strict),
         .testTarget(

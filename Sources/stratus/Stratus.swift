@@ -17,7 +17,7 @@ struct Stratus: AsyncParsableCommand {
             Commitments.self, SLAs.self,
             Fleet.self, Nodes.self,
             Orgs.self,
-            Projects.self, Members.self, Keys.self, Bench.self,
+            Projects.self, Members.self, Keys.self, Sim.self, Bench.self,
         ])
 }
 

@@ -370,3 +370,45 @@ import Testing
         #expect(try await c.stop() == 0)
     }
 }
+
+/// `stratus sim` as a user runs it: the same trace twice, in two processes, gives the
+/// same summary byte for byte (no hashing order or wall clock leaks into the run).
+@Suite struct SimulationCLITests {
+    @Test func aTraceRunTwiceGivesTheSameSummary() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: EndToEndTests.binary))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stratus-sim-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // 300 jobs from 5 virtual clusters over a day, 1-32 GPUs: enough to queue on 64 GPUs.
+        var rows = ["timestamp,duration,num_gpus,gpu_time,cluster"]
+        var x: UInt64 = 7
+        for i in 0..<300 {
+            x = x &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let gpus = [1, 1, 2, 4, 8, 16, 32][Int(x >> 40) % 7]
+            let minute = i * 4 + Int(x >> 50) % 4
+            let duration = 60 + Int(x >> 33) % 7200
+            rows.append(
+                "2017-10-01 \(String(format: "%02d:%02d", minute / 60 % 24, minute % 60)):00,\(duration).0,\(gpus),0,vc\(Int(x >> 45) % 5)"
+            )
+        }
+        try rows.joined(separator: "\n").write(toFile: "\(dir)/trace.csv", atomically: true, encoding: .utf8)
+        var outputs: [Data] = []
+        for run in 0..<2 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
+            p.arguments = ["sim", "--philly", "\(dir)/trace.csv", "--gpus", "64", "--out", "\(dir)/out\(run)"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0)
+            outputs.append(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/out\(run)/summary.json")))
+        }
+        #expect(outputs[0] == outputs[1])
+        let summary = try JSONSerialization.jsonObject(with: outputs[0]) as? [String: Any] ?? [:]
+        #expect(summary["jobs"] as? Int == 300)
+        #expect(summary["ledger_balanced"] as? Bool == true)
+        let queued = ((summary["tiers"] as? [String: Any])?["on-demand"] as? [String: Any])?["queue_delay_seconds"]
+        #expect(((queued as? [String: Any])?["p99"] as? Int ?? 0) > 0, "the trace queues on 64 GPUs")
+    }
+}

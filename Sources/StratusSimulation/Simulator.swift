@@ -1,0 +1,331 @@
+import StratusControl
+import StratusCore
+import StratusLedger
+import StratusScheduler
+import StratusStore
+
+/// A discrete-event run of the production state machine (scheduler and ledger,
+/// unchanged) on a simulated clock: trace jobs arrive, the scheduler places them,
+/// simulated agents start them at once and end them after their duration (or at a
+/// preemption's deadline), and the ledger rates their usage. No sockets, no SQL, no wall
+/// clock; the same inputs give the same run.
+public struct Simulation {
+    public struct Config: Sendable {
+        public var fleet: FleetSpec
+        public var jobs: [TraceJob]
+        public var preemptionNoticeSeconds: Int64 = Limits.defaultPreemptionNoticeSeconds
+        /// GPUs per node the trace's jobs are shaped for (gangs of whole nodes beyond it).
+        public var gpusPerNode = 8
+        public var gpuModel = "H100"
+
+        public init(fleet: FleetSpec, jobs: [TraceJob]) {
+            self.fleet = fleet
+            self.jobs = jobs
+        }
+    }
+
+    public struct Progress: Sendable {
+        public let now: Timestamp
+        public let events: Int
+        public let arrived: Int
+        public let finished: Int
+        public let queued: Int
+    }
+
+    enum Event: Comparable {
+        case finish(JobID, attempt: Int)
+        case stop(JobID, attempt: Int)
+        case arrival(Int)
+
+        static func < (a: Event, b: Event) -> Bool { a.order < b.order }
+
+        /// Ends before arrivals at the same moment, so freed GPUs are seen at once.
+        var order: (Int, String, Int) {
+            switch self {
+            case .finish(let j, let a): (0, j.rawValue, a)
+            case .stop(let j, let a): (1, j.rawValue, a)
+            case .arrival(let i): (2, "", i)
+            }
+        }
+    }
+
+    let config: Config
+    public private(set) var engine: Engine
+    public private(set) var now: Timestamp
+    var heap = EventHeap<Event>()
+    var jobIndex: [JobID: Int] = [:]
+    var stats = Stats()
+
+    struct Stats {
+        var events = 0
+        var arrived = 0
+        var refused = 0
+        var finished = 0
+        var preemptions = 0
+        var firstStart: [JobID: Timestamp] = [:]
+        var ended: [JobID: Timestamp] = [:]
+        /// GPU-seconds allocated, by tier.
+        var busyGPUMillis: [Tier: Int64] = [:]
+        var busy: [Tier: Int] = [:]
+    }
+
+    public init(_ config: Config) throws {
+        self.config = config
+        let start = config.jobs.first?.submit ?? Timestamp(seconds: 0)
+        now = start
+        engine = try Engine(
+            store: MemoryStore(), scheduler: TieredScheduler(preemptionNoticeSeconds: config.preemptionNoticeSeconds))
+        try engine.execute(
+            .bootstrap(
+                CreateKey(
+                    org: nil, role: .operatorAdmin, name: "simulator", secretHash: String(repeating: "0", count: 64), hint: "")
+            ), at: start)
+        try engine.execute(.applyFleet(config.fleet), at: start)
+        try engine.execute(
+            .setPrices(SetPrices(list: PriceBook.defaultPoints(at: start).map { ListPrice(sku: $0.0, point: $0.1) })), at: start)
+        for org in Set(config.jobs.map(\.org)).sorted() where org != InternalOrg.id.rawValue {
+            try engine.execute(.createOrg(CreateOrg(id: OrgID(org), displayName: org)), at: start)
+        }
+        for (i, job) in config.jobs.enumerated() { heap.push(job.submit, .arrival(i)) }
+    }
+
+    /// Runs until every job has ended (or nothing more can happen).
+    public mutating func run(progress: ((Progress) -> Void)? = nil) throws -> Summary {
+        var lastReport = 0
+        while let next = heap.peekTime {
+            advance(to: next)
+            while let (t, event) = heap.peek(), t == next {
+                heap.pop()
+                stats.events += 1
+                try handle(event)
+            }
+            try scheduleRound()
+            if let progress, stats.events - lastReport >= 10_000 {
+                lastReport = stats.events
+                progress(
+                    Progress(
+                        now: now, events: stats.events, arrived: stats.arrived, finished: stats.finished,
+                        queued: engine.state.queue.count))
+            }
+        }
+        return summary()
+    }
+
+    mutating func advance(to t: Timestamp) {
+        let dt = now.milliseconds(until: t)
+        if dt > 0 {
+            for (tier, gpus) in stats.busy where gpus > 0 { stats.busyGPUMillis[tier, default: 0] += Int64(gpus) * dt }
+        }
+        now = max(now, t)
+    }
+
+    mutating func handle(_ event: Event) throws {
+        switch event {
+        case .arrival(let i):
+            let t = config.jobs[i]
+            stats.arrived += 1
+            guard let shape = t.shape(perNode: config.gpusPerNode) else {
+                stats.refused += 1
+                return
+            }
+            let spec = JobSpec(
+                name: "trace-\(i)", gpuModel: config.gpuModel, gpusPerNode: shape.gpusPerNode, numNodes: shape.nodes,
+                tier: t.tier, run: "simulated")
+            do {
+                let outcome = try engine.execute(
+                    .submitJob(SubmitJob(org: OrgID(t.org), spec: spec, idempotencyKey: nil, by: "key-1")), at: now)
+                jobIndex[JobID(outcome.id)] = i
+            } catch let e as StratusError {
+                _ = e
+                stats.refused += 1
+            }
+        case .finish(let id, let attempt), .stop(let id, let attempt):
+            guard let job = engine.state.jobs[id], job.attempt == attempt else { return }
+            var reason: String?
+            if case .stop = event { reason = "stopped at its deadline" }
+            for a in job.allocations where !a.isEnded {
+                if case .stop = event, !a.stopRequested { continue }
+                try end(job, a, reason: reason)
+            }
+        }
+    }
+
+    mutating func end(_ job: Job, _ a: Allocation, reason: String?) throws {
+        try engine.execute(
+            .allocationExited(
+                AllocationExited(
+                    job: job.id, node: a.node, exitCode: reason == nil ? 0 : nil, reason: reason, attempt: job.attempt)),
+            at: now)
+        stats.busy[job.spec.tier, default: 0] -= a.gpus.count
+        if let after = engine.state.jobs[job.id], after.state.isTerminal {
+            stats.finished += 1
+            stats.ended[job.id] = now
+        }
+    }
+
+    mutating func scheduleRound() throws {
+        // With nothing queued and no capacity blocks, a round can decide nothing.
+        if engine.state.queue.isEmpty, engine.state.reservations.isEmpty { return }
+        let plan = try engine.schedule(at: now)
+        for p in plan.placements {
+            guard let job = engine.state.jobs[p.job], let i = jobIndex[p.job] else { continue }
+            for a in job.allocations {
+                try engine.execute(
+                    .allocationStarted(AllocationStarted(job: job.id, node: a.node, attempt: job.attempt)), at: now)
+                stats.busy[job.spec.tier, default: 0] += a.gpus.count
+            }
+            if stats.firstStart[job.id] == nil { stats.firstStart[job.id] = now }
+            heap.push(now.adding(seconds: config.jobs[i].durationSeconds), .finish(job.id, attempt: job.attempt))
+        }
+        for p in plan.preemptions {
+            for v in p.victims {
+                guard let victim = engine.state.jobs[v] else { continue }
+                stats.preemptions += 1
+                heap.push(now.adding(seconds: p.noticeSeconds), .stop(v, attempt: victim.attempt))
+            }
+        }
+        for s in plan.stops {
+            guard let job = engine.state.jobs[s.job] else { continue }
+            heap.push(max(now, s.deadline), .stop(s.job, attempt: job.attempt))
+        }
+    }
+
+    // MARK: results
+
+    public struct Distribution: Codable, Equatable, Sendable {
+        public let count: Int
+        public let mean: Double
+        public let p50: Int64
+        public let p99: Int64
+
+        init(_ values: [Int64]) {
+            let sorted = values.sorted()
+            count = sorted.count
+            mean = sorted.isEmpty ? 0 : (Double(sorted.reduce(0, +)) / Double(sorted.count) * 10).rounded() / 10
+            func percentile(_ p: Int) -> Int64 { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, (sorted.count * p) / 100)] }
+            p50 = percentile(50)
+            p99 = percentile(99)
+        }
+    }
+
+    public struct TierSummary: Codable, Equatable, Sendable {
+        public let jobs: Int
+        public let completed: Int
+        /// Seconds from submission to first start.
+        public let queueDelaySeconds: Distribution
+        /// Seconds from submission to the end.
+        public let completionSeconds: Distribution
+        /// Allocated GPU-hours.
+        public let gpuHours: Int64
+        public let revenue: String
+    }
+
+    public struct Summary: Codable, Equatable, Sendable {
+        public let gpus: Int
+        public let jobs: Int
+        public let refused: Int
+        public let completed: Int
+        public let unfinished: Int
+        public let preemptions: Int
+        public let events: Int
+        public let start: String
+        public let end: String
+        public let simulatedDays: Double
+        /// Allocated GPU time over installed GPU time, in basis points.
+        public let utilizationBasisPoints: Int64
+        public let tiers: [String: TierSummary]
+        public let ledgerBalanced: Bool
+    }
+
+    func summary() -> Summary {
+        let s = engine.state
+        let gpus = s.nodes.values.reduce(0) { $0 + $1.gpuCount }
+        let start = config.jobs.first?.submit ?? now
+        let span = max(1, start.milliseconds(until: now))
+        let busy = stats.busyGPUMillis.values.reduce(0, +)
+        var tiers: [String: TierSummary] = [:]
+        let byTier = Dictionary(grouping: s.jobs.values, by: \.spec.tier)
+        for (tier, jobs) in byTier {
+            let delays = jobs.compactMap { j in stats.firstStart[j.id].map { j.submittedAt.milliseconds(until: $0) / 1000 } }
+            let completions = jobs.compactMap { j in
+                stats.ended[j.id].flatMap { e in j.state == .succeeded ? j.submittedAt.milliseconds(until: e) / 1000 : nil }
+            }
+            tiers[tier.rawValue] = TierSummary(
+                jobs: jobs.count, completed: completions.count, queueDelaySeconds: Distribution(delays),
+                completionSeconds: Distribution(completions), gpuHours: (stats.busyGPUMillis[tier] ?? 0) / 3_600_000,
+                revenue: s.billing.ledger.balance(.revenue(tier)).description)
+        }
+        return Summary(
+            gpus: gpus, jobs: config.jobs.count, refused: stats.refused,
+            completed: s.jobs.values.filter { $0.state == .succeeded }.count,
+            unfinished: s.jobs.values.filter { !$0.state.isTerminal }.count, preemptions: stats.preemptions,
+            events: stats.events, start: start.description, end: now.description,
+            simulatedDays: (Double(span) / 86_400_000 * 100).rounded() / 100,
+            utilizationBasisPoints: Int64(Int128(busy) * 10_000 / Int128(max(1, Int64(gpus) * span))), tiers: tiers,
+            ledgerBalanced: s.billing.ledger.checkBalanced())
+    }
+}
+
+/// A binary min-heap of events by time; equal times pop in the events' own order, so a
+/// run does not depend on insertion order or hashing.
+struct EventHeap<E: Comparable> {
+    private var items: [(Timestamp, E)] = []
+
+    var isEmpty: Bool { items.isEmpty }
+    var peekTime: Timestamp? { items.first?.0 }
+    func peek() -> (Timestamp, E)? { items.first }
+
+    private static func less(_ a: (Timestamp, E), _ b: (Timestamp, E)) -> Bool {
+        a.0 != b.0 ? a.0 < b.0 : a.1 < b.1
+    }
+
+    mutating func push(_ t: Timestamp, _ e: E) {
+        items.append((t, e))
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard Self.less(items[i], items[parent]) else { break }
+            items.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    @discardableResult
+    mutating func pop() -> (Timestamp, E)? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1
+            let r = l + 1
+            var m = i
+            if l < items.count, Self.less(items[l], items[m]) { m = l }
+            if r < items.count, Self.less(items[r], items[m]) { m = r }
+            if m == i { break }
+            items.swapAt(i, m)
+            i = m
+        }
+        return top
+    }
+}
+
+extension FleetSpec {
+    /// `gpus` GPUs of `model` in nodes of `perNode`, racks of `nodesPerRack`, one site.
+    public static func uniform(gpus: Int, model: String = "H100", perNode: Int = 8, nodesPerRack: Int = 4) -> FleetSpec {
+        var spec = FleetSpec()
+        spec.regions = ["sim"]
+        let nodes = (gpus + perNode - 1) / perNode
+        let watts = Int64(gpus) * Int64(GPUCatalog.model(named: model)?.powerWatts ?? 1000) * 2
+        spec.sites = [SiteSpec(id: "sim-dc", region: "sim", powerBudgetKW: max(1, watts / 1000), pueMilli: 1250)]
+        let racks = (nodes + nodesPerRack - 1) / nodesPerRack
+        for r in 0..<racks { spec.racks.append(RackSpec(id: RackID("rack-\(r + 1)"), site: "sim-dc")) }
+        for n in 0..<nodes {
+            spec.nodes.append(
+                NodeSpec(
+                    id: NodeID("node-\(n + 1)"), rack: RackID("rack-\(n / nodesPerRack + 1)"), gpuModel: model, gpuCount: perNode,
+                    labels: [:]))
+        }
+        return spec
+    }
+}

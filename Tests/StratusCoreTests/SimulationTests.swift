@@ -1,0 +1,101 @@
+import StratusControl
+import StratusCore
+import StratusLedger
+import StratusSimulation
+import Testing
+
+@Suite struct EconomicsTests {
+    /// economics.md's H100, worked by hand: 47,500 / 5 = 9,500.00 depreciation;
+    /// 16,800 / 15 = 1,120.00 facility; O&M 5% x 47,500 + 2% x 16,800 = 2,375 + 336 =
+    /// 2,711.00; power 1.75 kW x 8,760 h x $0.080/kWh = 1,226.40. Total 14,557.40 a year
+    /// (economics.md rounds it to "~$14.4k"), 14,557.40 / 8,760 = 1.661803 per installed
+    /// GPU-hour, / 0.7 = 2.374005 per used GPU-hour at 70%. With 10% cost of capital
+    /// (+4,750.00): 19,307.40 a year, 3.148630 per used hour at 70%.
+    @Test func h100CostPerGPUHourMatchesTheHandComputation() {
+        let e = GPUEconomics.h100
+        let y = e.yearly
+        #expect(y.depreciation.description == "9500.00")
+        #expect(y.facility.description == "1120.00")
+        #expect(y.operations.description == "2711.00")
+        #expect(y.power.description == "1226.40")
+        #expect(y.total.description == "14557.40")
+        #expect(e.perInstalledHour.micros == 1_661_803)
+        #expect(e.perUsedHour(utilizationBasisPoints: 7000).micros == 2_374_005)
+        #expect(e.perUsedHour(utilizationBasisPoints: 5000).micros == 3_323_607)
+        var withCapital = e
+        withCapital.capitalBasisPoints = 1000
+        #expect(withCapital.yearly.total.description == "19307.40")
+        #expect(withCapital.perUsedHour(utilizationBasisPoints: 7000).micros == 3_148_630)
+    }
+}
+
+@Suite struct TraceTests {
+    @Test func phillyRowsBecomeJobsInSubmissionOrder() throws {
+        let jobs = try PhillyTrace.parse(
+            """
+            timestamp,duration,num_gpus,gpu_time,cluster
+            2017-10-09 07:01:55,66.0,1,66.0,11cb48
+            2017-10-09 06:13:03,2951.5,8,23612.0,6214e9
+
+            2017-10-09 06:13:03,10.0,16,160.0,6214e9
+            """)
+        #expect(jobs.count == 3)
+        #expect(jobs.map(\.durationSeconds) == [2952, 10, 66], "earliest first, file order among equals; seconds rounded up")
+        #expect(jobs[0].org == "vc-6214e9" && jobs[0].gpus == 8)
+        #expect(jobs[0].submit == Timestamp(seconds: 1_507_529_583))  // 2017-10-09T06:13:03Z
+        #expect(jobs[1].shape(perNode: 8).map { [$0.gpusPerNode, $0.nodes] } == [8, 2])
+        #expect(
+            TraceJob(submit: .zero, durationSeconds: 1, gpus: 12, org: "x").shape(perNode: 8).map { [$0.0, $0.1] } == [6, 2])
+        #expect(TraceJob(submit: .zero, durationSeconds: 1, gpus: 9, org: "x").shape(perNode: 8) == nil)
+        #expect(throws: StratusError.self) { try PhillyTrace.parse("timestamp,duration\n") }
+        let bad = #expect(throws: StratusError.self) {
+            try PhillyTrace.parse("timestamp,duration,num_gpus,gpu_time,cluster\n2017-13-09 07:01:55,66.0,1,66.0,x\n")
+        }
+        #expect(bad?.message.contains("line 2") == true)
+    }
+}
+
+@Suite struct SimulationTests {
+    /// 16 GPUs (2 nodes of 8). At t0: A and B take 8 GPUs for 100 s each; at +10 s, C
+    /// needs all 16 for 50 s; at +20 s, D needs 4 for 30 s. C starts at 100 (delay 90),
+    /// D after C at 150 (delay 130): the run ends at 180 s. Allocated: 8x100 + 8x100 +
+    /// 16x50 + 4x30 = 2,520 GPU-s of 16 x 180 = 2,880: 87.50%.
+    static func config() -> Simulation.Config {
+        let t0 = Timestamp(seconds: 1_800_000_000)
+        let jobs = [
+            TraceJob(submit: t0, durationSeconds: 100, gpus: 8, org: "lab"),
+            TraceJob(submit: t0, durationSeconds: 100, gpus: 8, org: "lab"),
+            TraceJob(submit: t0.adding(seconds: 10), durationSeconds: 50, gpus: 16, org: "lab"),
+            TraceJob(submit: t0.adding(seconds: 20), durationSeconds: 30, gpus: 4, org: "lab"),
+            TraceJob(submit: t0.adding(seconds: 30), durationSeconds: 30, gpus: 9, org: "lab"),
+        ]
+        return Simulation.Config(fleet: .uniform(gpus: 16, nodesPerRack: 2), jobs: jobs)
+    }
+
+    @Test func aSmallTraceRunsAsWorkedByHand() throws {
+        var sim = try Simulation(Self.config())
+        let s = try sim.run()
+        #expect(s.gpus == 16 && s.jobs == 5)
+        #expect(s.refused == 1, "9 GPUs do not split into nodes of 8")
+        #expect(s.completed == 4 && s.unfinished == 0)
+        #expect(s.utilizationBasisPoints == 8750)
+        #expect(s.end == Timestamp(seconds: 1_800_000_180).description)
+        let onDemand = try #require(s.tiers["on-demand"])
+        #expect(onDemand.queueDelaySeconds.mean == 55.0, "(0 + 0 + 90 + 130) / 4")
+        #expect(onDemand.queueDelaySeconds.p99 == 130)
+        #expect(onDemand.completionSeconds.p50 == 140)
+        // Revenue is the usage rated at the H100 on-demand list price: 2,520 GPU-s.
+        let price = try #require(
+            sim.engine.state.billing.prices.price(
+                org: "lab", SKU(gpuModel: "H100", region: "sim", tier: .onDemand), at: Timestamp(seconds: 1_800_000_000)))
+        #expect(onDemand.revenue == Money.charge(gpuSeconds: 2520, pricePerGPUHour: price).description)
+        #expect(s.ledgerBalanced)
+    }
+
+    @Test func theSameInputGivesTheSameRun() throws {
+        var a = try Simulation(Self.config())
+        var b = try Simulation(Self.config())
+        #expect(try a.run() == b.run())
+        #expect(a.engine.state == b.engine.state)
+    }
+}
