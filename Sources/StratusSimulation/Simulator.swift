@@ -17,6 +17,8 @@ public struct Simulation {
         /// GPUs per node the trace's jobs are shaped for (gangs of whole nodes beyond it).
         public var gpusPerNode = 8
         public var gpuModel = "H100"
+        /// What an installed GPU costs, for cost per GPU-hour and margin.
+        public var economics = GPUEconomics.h100
 
         public init(fleet: FleetSpec, jobs: [TraceJob]) {
             self.fleet = fleet
@@ -69,10 +71,24 @@ public struct Simulation {
         var busy: [Tier: Int] = [:]
     }
 
+    /// Allocated GPU time per tier in fixed buckets of simulated time, and the queue at
+    /// each bucket's end: the time series of the report.
+    public struct Series: Sendable {
+        public let start: Timestamp
+        public let bucketMillis: Int64
+        /// Per bucket: allocated GPU-milliseconds by tier.
+        public internal(set) var busy: [[Tier: Int64]] = []
+        public internal(set) var queued: [Int] = []
+    }
+    public private(set) var series: Series
+
     public init(_ config: Config) throws {
         self.config = config
         let start = config.jobs.first?.submit ?? Timestamp(seconds: 0)
         now = start
+        // About 500 buckets over the trace's arrivals, at least an hour each.
+        let arrivals = start.milliseconds(until: config.jobs.last?.submit ?? start)
+        series = Series(start: start, bucketMillis: max(3_600_000, (arrivals / 500 + 3_599_999) / 3_600_000 * 3_600_000))
         engine = try Engine(
             store: MemoryStore(), scheduler: TieredScheduler(preemptionNoticeSeconds: config.preemptionNoticeSeconds))
         try engine.execute(
@@ -115,6 +131,22 @@ public struct Simulation {
         let dt = now.milliseconds(until: t)
         if dt > 0 {
             for (tier, gpus) in stats.busy where gpus > 0 { stats.busyGPUMillis[tier, default: 0] += Int64(gpus) * dt }
+            // Split [now, t) at bucket boundaries.
+            var from = series.start.milliseconds(until: now)
+            let to = series.start.milliseconds(until: t)
+            while from < to {
+                let bucket = Int(from / series.bucketMillis)
+                let end = min(to, Int64(bucket + 1) * series.bucketMillis)
+                while series.busy.count <= bucket {
+                    series.busy.append([:])
+                    series.queued.append(engine.state.queue.count)
+                }
+                for (tier, gpus) in stats.busy where gpus > 0 {
+                    series.busy[bucket][tier, default: 0] += Int64(gpus) * (end - from)
+                }
+                series.queued[bucket] = engine.state.queue.count
+                from = end
+            }
         }
         now = max(now, t)
     }
@@ -235,6 +267,16 @@ public struct Simulation {
         public let utilizationBasisPoints: Int64
         public let tiers: [String: TierSummary]
         public let ledgerBalanced: Bool
+        public let economics: EconomicsSummary
+    }
+
+    /// What the simulated span cost and earned, from `Config.economics` per installed GPU.
+    public struct EconomicsSummary: Codable, Equatable, Sendable {
+        public let cost: String
+        public let revenue: String
+        public let margin: String
+        public let costPerInstalledGpuHour: String
+        public let costPerUsedGpuHour: String?
     }
 
     func summary() -> Summary {
@@ -255,6 +297,20 @@ public struct Simulation {
                 completionSeconds: Distribution(completions), gpuHours: (stats.busyGPUMillis[tier] ?? 0) / 3_600_000,
                 revenue: s.billing.ledger.balance(.revenue(tier)).description)
         }
+        // Cost of the installed fleet over the span, and revenue from the ledger.
+        let installedMillis = Int128(gpus) * Int128(span)
+        let cost = Money(
+            micros: Int64(
+                Int128(config.economics.yearly.total.micros) * installedMillis / (Int128(GPUEconomics.hoursPerYear) * 3_600_000)))
+        let revenue = Tier.allCases.reduce(Int64(0)) { $0 + s.billing.ledger.balance(.revenue($1)).micros }
+        func cents(_ micros: Int64) -> String {
+            let c = Money.microsPerCent
+            return Money(micros: (micros >= 0 ? micros + c / 2 : micros - c / 2) / c * c).description
+        }
+        let economics = EconomicsSummary(
+            cost: cents(cost.micros), revenue: Money(micros: revenue).description, margin: cents(revenue - cost.micros),
+            costPerInstalledGpuHour: config.economics.perInstalledHour.description,
+            costPerUsedGpuHour: busy > 0 ? Money(micros: Int64(Int128(cost.micros) * 3_600_000 / Int128(busy))).description : nil)
         return Summary(
             gpus: gpus, jobs: config.jobs.count, refused: stats.refused,
             completed: s.jobs.values.filter { $0.state == .succeeded }.count,
@@ -262,7 +318,7 @@ public struct Simulation {
             events: stats.events, start: start.description, end: now.description,
             simulatedDays: (Double(span) / 86_400_000 * 100).rounded() / 100,
             utilizationBasisPoints: Int64(Int128(busy) * 10_000 / Int128(max(1, Int64(gpus) * span))), tiers: tiers,
-            ledgerBalanced: s.billing.ledger.checkBalanced())
+            ledgerBalanced: s.billing.ledger.checkBalanced(), economics: economics)
     }
 }
 

@@ -5,7 +5,7 @@ import StratusSimulation
 
 /// `stratus sim`: the digital twin. This first cut runs a workload trace on a uniform
 /// fleet through the production scheduler and ledger on a simulated clock and writes
-/// `summary.json`.
+/// `summary.json`, `series.csv` and `report.html`.
 struct Sim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Simulate a cloud on the real scheduler and ledger: a trace on a fleet, on a simulated clock.",
@@ -14,7 +14,7 @@ struct Sim: AsyncParsableCommand {
     @Option(name: .long, help: "A Philly trace (timestamp,duration,num_gpus,gpu_time,cluster).") var philly: String
     @Option(name: .long, help: "GPUs of the simulated fleet (H100 in nodes of 8, racks of 4).") var gpus = 2000
     @Option(name: .long, help: "Only the first N jobs of the trace.") var jobs: Int?
-    @Option(name: .long, help: "Directory for summary.json.") var out = "sim-out"
+    @Option(name: .long, help: "Directory for summary.json, series.csv and report.html.") var out = "sim-out"
 
     func run() async throws {
         try await cli {
@@ -43,8 +43,12 @@ struct Sim: AsyncParsableCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let data = try encoder.encode(summary)
             try data.write(to: URL(fileURLWithPath: "\(out)/summary.json"))
+            try SimulationReport.csv(sim.series).write(toFile: "\(out)/series.csv", atomically: true, encoding: .utf8)
+            try SimulationReport.html(summary, sim.series).write(toFile: "\(out)/report.html", atomically: true, encoding: .utf8)
             print(String(decoding: data, as: UTF8.self))
-            print("wrote \(out)/summary.json; \(summary.events) events in \(String(format: "%.1f", wall)) s of wall time")
+            print(
+                "wrote \(out)/summary.json, series.csv and report.html; \(summary.events) events in \(String(format: "%.1f", wall)) s of wall time"
+            )
         }
     }
 

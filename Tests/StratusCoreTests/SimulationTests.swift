@@ -90,6 +90,19 @@ import Testing
                 org: "lab", SKU(gpuModel: "H100", region: "sim", tier: .onDemand), at: Timestamp(seconds: 1_800_000_000)))
         #expect(onDemand.revenue == Money.charge(gpuSeconds: 2520, pricePerGPUHour: price).description)
         #expect(s.ledgerBalanced)
+        // The fleet's cost over the 180 s: 14,557.40 a year x 16 GPUs x 180 / (8,760 x
+        // 3,600) = 1.329442 (1.33); per used GPU-hour (0.7 of them): 1.899202.
+        #expect(s.economics.cost == "1.33")
+        #expect(s.economics.costPerUsedGpuHour == "1.899202")
+        #expect(s.economics.costPerInstalledGpuHour == "1.661803")
+        #expect(s.economics.revenue == onDemand.revenue)
+        // One hour bucket: 2,520 GPU-s / 3,600 s = 0.70 GPUs allocated on average.
+        let csv = SimulationReport.csv(sim.series)
+        #expect(
+            csv == "time,allocated_internal,allocated_reserved,allocated_on_demand,allocated_spot,queued\n"
+                + "\(Timestamp(seconds: 1_800_000_000)),0.00,0.00,0.70,0.00,0\n")
+        let html = SimulationReport.html(s, sim.series)
+        #expect(html.contains("<h1>Simulation: 16 GPUs, 5 jobs</h1>") && html.contains("<polygon") && html.contains("1.899202"))
     }
 
     @Test func theSameInputGivesTheSameRun() throws {

@@ -372,7 +372,8 @@ import Testing
 }
 
 /// `stratus sim` as a user runs it: the same trace twice, in two processes, gives the
-/// same summary byte for byte (no hashing order or wall clock leaks into the run).
+/// same summary, series and report byte for byte (no hashing order or wall clock leaks
+/// into the run).
 @Suite struct SimulationCLITests {
     @Test func aTraceRunTwiceGivesTheSameSummary() throws {
         try #require(FileManager.default.isExecutableFile(atPath: EndToEndTests.binary))
@@ -402,9 +403,11 @@ import Testing
             try p.run()
             p.waitUntilExit()
             #expect(p.terminationStatus == 0)
-            outputs.append(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/out\(run)/summary.json")))
+            for file in ["summary.json", "series.csv", "report.html"] {
+                outputs.append(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/out\(run)/\(file)")))
+            }
         }
-        #expect(outputs[0] == outputs[1])
+        #expect(outputs[0] == outputs[3] && outputs[1] == outputs[4] && outputs[2] == outputs[5], "byte for byte")
         let summary = try JSONSerialization.jsonObject(with: outputs[0]) as? [String: Any] ?? [:]
         #expect(summary["jobs"] as? Int == 300)
         #expect(summary["ledger_balanced"] as? Bool == true)
