@@ -19,6 +19,10 @@ public struct Simulation {
         public var gpuModel = "H100"
         /// What an installed GPU costs, for cost per GPU-hour and margin.
         public var economics = GPUEconomics.h100
+        /// The packing experiment: jobs arrive and never leave, until the GPUs they ask
+        /// for reach this share of the fleet (basis points: 13,000 is 130%); nil: jobs
+        /// run for their duration.
+        public var packingBasisPoints: Int64?
 
         public init(fleet: FleetSpec, jobs: [TraceJob]) {
             self.fleet = fleet
@@ -102,7 +106,13 @@ public struct Simulation {
         for org in Set(config.jobs.map(\.org)).sorted() where org != InternalOrg.id.rawValue {
             try engine.execute(.createOrg(CreateOrg(id: OrgID(org), displayName: org)), at: start)
         }
-        for (i, job) in config.jobs.enumerated() { heap.push(job.submit, .arrival(i)) }
+        var demand: Int64 = 0
+        let capacity = Int64(config.fleet.nodes.reduce(0) { $0 + $1.gpuCount })
+        for (i, job) in config.jobs.enumerated() {
+            if let target = config.packingBasisPoints, demand * 10_000 >= target * capacity { break }
+            demand += Int64(job.gpus)
+            heap.push(job.submit, .arrival(i))
+        }
     }
 
     /// Runs until every job has ended (or nothing more can happen).
@@ -207,7 +217,9 @@ public struct Simulation {
                 stats.busy[job.spec.tier, default: 0] += a.gpus.count
             }
             if stats.firstStart[job.id] == nil { stats.firstStart[job.id] = now }
-            heap.push(now.adding(seconds: config.jobs[i].durationSeconds), .finish(job.id, attempt: job.attempt))
+            if config.packingBasisPoints == nil {
+                heap.push(now.adding(seconds: config.jobs[i].durationSeconds), .finish(job.id, attempt: job.attempt))
+            }
         }
         for p in plan.preemptions {
             for v in p.victims {
@@ -268,6 +280,21 @@ public struct Simulation {
         public let tiers: [String: TierSummary]
         public let ledgerBalanced: Bool
         public let economics: EconomicsSummary
+        /// The packing experiment's result, when it ran.
+        public let packing: PackingSummary?
+    }
+
+    /// How well the arrived demand packed: GPUs allocated, and free GPUs no queued job can
+    /// use (stranded by fragmentation).
+    public struct PackingSummary: Codable, Equatable, Sendable {
+        public let targetBasisPoints: Int64
+        public let demandGpus: Int
+        public let allocatedGpus: Int
+        public let allocatedBasisPoints: Int64
+        public let freeGpus: Int
+        /// Free GPUs while jobs still wait: capacity the waiting shapes cannot use.
+        public let strandedGpus: Int
+        public let queuedJobs: Int
     }
 
     /// What the simulated span cost and earned, from `Config.economics` per installed GPU.
@@ -311,14 +338,24 @@ public struct Simulation {
             cost: cents(cost.micros), revenue: Money(micros: revenue).description, margin: cents(revenue - cost.micros),
             costPerInstalledGpuHour: config.economics.perInstalledHour.description,
             costPerUsedGpuHour: busy > 0 ? Money(micros: Int64(Int128(cost.micros) * 3_600_000 / Int128(busy))).description : nil)
+        var packing: PackingSummary?
+        if let target = config.packingBasisPoints {
+            let free = s.gpuHolders.values.reduce(0) { $0 + $1.filter { $0 == nil }.count }
+            let allocated = gpus - free
+            let demand = s.jobs.values.reduce(0) { $0 + $1.spec.totalGPUs }
+            packing = PackingSummary(
+                targetBasisPoints: target, demandGpus: demand, allocatedGpus: allocated,
+                allocatedBasisPoints: Int64(allocated) * 10_000 / Int64(max(1, gpus)), freeGpus: free,
+                strandedGpus: s.queue.isEmpty ? 0 : free, queuedJobs: s.queue.count)
+        }
         return Summary(
-            gpus: gpus, jobs: config.jobs.count, refused: stats.refused,
+            gpus: gpus, jobs: stats.arrived, refused: stats.refused,
             completed: s.jobs.values.filter { $0.state == .succeeded }.count,
             unfinished: s.jobs.values.filter { !$0.state.isTerminal }.count, preemptions: stats.preemptions,
             events: stats.events, start: start.description, end: now.description,
             simulatedDays: (Double(span) / 86_400_000 * 100).rounded() / 100,
             utilizationBasisPoints: Int64(Int128(busy) * 10_000 / Int128(max(1, Int64(gpus) * span))), tiers: tiers,
-            ledgerBalanced: s.billing.ledger.checkBalanced(), economics: economics)
+            ledgerBalanced: s.billing.ledger.checkBalanced(), economics: economics, packing: packing)
     }
 }
 

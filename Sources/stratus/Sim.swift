@@ -14,6 +14,10 @@ struct Sim: AsyncParsableCommand {
     @Option(name: .long, help: "A Philly trace (timestamp,duration,num_gpus,gpu_time,cluster).") var philly: String
     @Option(name: .long, help: "GPUs of the simulated fleet (H100 in nodes of 8, racks of 4).") var gpus = 2000
     @Option(name: .long, help: "Only the first N jobs of the trace.") var jobs: Int?
+    @Option(
+        name: .long,
+        help: "Packing experiment: jobs never leave, and arrive until they ask for this share of the GPUs (e.g. 130%).")
+    var packing: String?
     @Option(name: .long, help: "Directory for summary.json, series.csv and report.html.") var out = "sim-out"
 
     func run() async throws {
@@ -28,7 +32,15 @@ struct Sim: AsyncParsableCommand {
             if let jobs { trace = Array(trace.prefix(max(0, jobs))) }
             let clock = ContinuousClock()
             let t0 = clock.now
-            var sim = try Simulation(Simulation.Config(fleet: .uniform(gpus: gpus), jobs: trace))
+            var config = Simulation.Config(fleet: .uniform(gpus: gpus), jobs: trace)
+            if let packing {
+                let text = packing.hasSuffix("%") ? String(packing.dropLast()) : packing
+                guard let percent = Int64(text), percent >= 1, percent <= 1000 else {
+                    throw CLIError("--packing: '\(packing)' is not a whole percentage between 1% and 1000%")
+                }
+                config.packingBasisPoints = percent * 100
+            }
+            var sim = try Simulation(config)
             let total = trace.count
             let summary = try sim.run { p in
                 let rate = Double(p.events) / max(0.001, Sim.seconds(clock.now - t0))

@@ -105,6 +105,23 @@ import Testing
         #expect(html.contains("<h1>Simulation: 16 GPUs, 5 jobs</h1>") && html.contains("<polygon") && html.contains("1.899202"))
     }
 
+    /// Packing to 130% of 16 GPUs (2 nodes of 8) with jobs of 6 GPUs: they arrive until
+    /// 24 GPUs are asked for (4 jobs, 150% >= 130%; a fifth never comes). Two fit, one per
+    /// node; the other two wait, and the 2 + 2 free GPUs are stranded: 75% allocated.
+    @Test func packingReportsAllocationAndStrandedCapacity() throws {
+        let t0 = Timestamp(seconds: 1_800_000_000)
+        let jobs = (0..<5).map { TraceJob(submit: t0.adding(seconds: Int64($0)), durationSeconds: 60, gpus: 6, org: "lab") }
+        var config = Simulation.Config(fleet: .uniform(gpus: 16, nodesPerRack: 2), jobs: jobs)
+        config.packingBasisPoints = 13_000
+        var sim = try Simulation(config)
+        let s = try sim.run()
+        let p = try #require(s.packing)
+        #expect(s.jobs == 4)
+        #expect(p.demandGpus == 24 && p.allocatedGpus == 12 && p.allocatedBasisPoints == 7500)
+        #expect(p.freeGpus == 4 && p.strandedGpus == 4 && p.queuedJobs == 2)
+        #expect(s.completed == 0, "in a packing run nothing leaves")
+    }
+
     @Test func theSameInputGivesTheSameRun() throws {
         var a = try Simulation(Self.config())
         var b = try Simulation(Self.config())
