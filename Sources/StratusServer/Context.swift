@@ -86,6 +86,21 @@ enum APIError {
     }
 }
 
+extension Request {
+    /// The secret of `Authorization: Bearer <secret>`, or an `unauthenticated` error that
+    /// shows the expected form with `example`.
+    func bearerSecret(example: String) throws(StratusError) -> String {
+        guard let header = headers[.authorization] else {
+            throw StratusError(.unauthenticated, "missing Authorization header (use 'Authorization: Bearer \(example)')")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw StratusError(.unauthenticated, "Authorization header must be 'Bearer \(example)'")
+        }
+        return String(parts[1]).trimmingCharacters(in: .whitespaces)
+    }
+}
+
 /// Authenticates `Authorization: Bearer <key>` on every request it wraps.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = StratusContext
@@ -94,14 +109,7 @@ struct AuthMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
-        guard let header = request.headers[.authorization] else {
-            throw StratusError(.unauthenticated, "missing Authorization header (use 'Authorization: Bearer sk_...')")
-        }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            throw StratusError(.unauthenticated, "Authorization header must be 'Bearer <key>'")
-        }
-        let secret = String(parts[1]).trimmingCharacters(in: .whitespaces)
+        let secret = try request.bearerSecret(example: "sk_...")
         if secret.hasPrefix(AgentTokenSecret.prefix) {
             throw StratusError(.permissionDenied, "agent tokens can call the agent endpoints (/v1/agent/...) only")
         }
@@ -124,14 +132,7 @@ struct AgentAuthMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
-        guard let header = request.headers[.authorization] else {
-            throw StratusError(.unauthenticated, "missing Authorization header (use 'Authorization: Bearer sa_...')")
-        }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            throw StratusError(.unauthenticated, "Authorization header must be 'Bearer <agent token>'")
-        }
-        let secret = String(parts[1]).trimmingCharacters(in: .whitespaces)
+        let secret = try request.bearerSecret(example: "sa_...")
         if secret.hasPrefix(APIKeySecret.prefix) {
             throw StratusError(
                 .permissionDenied, "API keys cannot call agent endpoints; agents use agent tokens (stratus nodes token create)")
