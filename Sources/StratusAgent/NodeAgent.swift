@@ -541,7 +541,7 @@ actor AgentRuntime {
     /// Stops every process (SIGTERM, then SIGKILL after the grace period) and reports it,
     /// when the agent shuts down with its host process (in-process agents: `stratus up`
     /// stopping). A networked agent stopping leaves its work running (the control plane
-    /// decides), which `leaveRunning` says.
+    /// decides; the next agent adopts it).
     func shutdown() async {
         guard !workloads.isEmpty else { return }
         if agent.link.uploadsLogs {

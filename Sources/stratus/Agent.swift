@@ -40,7 +40,7 @@ struct AgentConfig {
     /// sample_interval: 10s
     /// gpus: {model: H100, count: 8}   # only without nvidia-smi
     /// ```
-    static func parse(_ value: SpecValue, path: String) throws(StratusError) -> AgentConfig {
+    static func parse(_ value: SpecValue) throws(StratusError) -> AgentConfig {
         var o = try SpecObject(value, path: "")
         var c = AgentConfig()
         c.server = try o.string("server")
@@ -117,7 +117,7 @@ struct AgentCommand: AsyncParsableCommand {
     func start(logger: Logger) async throws {
         let env = ProcessInfo.processInfo.environment
         var c = AgentConfig()
-        if let config { c = try AgentConfig.parse(try readSpecFile(config), path: config) }
+        if let config { c = try AgentConfig.parse(try readSpecFile(config)) }
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init)?.lowercased() ?? "node"
         guard
             let serverURL = (server ?? env["STRATUS_SERVER"].flatMap { $0.isEmpty ? nil : $0 } ?? c.server)
@@ -164,7 +164,7 @@ struct AgentCommand: AsyncParsableCommand {
                     "GPU \(d.index): \(d.name) \(d.uuid) \(d.memoryMib) MiB, power limit \(d.powerLimitWatts.map { "\($0) W" } ?? "n/a")"
                 )
             }
-        } else if let declared = gpus.map({ $0 }) ?? c.declaredGPUs.map({ "\(c.gpuModel ?? "H100"):\($0)" }) {
+        } else if let declared = gpus ?? c.declaredGPUs.map({ "\(c.gpuModel ?? "H100"):\($0)" }) {
             let parts = declared.split(separator: ":").map(String.init)
             guard parts.count == 2, let count = Int(parts[1]), count >= 1, count <= Limits.maxGPUsPerNode else {
                 throw CLIError("--gpus: '\(declared)' is not MODEL:COUNT (1 to \(Limits.maxGPUsPerNode))")
