@@ -5,10 +5,11 @@ import StratusScheduler
 import StratusStore
 
 /// A discrete-event run of the production state machine (scheduler and ledger,
-/// unchanged) on a simulated clock: trace jobs arrive, the scheduler places them,
-/// simulated agents start them at once and end them after their duration (or at a
-/// preemption's deadline), and the ledger rates their usage. No sockets, no SQL, no wall
-/// clock; the same inputs give the same run.
+/// unchanged) on a simulated clock: work arrives (from a trace, or from a scenario's
+/// demand streams), the scheduler places it, simulated agents start it at once and end
+/// it after its duration (or at a preemption's deadline), nodes fail and come back, and
+/// the ledger rates the usage. No sockets, no SQL, no wall clock; the same inputs give the
+/// same run.
 public struct Simulation {
     public struct Config: Sendable {
         public var fleet: FleetSpec
@@ -17,16 +18,25 @@ public struct Simulation {
         /// GPUs per node the trace's jobs are shaped for (gangs of whole nodes beyond it).
         public var gpusPerNode = 8
         public var gpuModel = "H100"
-        /// What an installed GPU costs, for cost per GPU-hour and margin.
+        /// What an installed GPU of the trace's fleet costs, for cost per GPU-hour and margin.
         public var economics = GPUEconomics.h100
         /// The packing experiment: jobs arrive and never leave, until the GPUs they ask
         /// for reach this share of the fleet (basis points: 13,000 is 130%); nil: jobs
         /// run for their duration.
         public var packingBasisPoints: Int64?
+        /// A whole cloud to simulate instead of a trace on a fixed fleet.
+        public var scenario: Scenario?
 
         public init(fleet: FleetSpec, jobs: [TraceJob]) {
             self.fleet = fleet
             self.jobs = jobs
+        }
+
+        public init(scenario: Scenario) {
+            self.fleet = FleetSpec()
+            self.jobs = []
+            self.scenario = scenario
+            self.preemptionNoticeSeconds = scenario.preemptionNoticeSeconds
         }
     }
 
@@ -36,31 +46,94 @@ public struct Simulation {
         public let arrived: Int
         public let finished: Int
         public let queued: Int
+        /// Share of the run done, in basis points (by simulated time or by jobs).
+        public let doneBasisPoints: Int64
     }
 
     enum Event: Comparable {
         case finish(JobID, attempt: Int)
         case stop(JobID, attempt: Int)
+        case repair(Int)
+        case failure(Int)
+        case install(Int)
+        case contractEnd(Int)
+        case monthEnd(Int64)
+        case spotTick
+        case inferenceTick
+        case blockStart(stream: Int, reservation: String)
+        case training(Int)
+        case demand(Int)
         case arrival(Int)
+        case round
 
         static func < (a: Event, b: Event) -> Bool { a.order < b.order }
 
-        /// Ends before arrivals at the same moment, so freed GPUs are seen at once.
+        /// Ends before anything else at the same moment, so freed GPUs are seen at once;
+        /// capacity changes before arrivals; the scheduling round last.
         var order: (Int, String, Int) {
             switch self {
             case .finish(let j, let a): (0, j.rawValue, a)
             case .stop(let j, let a): (1, j.rawValue, a)
-            case .arrival(let i): (2, "", i)
+            case .repair(let n): (2, "", n)
+            case .failure(let n): (3, "", n)
+            case .install(let c): (4, "", c)
+            case .contractEnd(let c): (5, "", c)
+            case .monthEnd(let p): (6, "", Int(p))
+            case .spotTick: (7, "", 0)
+            case .inferenceTick: (8, "", 0)
+            case .blockStart(let s, let r): (9, r, s)
+            case .training(let s): (10, "", s)
+            case .demand(let s): (11, "", s)
+            case .arrival(let i): (12, "", i)
+            case .round: (13, "", 0)
             }
         }
     }
 
+    /// Why a job exists: which stream made it.
+    enum Kind: Equatable {
+        case trace
+        case inference
+        case training(Int)
+        case demand(Int)
+    }
+
+    /// GPUs that came into service together: a site's build-out phase, or a contract's
+    /// ramp step. Owned cohorts cost their economics; bought ones their contract price.
+    public struct Cohort: Sendable, Equatable {
+        public let at: Timestamp
+        public internal(set) var until: Timestamp
+        public let gpus: Int
+        public let model: String
+        public let site: String
+        public let economics: GPUEconomics
+        /// Index into the scenario's contracts, for bought capacity.
+        public let contract: Int?
+        let nodes: Range<Int>
+    }
+
     let config: Config
-    public private(set) var engine: Engine
+    public internal(set) var engine: Engine
     public private(set) var now: Timestamp
+    let start: Timestamp
+    /// The horizon of a scenario run; nil: until the trace's work is done.
+    let end: Timestamp?
     var heap = EventHeap<Event>()
-    var jobIndex: [JobID: Int] = [:]
+    var random: SeededRandom
     var stats = Stats()
+    public internal(set) var cohorts: [Cohort] = []
+    var nodeIDs: [NodeID] = []
+    var agentToken: AgentTokenID?
+    var orgsCreated = Set<String>()
+    var kinds: [JobID: Kind] = [:]
+    /// How long a placed job runs before it ends by itself; absent: until stopped.
+    var durations: [JobID: Int64] = [:]
+    var inferenceReplicas: [JobID] = []
+    var referencePrices: [Int: Money] = [:]
+    var racksBySite: [String: Int] = [:]
+    var roundPending = false
+    var dirty = false
+    public internal(set) var months: [MonthMark] = []
 
     struct Stats {
         var events = 0
@@ -68,11 +141,25 @@ public struct Simulation {
         var refused = 0
         var finished = 0
         var preemptions = 0
+        var failures = 0
         var firstStart: [JobID: Timestamp] = [:]
         var ended: [JobID: Timestamp] = [:]
-        /// GPU-seconds allocated, by tier.
+        /// GPU-milliseconds allocated, by tier.
         var busyGPUMillis: [Tier: Int64] = [:]
         var busy: [Tier: Int] = [:]
+        var inferenceTarget = 0
+        var inferenceRunning = 0
+        var inferenceTargetMillis: Int64 = 0
+        var inferenceServedMillis: Int64 = 0
+        var refusedByStream: [Int: Int] = [:]
+        var arrivedByStream: [Int: Int] = [:]
+    }
+
+    /// The ledger at a month's end: cumulative revenue by tier and SLA credits.
+    public struct MonthMark: Sendable, Equatable {
+        public let period: Period
+        public let revenue: [Tier: Int64]
+        public let slaCredits: Int64
     }
 
     /// Allocated GPU time per tier in fixed buckets of simulated time, and the queue at
@@ -83,16 +170,22 @@ public struct Simulation {
         /// Per bucket: allocated GPU-milliseconds by tier.
         public internal(set) var busy: [[Tier: Int64]] = []
         public internal(set) var queued: [Int] = []
+        /// Per bucket: GPUs installed at its end.
+        public internal(set) var installed: [Int] = []
     }
     public private(set) var series: Series
+    var installedGPUs = 0
 
     public init(_ config: Config) throws {
         self.config = config
-        let start = config.jobs.first?.submit ?? Timestamp(seconds: 0)
+        let scenario = config.scenario
+        start = scenario?.start ?? config.jobs.first?.submit ?? Timestamp(seconds: 0)
+        end = scenario?.end
         now = start
-        // About 500 buckets over the trace's arrivals, at least an hour each.
-        let arrivals = start.milliseconds(until: config.jobs.last?.submit ?? start)
-        series = Series(start: start, bucketMillis: max(3_600_000, (arrivals / 500 + 3_599_999) / 3_600_000 * 3_600_000))
+        random = SeededRandom(seed: scenario?.seed ?? 1)
+        // About 500 buckets over the run, at least an hour each.
+        let span = start.milliseconds(until: end ?? config.jobs.last?.submit ?? start)
+        series = Series(start: start, bucketMillis: max(3_600_000, (span / 500 + 3_599_999) / 3_600_000 * 3_600_000))
         engine = try Engine(
             store: MemoryStore(), scheduler: TieredScheduler(preemptionNoticeSeconds: config.preemptionNoticeSeconds))
         try engine.execute(
@@ -100,47 +193,99 @@ public struct Simulation {
                 CreateKey(
                     org: nil, role: .operatorAdmin, name: "simulator", secretHash: String(repeating: "0", count: 64), hint: "")
             ), at: start)
-        try engine.execute(.applyFleet(config.fleet), at: start)
-        try engine.execute(
-            .setPrices(SetPrices(list: PriceBook.defaultPoints(at: start).map { ListPrice(sku: $0.0, point: $0.1) })), at: start)
-        for org in Set(config.jobs.map(\.org)).sorted() where org != InternalOrg.id.rawValue {
-            try engine.execute(.createOrg(CreateOrg(id: OrgID(org), displayName: org)), at: start)
+        var prices = PriceBook.defaultPoints(at: start).map { ListPrice(sku: $0.0, point: $0.1) }
+        if let scenario {
+            let from = prices.first?.point.from ?? start
+            for p in scenario.prices {
+                prices.removeAll { $0.sku.gpuModel == p.model }
+                let od = p.onDemand.micros
+                for (tier, price) in [
+                    (Tier.onDemand, p.onDemand), (.reserved, p.reserved ?? Money(micros: od * 80 / 100)),
+                    (.spot, p.spot ?? Money(micros: od * 40 / 100)),
+                ] {
+                    prices.append(
+                        ListPrice(
+                            sku: SKU(gpuModel: p.model, region: SKU.anyRegion, tier: tier),
+                            point: PricePoint(from: from, price: price)))
+                }
+            }
         }
-        var demand: Int64 = 0
-        let capacity = Int64(config.fleet.nodes.reduce(0) { $0 + $1.gpuCount })
-        for (i, job) in config.jobs.enumerated() {
-            if let target = config.packingBasisPoints, demand * 10_000 >= target * capacity { break }
-            demand += Int64(job.gpus)
-            heap.push(job.submit, .arrival(i))
+        try engine.execute(.setPrices(SetPrices(list: prices)), at: start)
+        if let scenario {
+            try setUp(scenario)
+        } else {
+            try engine.execute(.applyFleet(config.fleet), at: start)
+            let gpus = config.fleet.nodes.reduce(0) { $0 + $1.gpuCount }
+            nodeIDs = config.fleet.nodes.map(\.id)
+            cohorts.append(
+                Cohort(
+                    at: start, until: start, gpus: gpus, model: config.gpuModel, site: config.fleet.sites.first?.id.rawValue ?? "",
+                    economics: config.economics, contract: nil, nodes: 0..<nodeIDs.count))
+            installedGPUs = gpus
+            for org in Set(config.jobs.map(\.org)).sorted() where org != InternalOrg.id.rawValue {
+                try createOrg(org)
+            }
+            var demand: Int64 = 0
+            let capacity = Int64(gpus)
+            for (i, job) in config.jobs.enumerated() {
+                if let target = config.packingBasisPoints, demand * 10_000 >= target * capacity { break }
+                demand += Int64(job.gpus)
+                heap.push(job.submit, .arrival(i))
+            }
         }
     }
 
-    /// Runs until every job has ended (or nothing more can happen).
+    mutating func createOrg(_ org: String) throws {
+        guard orgsCreated.insert(org).inserted else { return }
+        try engine.execute(.createOrg(CreateOrg(id: OrgID(org), displayName: org)), at: now)
+    }
+
+    /// Runs until every job has ended (trace) or the horizon (scenario).
     public mutating func run(progress: ((Progress) -> Void)? = nil) throws -> Summary {
         var lastReport = 0
         while let next = heap.peekTime {
+            if let end, next > end { break }
             advance(to: next)
             while let (t, event) = heap.peek(), t == next {
                 heap.pop()
                 stats.events += 1
                 try handle(event)
             }
-            try scheduleRound()
-            if let progress, stats.events - lastReport >= 10_000 {
+            if config.scenario.map({ $0.schedulingIntervalSeconds == 0 }) ?? true {
+                try scheduleRound()
+            } else if dirty, !roundPending {
+                let interval = config.scenario!.schedulingIntervalSeconds * 1000
+                let at = Timestamp(milliseconds: (now.milliseconds / interval + 1) * interval)
+                heap.push(at, .round)
+                roundPending = true
+            }
+            if let progress, stats.events - lastReport >= 1_000 {
                 lastReport = stats.events
                 progress(
                     Progress(
                         now: now, events: stats.events, arrived: stats.arrived, finished: stats.finished,
-                        queued: engine.state.queue.count))
+                        queued: engine.state.queue.count, doneBasisPoints: doneBasisPoints()))
             }
         }
-        return summary()
+        let running = engine.state.jobs.values.filter { !$0.state.isTerminal }.count
+        if let end {
+            advance(to: end)
+            try stopAll()
+        }
+        return summary(unfinished: running)
+    }
+
+    func doneBasisPoints() -> Int64 {
+        if let end { return Int64(start.milliseconds(until: now)) * 10_000 / max(1, start.milliseconds(until: end)) }
+        return Int64(stats.finished) * 10_000 / Int64(max(1, config.jobs.count))
     }
 
     mutating func advance(to t: Timestamp) {
         let dt = now.milliseconds(until: t)
         if dt > 0 {
             for (tier, gpus) in stats.busy where gpus > 0 { stats.busyGPUMillis[tier, default: 0] += Int64(gpus) * dt }
+            stats.inferenceTargetMillis += Int64(stats.inferenceTarget) * dt
+            stats.inferenceServedMillis += Int64(min(stats.inferenceRunning, stats.inferenceTarget)) * dt
             // Split [now, t) at bucket boundaries.
             var from = series.start.milliseconds(until: now)
             let to = series.start.milliseconds(until: t)
@@ -150,11 +295,13 @@ public struct Simulation {
                 while series.busy.count <= bucket {
                     series.busy.append([:])
                     series.queued.append(engine.state.queue.count)
+                    series.installed.append(installedGPUs)
                 }
                 for (tier, gpus) in stats.busy where gpus > 0 {
                     series.busy[bucket][tier, default: 0] += Int64(gpus) * (end - from)
                 }
                 series.queued[bucket] = engine.state.queue.count
+                series.installed[bucket] = installedGPUs
                 from = end
             }
         }
@@ -173,14 +320,7 @@ public struct Simulation {
             let spec = JobSpec(
                 name: "trace-\(i)", gpuModel: config.gpuModel, gpusPerNode: shape.gpusPerNode, numNodes: shape.nodes,
                 tier: t.tier, run: "simulated")
-            do {
-                let outcome = try engine.execute(
-                    .submitJob(SubmitJob(org: OrgID(t.org), spec: spec, idempotencyKey: nil, by: "key-1")), at: now)
-                jobIndex[JobID(outcome.id)] = i
-            } catch let e as StratusError {
-                _ = e
-                stats.refused += 1
-            }
+            try submit(spec, org: t.org, kind: .trace, duration: t.durationSeconds)
         case .finish(let id, let attempt), .stop(let id, let attempt):
             guard let job = engine.state.jobs[id], job.attempt == attempt else { return }
             var reason: String?
@@ -189,19 +329,62 @@ public struct Simulation {
                 if case .stop = event, !a.stopRequested { continue }
                 try end(job, a, reason: reason)
             }
+        case .round:
+            roundPending = false
+            dirty = false
+            try scheduleRound()
+        case .install(let c): try install(c)
+        case .contractEnd(let c): try endContract(c)
+        case .failure(let n): try fail(n)
+        case .repair(let n): try repair(n)
+        case .monthEnd(let p): try closeMonth(Period(index: p))
+        case .spotTick: try spotTick()
+        case .inferenceTick: try inferenceTick()
+        case .training(let s): try trainingArrival(s)
+        case .demand(let s): try demandArrival(s)
+        case .blockStart(let s, let r): try blockStart(s, ReservationID(r))
+        }
+        dirty = true
+    }
+
+    /// Submits a job; a refusal (quota, money, no such capacity) counts and changes nothing.
+    @discardableResult
+    mutating func submit(_ spec: JobSpec, org: String, kind: Kind, duration: Int64?) throws -> JobID? {
+        do {
+            let outcome = try engine.execute(
+                .submitJob(SubmitJob(org: OrgID(org), spec: spec, idempotencyKey: nil, by: "key-1")), at: now)
+            let id = JobID(outcome.id)
+            kinds[id] = kind
+            if let duration { durations[id] = duration }
+            return id
+        } catch is StratusError {
+            stats.refused += 1
+            if case .demand(let s) = kind { stats.refusedByStream[s, default: 0] += 1 }
+            return nil
         }
     }
 
-    mutating func end(_ job: Job, _ a: Allocation, reason: String?) throws {
+    mutating func end(_ job: Job, _ a: Allocation, reason: String?, exitCode: Int32? = 0) throws {
         try engine.execute(
             .allocationExited(
                 AllocationExited(
-                    job: job.id, node: a.node, exitCode: reason == nil ? 0 : nil, reason: reason, attempt: job.attempt)),
+                    job: job.id, node: a.node, exitCode: reason == nil ? exitCode : nil, reason: reason,
+                    attempt: job.attempt)),
             at: now)
-        stats.busy[job.spec.tier, default: 0] -= a.gpus.count
+        released(job, gpus: a.gpus.count, started: a.startedAt != nil)
+    }
+
+    /// Bookkeeping after GPUs of `job` were released (by its end, a stop or a lost node).
+    mutating func released(_ job: Job, gpus: Int, started: Bool) {
+        if started {
+            stats.busy[job.spec.tier, default: 0] -= gpus
+            if kinds[job.id] == .inference { stats.inferenceRunning -= gpus }
+        }
         if let after = engine.state.jobs[job.id], after.state.isTerminal {
             stats.finished += 1
             stats.ended[job.id] = now
+            durations[job.id] = nil
+            if kinds[job.id] == .inference { inferenceReplicas.removeAll { $0 == job.id } }
         }
     }
 
@@ -210,15 +393,16 @@ public struct Simulation {
         if engine.state.queue.isEmpty, engine.state.reservations.isEmpty { return }
         let plan = try engine.schedule(at: now)
         for p in plan.placements {
-            guard let job = engine.state.jobs[p.job], let i = jobIndex[p.job] else { continue }
-            for a in job.allocations {
+            guard let job = engine.state.jobs[p.job] else { continue }
+            for a in job.allocations where !a.isEnded {
                 try engine.execute(
                     .allocationStarted(AllocationStarted(job: job.id, node: a.node, attempt: job.attempt)), at: now)
                 stats.busy[job.spec.tier, default: 0] += a.gpus.count
+                if kinds[job.id] == .inference { stats.inferenceRunning += a.gpus.count }
             }
             if stats.firstStart[job.id] == nil { stats.firstStart[job.id] = now }
-            if config.packingBasisPoints == nil {
-                heap.push(now.adding(seconds: config.jobs[i].durationSeconds), .finish(job.id, attempt: job.attempt))
+            if config.packingBasisPoints == nil, let d = durations[job.id] {
+                heap.push(now.adding(seconds: d), .finish(job.id, attempt: job.attempt))
             }
         }
         for p in plan.preemptions {
@@ -234,8 +418,22 @@ public struct Simulation {
         }
     }
 
-    // MARK: results
+    /// At the horizon: work still running ends there, so its usage is billed.
+    mutating func stopAll() throws {
+        for id in engine.state.jobs.keys.sorted() {
+            guard let job = engine.state.jobs[id], !job.state.isTerminal else { continue }
+            try engine.execute(.cancelJob(CancelJob(job: id, by: "key-1")), at: now)
+            for a in job.allocations where !a.isEnded {
+                guard let current = engine.state.jobs[id] else { break }
+                try end(current, a, reason: "the simulation's horizon")
+            }
+        }
+    }
+}
 
+// MARK: results
+
+extension Simulation {
     public struct Distribution: Codable, Equatable, Sendable {
         public let count: Int
         public let mean: Double
@@ -265,12 +463,14 @@ public struct Simulation {
     }
 
     public struct Summary: Codable, Equatable, Sendable {
+        public let name: String?
         public let gpus: Int
         public let jobs: Int
         public let refused: Int
         public let completed: Int
         public let unfinished: Int
         public let preemptions: Int
+        public let nodeFailures: Int
         public let events: Int
         public let start: String
         public let end: String
@@ -280,6 +480,10 @@ public struct Simulation {
         public let tiers: [String: TierSummary]
         public let ledgerBalanced: Bool
         public let economics: EconomicsSummary
+        public let finance: FinanceSummary
+        public let contracts: [ContractSummary]
+        public let internalDemand: InternalSummary?
+        public let demand: [StreamSummary]
         /// The packing experiment's result, when it ran.
         public let packing: PackingSummary?
     }
@@ -297,7 +501,8 @@ public struct Simulation {
         public let queuedJobs: Int
     }
 
-    /// What the simulated span cost and earned, from `Config.economics` per installed GPU.
+    /// What the simulated span cost and earned: owned GPUs at their yearly cost
+    /// (`GPUEconomics`), bought ones at their contract price; revenue net of SLA credits.
     public struct EconomicsSummary: Codable, Equatable, Sendable {
         public let cost: String
         public let revenue: String
@@ -306,11 +511,67 @@ public struct Simulation {
         public let costPerUsedGpuHour: String?
     }
 
-    func summary() -> Summary {
+    /// Cash by month: capex when GPUs and facility arrive, operations (power and O&M),
+    /// contract payments, revenue net of SLA credits; payback is the month the cumulative
+    /// net turns non-negative (projected from the last month's net past the horizon).
+    public struct FinanceSummary: Codable, Equatable, Sendable {
+        public let capex: String
+        public let operations: String
+        public let contractPayments: String
+        public let revenue: String
+        public let slaCredits: String
+        public let netCash: String
+        public let paybackMonths: Int?
+        public let paybackProjected: Bool
+        public let months: [MonthRow]
+    }
+
+    public struct MonthRow: Codable, Equatable, Sendable {
+        public let month: String
+        public let installedGpus: Int
+        public let revenue: String
+        public let slaCredits: String
+        public let capex: String
+        public let operations: String
+        public let contracts: String
+        public let net: String
+        public let cumulative: String
+    }
+
+    public struct ContractSummary: Codable, Equatable, Sendable {
+        public let name: String
+        public let commitment: String
+        public let paid: String
+        /// Paid over the commitment, in basis points.
+        public let drawdownBasisPoints: Int64
+        /// What the ramp pays over the whole term.
+        public let projectedTotal: String
+        public let projectedShortfall: String
+        public let takeOrPay: Bool
+    }
+
+    public struct InternalSummary: Codable, Equatable, Sendable {
+        public let inferenceDemandGpuHours: Int64
+        public let inferenceServedGpuHours: Int64
+        public let inferenceServedBasisPoints: Int64
+        public let trainingJobs: Int
+        public let trainingStarted: Int
+        public let trainingQueueDelaySeconds: Distribution
+    }
+
+    public struct StreamSummary: Codable, Equatable, Sendable {
+        public let name: String
+        public let tier: String
+        public let arrived: Int
+        public let refused: Int
+    }
+
+    static let millisPerYear = Int128(GPUEconomics.hoursPerYear) * 3_600_000
+
+    func summary(unfinished: Int) -> Summary {
         let s = engine.state
-        let gpus = s.nodes.values.reduce(0) { $0 + $1.gpuCount }
-        let start = config.jobs.first?.submit ?? now
-        let span = max(1, start.milliseconds(until: now))
+        let runEnd = end ?? now
+        let span = max(1, start.milliseconds(until: runEnd))
         let busy = stats.busyGPUMillis.values.reduce(0, +)
         var tiers: [String: TierSummary] = [:]
         let byTier = Dictionary(grouping: s.jobs.values, by: \.spec.tier)
@@ -324,20 +585,20 @@ public struct Simulation {
                 completionSeconds: Distribution(completions), gpuHours: (stats.busyGPUMillis[tier] ?? 0) / 3_600_000,
                 revenue: s.billing.ledger.balance(.revenue(tier)).description)
         }
-        // Cost of the installed fleet over the span, and revenue from the ledger.
-        let installedMillis = Int128(gpus) * Int128(span)
-        let cost = Money(
-            micros: Int64(
-                Int128(config.economics.yearly.total.micros) * installedMillis / (Int128(GPUEconomics.hoursPerYear) * 3_600_000)))
-        let revenue = Tier.allCases.reduce(Int64(0)) { $0 + s.billing.ledger.balance(.revenue($1)).micros }
+        let f = finance(runEnd: runEnd)
+        let gpus = s.nodes.values.reduce(0) { $0 + $1.gpuCount }
         func cents(_ micros: Int64) -> String {
             let c = Money.microsPerCent
             return Money(micros: (micros >= 0 ? micros + c / 2 : micros - c / 2) / c * c).description
         }
+        let perInstalled =
+            cohorts.count == 1 && cohorts[0].contract == nil
+            ? cohorts[0].economics.perInstalledHour
+            : Money(micros: Int64(Int128(f.cost) * 3_600_000 / max(1, f.installedMillis)))
         let economics = EconomicsSummary(
-            cost: cents(cost.micros), revenue: Money(micros: revenue).description, margin: cents(revenue - cost.micros),
-            costPerInstalledGpuHour: config.economics.perInstalledHour.description,
-            costPerUsedGpuHour: busy > 0 ? Money(micros: Int64(Int128(cost.micros) * 3_600_000 / Int128(busy))).description : nil)
+            cost: cents(f.cost), revenue: Money(micros: f.revenue - f.credits).description,
+            margin: cents(f.revenue - f.credits - f.cost), costPerInstalledGpuHour: perInstalled.description,
+            costPerUsedGpuHour: busy > 0 ? Money(micros: Int64(Int128(f.cost) * 3_600_000 / Int128(busy))).description : nil)
         var packing: PackingSummary?
         if let target = config.packingBasisPoints {
             let free = s.gpuHolders.values.reduce(0) { $0 + $1.filter { $0 == nil }.count }
@@ -348,14 +609,151 @@ public struct Simulation {
                 allocatedBasisPoints: Int64(allocated) * 10_000 / Int64(max(1, gpus)), freeGpus: free,
                 strandedGpus: s.queue.isEmpty ? 0 : free, queuedJobs: s.queue.count)
         }
+        var internalDemand: InternalSummary?
+        if let scenario = config.scenario, scenario.inference != nil || !scenario.training.isEmpty {
+            let training = s.jobs.values.filter { if case .training = kinds[$0.id] { true } else { false } }
+            let delays = training.compactMap { j in stats.firstStart[j.id].map { j.submittedAt.milliseconds(until: $0) / 1000 } }
+            internalDemand = InternalSummary(
+                inferenceDemandGpuHours: stats.inferenceTargetMillis / 3_600_000,
+                inferenceServedGpuHours: stats.inferenceServedMillis / 3_600_000,
+                inferenceServedBasisPoints: stats.inferenceTargetMillis > 0
+                    ? stats.inferenceServedMillis * 10_000 / stats.inferenceTargetMillis : 10_000,
+                trainingJobs: training.count, trainingStarted: delays.count, trainingQueueDelaySeconds: Distribution(delays))
+        }
+        let streams = (config.scenario?.demand ?? []).enumerated().map { k, d in
+            StreamSummary(
+                name: d.name, tier: d.tier.rawValue, arrived: stats.arrivedByStream[k] ?? 0,
+                refused: stats.refusedByStream[k] ?? 0)
+        }
         return Summary(
-            gpus: gpus, jobs: stats.arrived, refused: stats.refused,
-            completed: s.jobs.values.filter { $0.state == .succeeded }.count,
-            unfinished: s.jobs.values.filter { !$0.state.isTerminal }.count, preemptions: stats.preemptions,
-            events: stats.events, start: start.description, end: now.description,
-            simulatedDays: (Double(span) / 86_400_000 * 100).rounded() / 100,
-            utilizationBasisPoints: Int64(Int128(busy) * 10_000 / Int128(max(1, Int64(gpus) * span))), tiers: tiers,
-            ledgerBalanced: s.billing.ledger.checkBalanced(), economics: economics, packing: packing)
+            name: config.scenario?.name, gpus: gpus, jobs: stats.arrived, refused: stats.refused,
+            completed: s.jobs.values.filter { $0.state == .succeeded }.count, unfinished: unfinished,
+            preemptions: stats.preemptions, nodeFailures: stats.failures, events: stats.events, start: start.description,
+            end: runEnd.description, simulatedDays: (Double(span) / 86_400_000 * 100).rounded() / 100,
+            utilizationBasisPoints: Int64(Int128(busy) * 10_000 / max(1, f.installedMillis)), tiers: tiers,
+            ledgerBalanced: s.billing.ledger.checkBalanced(), economics: economics, finance: f.summary,
+            contracts: f.contracts, internalDemand: internalDemand, demand: streams, packing: packing)
+    }
+
+    struct Finance {
+        var cost: Int64 = 0
+        var revenue: Int64 = 0
+        var credits: Int64 = 0
+        var installedMillis: Int128 = 0
+        var summary: FinanceSummary
+        var contracts: [ContractSummary]
+    }
+
+    /// Cash and cost by month from the cohorts (exact: micro-dollars, integer GPU-milliseconds).
+    func finance(runEnd: Timestamp) -> Finance {
+        let first = Period(containing: start)
+        let last = Period(containing: Timestamp(milliseconds: max(start.milliseconds, runEnd.milliseconds - 1)))
+        let count = Int(last.index - first.index + 1)
+        var capex = [Int64](repeating: 0, count: count)
+        var operations = [Int64](repeating: 0, count: count)
+        var payments = [Int64](repeating: 0, count: count)
+        var installedAtEnd = [Int](repeating: 0, count: count)
+        var cost: Int64 = 0
+        var installedMillis: Int128 = 0
+        func overlap(_ a: Timestamp, _ b: Timestamp, _ c: Timestamp, _ d: Timestamp) -> Int64 {
+            max(0, min(b, d).milliseconds - max(a, c).milliseconds)
+        }
+        var paid = [Int64](repeating: 0, count: config.scenario?.contracts.count ?? 0)
+        var projected = paid
+        for cohort in cohorts {
+            let until = config.scenario == nil ? runEnd : cohort.until
+            let y = cohort.economics.yearly
+            installedMillis += Int128(cohort.gpus) * Int128(overlap(cohort.at, until, start, runEnd))
+            if let k = cohort.contract {
+                let price = config.scenario!.contracts[k].pricePerGPUHour.micros
+                projected[k] += Int64(Int128(price) * Int128(cohort.gpus) * Int128(cohort.at.milliseconds(until: until)) / 3_600_000)
+            } else if cohort.at < runEnd || config.scenario == nil {
+                let m = Int(Period(containing: cohort.at).index - first.index)
+                if m >= 0, m < count {
+                    capex[m] += Int64(cohort.gpus) * (cohort.economics.gpuCapex.micros + cohort.economics.facilityCapexPerGPU.micros)
+                }
+            }
+            for m in 0..<count {
+                let p = Period(index: first.index + Int64(m))
+                let ms = overlap(cohort.at, until, max(p.start, start), min(p.end, runEnd))
+                let monthEnd = min(p.end, runEnd)
+                if cohort.at < monthEnd, until >= monthEnd { installedAtEnd[m] += cohort.gpus }
+                guard ms > 0 else { continue }
+                let gpuMillis = Int128(cohort.gpus) * Int128(ms)
+                if let k = cohort.contract {
+                    let price = config.scenario!.contracts[k].pricePerGPUHour.micros
+                    let amount = Int64(Int128(price) * gpuMillis / 3_600_000)
+                    payments[m] += amount
+                    paid[k] += amount
+                    cost += amount
+                } else {
+                    operations[m] += Int64(Int128(y.operations.micros + y.power.micros) * gpuMillis / Self.millisPerYear)
+                    cost += Int64(Int128(y.total.micros) * gpuMillis / Self.millisPerYear)
+                }
+            }
+        }
+        var contracts: [ContractSummary] = []
+        for (k, c) in (config.scenario?.contracts ?? []).enumerated() {
+            let commitment = c.commitment?.micros ?? projected[k]
+            let shortfall = max(0, commitment - projected[k])
+            // Take-or-pay: a shortfall is paid when the term ends, if that is in the run.
+            let termEnd = Period(index: first.index + Int64(c.startMonth + c.termMonths)).start
+            if c.takeOrPay, shortfall > 0, termEnd <= runEnd {
+                let m = min(count - 1, Int(Period(containing: termEnd).index - first.index) - 1)
+                payments[max(0, m)] += shortfall
+                paid[k] += shortfall
+                cost += shortfall
+            }
+            contracts.append(
+                ContractSummary(
+                    name: c.name, commitment: Money(micros: commitment).description, paid: Money(micros: paid[k]).description,
+                    drawdownBasisPoints: Int64(Int128(paid[k]) * 10_000 / Int128(max(1, commitment))),
+                    projectedTotal: Money(micros: projected[k]).description,
+                    projectedShortfall: Money(micros: shortfall).description, takeOrPay: c.takeOrPay))
+        }
+        // Revenue and credits per month from the ledger's month-end marks.
+        let ledger = engine.state.billing.ledger
+        let totalRevenue = Tier.allCases.reduce(Int64(0)) { $0 + ledger.balance(.revenue($1)).micros }
+        let totalCredits = ledger.balance(.slaCredits).micros
+        var rows: [MonthRow] = []
+        var cumulative: Int64 = 0
+        var previous: (Int64, Int64) = (0, 0)
+        var payback: Int?
+        var lastNet: Int64 = 0
+        let totalCapex = capex.reduce(0, +)
+        for m in 0..<count {
+            let p = Period(index: first.index + Int64(m))
+            let mark = months.first { $0.period == p }
+            let rev = mark.map { $0.revenue.values.reduce(0, +) } ?? totalRevenue
+            let cred = mark?.slaCredits ?? totalCredits
+            let revenue = rev - previous.0
+            let credits = cred - previous.1
+            previous = (rev, cred)
+            let net = revenue - credits - capex[m] - operations[m] - payments[m]
+            cumulative += net
+            lastNet = net
+            if payback == nil, totalCapex > 0, cumulative >= 0 { payback = m + 1 }
+            rows.append(
+                MonthRow(
+                    month: p.description, installedGpus: installedAtEnd[m], revenue: Money(micros: revenue).description,
+                    slaCredits: Money(micros: credits).description, capex: Money(micros: capex[m]).description,
+                    operations: Money(micros: operations[m]).description, contracts: Money(micros: payments[m]).description,
+                    net: Money(micros: net).description, cumulative: Money(micros: cumulative).description))
+        }
+        var projectedPayback = false
+        if payback == nil, totalCapex > 0, lastNet > 0, cumulative < 0 {
+            payback = count + Int((-cumulative + lastNet - 1) / lastNet)
+            projectedPayback = true
+        }
+        let summary = FinanceSummary(
+            capex: Money(micros: totalCapex).description, operations: Money(micros: operations.reduce(0, +)).description,
+            contractPayments: Money(micros: payments.reduce(0, +)).description,
+            revenue: Money(micros: totalRevenue).description, slaCredits: Money(micros: totalCredits).description,
+            netCash: Money(micros: cumulative).description, paybackMonths: payback, paybackProjected: projectedPayback,
+            months: rows)
+        return Finance(
+            cost: cost, revenue: totalRevenue, credits: totalCredits, installedMillis: installedMillis, summary: summary,
+            contracts: contracts)
     }
 }
 

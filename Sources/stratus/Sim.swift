@@ -1,67 +1,150 @@
 import ArgumentParser
 import Foundation
 import StratusCore
+import StratusServer
 import StratusSimulation
 
-/// `stratus sim`: the digital twin. This first cut runs a workload trace on a uniform
-/// fleet through the production scheduler and ledger on a simulated clock and writes
-/// `summary.json`, `series.csv` and `report.html`.
+/// `stratus sim`: the digital twin. Runs a scenario (a whole cloud: sites, contracts,
+/// demand, faults) or a workload trace on a uniform fleet through the production
+/// scheduler and ledger on a simulated clock, and writes a report directory.
 struct Sim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Simulate a cloud on the real scheduler and ledger: a trace on a fleet, on a simulated clock.",
-        discussion: "Example: stratus sim --philly ../shared/traces/philly/philly.csv --gpus 2000 --out sim-out")
+        abstract: "Simulate a cloud on the real scheduler and ledger, on a simulated clock.",
+        discussion: """
+            Examples:
+              stratus sim examples/sim/h100-30mw.yaml --out sim-out
+              stratus sim examples/sim/h100-30mw.yaml --compare examples/sim/h100-30mw-no-spot.yaml --out what-if
+              stratus sim --philly ../shared/traces/philly/philly.csv --gpus 2000 --out sim-out
+            Writes summary.json, series.csv, months.csv and report.html (with --compare: a/ and b/ with
+            each run's files, and report.html and comparison.json side by side). docs/simulation.md
+            documents the scenario file.
+            """)
 
-    @Option(name: .long, help: "A Philly trace (timestamp,duration,num_gpus,gpu_time,cluster).") var philly: String
-    @Option(name: .long, help: "GPUs of the simulated fleet (H100 in nodes of 8, racks of 4).") var gpus = 2000
-    @Option(name: .long, help: "Only the first N jobs of the trace.") var jobs: Int?
+    @Argument(help: "A scenario file (YAML). See docs/simulation.md and examples/sim/.") var scenario: String?
+    @Option(name: .long, help: "A second scenario to compare with the first (a what-if).") var compare: String?
+    @Option(name: .long, help: "Override the scenario's seed.") var seed: UInt64?
+    @Option(name: .long, help: "A Philly trace (timestamp,duration,num_gpus,gpu_time,cluster) instead of a scenario.")
+    var philly: String?
+    @Option(name: .long, help: "With --philly: GPUs of the simulated fleet (H100 in nodes of 8, racks of 4).") var gpus = 2000
+    @Option(name: .long, help: "With --philly: only the first N jobs of the trace.") var jobs: Int?
     @Option(
         name: .long,
-        help: "Packing experiment: jobs never leave, and arrive until they ask for this share of the GPUs (e.g. 130%).")
+        help: "With --philly: packing experiment: jobs never leave, and arrive until they ask for this share of the GPUs (e.g. 130%).")
     var packing: String?
-    @Option(name: .long, help: "Directory for summary.json, series.csv and report.html.") var out = "sim-out"
+    @Option(name: .long, help: "Directory for the report.") var out = "sim-out"
 
     func run() async throws {
         try await cli {
-            guard gpus >= 8, gpus <= Limits.maxReservationGPUs else {
-                throw CLIError("--gpus: between 8 and \(Limits.maxReservationGPUs)")
+            guard (scenario == nil) != (philly == nil) else {
+                throw CLIError("give a scenario file or --philly TRACE (one of them)")
             }
-            guard let text = try? String(contentsOfFile: philly, encoding: .utf8) else {
-                throw CLIError("\(philly): cannot read file")
+            if compare != nil, scenario == nil { throw CLIError("--compare: compares two scenarios; give the first one too") }
+            let a = try config(scenario: scenario)
+            guard let compare else {
+                let run = try simulate(a, label: scenario ?? philly!)
+                try write(run, to: out)
+                print(String(decoding: try Sim.json(run.summary), as: UTF8.self))
+                print("wrote \(out)/summary.json, series.csv, months.csv and report.html; \(run.summary.events) events in \(String(format: "%.1f", run.wall)) s of wall time")
+                return
             }
-            var trace = try PhillyTrace.parse(text)
-            if let jobs { trace = Array(trace.prefix(max(0, jobs))) }
-            let clock = ContinuousClock()
-            let t0 = clock.now
-            var config = Simulation.Config(fleet: .uniform(gpus: gpus), jobs: trace)
-            if let packing {
-                let text = packing.hasSuffix("%") ? String(packing.dropLast()) : packing
-                guard let percent = Int64(text), percent >= 1, percent <= 1000 else {
-                    throw CLIError("--packing: '\(packing)' is not a whole percentage between 1% and 1000%")
-                }
-                config.packingBasisPoints = percent * 100
+            let b = try config(scenario: compare)
+            let runA = try simulate(a, label: scenario!)
+            let runB = try simulate(b, label: compare)
+            try write(runA, to: "\(out)/a")
+            try write(runB, to: "\(out)/b")
+            let labelA = runA.summary.name ?? scenario!
+            let labelB = runB.summary.name ?? compare
+            try SimulationReport.comparison([(labelA, runA.summary, runA.series), (labelB, runB.summary, runB.series)])
+                .write(toFile: "\(out)/report.html", atomically: true, encoding: .utf8)
+            struct Comparison: Encodable {
+                let a: Simulation.Summary
+                let b: Simulation.Summary
             }
-            var sim = try Simulation(config)
-            let total = trace.count
-            let summary = try sim.run { p in
-                let rate = Double(p.events) / max(0.001, Sim.seconds(clock.now - t0))
-                let line = "\r\(p.now)  \(p.finished)/\(total) jobs done, \(p.queued) queued, \(Int(rate)) events/s   "
-                FileHandle.standardError.write(Data(line.utf8))
+            try Sim.json(Comparison(a: runA.summary, b: runB.summary)).write(to: URL(fileURLWithPath: "\(out)/comparison.json"))
+            for (label, s) in [(labelA, runA.summary), (labelB, runB.summary)] {
+                print(
+                    "\(label): margin \(s.economics.margin), cost per used GPU-hour \(s.economics.costPerUsedGpuHour ?? "-"), utilization \(Double(s.utilizationBasisPoints) / 100)%, payback \(s.finance.paybackMonths.map { "\($0) months" + (s.finance.paybackProjected ? " (projected)" : "") } ?? "not in sight")"
+                )
             }
-            let wall = Sim.seconds(clock.now - t0)
-            FileHandle.standardError.write(Data("\n".utf8))
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            let encoder = JSONEncoder()
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let data = try encoder.encode(summary)
-            try data.write(to: URL(fileURLWithPath: "\(out)/summary.json"))
-            try SimulationReport.csv(sim.series).write(toFile: "\(out)/series.csv", atomically: true, encoding: .utf8)
-            try SimulationReport.html(summary, sim.series).write(toFile: "\(out)/report.html", atomically: true, encoding: .utf8)
-            print(String(decoding: data, as: UTF8.self))
-            print(
-                "wrote \(out)/summary.json, series.csv and report.html; \(summary.events) events in \(String(format: "%.1f", wall)) s of wall time"
-            )
+            print("wrote \(out)/report.html and comparison.json (each run's files in \(out)/a and \(out)/b)")
         }
+    }
+
+    struct Run {
+        let summary: Simulation.Summary
+        let series: Simulation.Series
+        let wall: Double
+    }
+
+    func config(scenario path: String?) throws -> Simulation.Config {
+        if let path {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw CLIError("\(path): cannot read file")
+            }
+            switch Sim.load(text) {
+            case .success(var s):
+                if let seed { s.seed = seed }
+                return Simulation.Config(scenario: s)
+            case .failure(let e):
+                throw CLIError("\(path): \(e.message)")
+            }
+        }
+        guard gpus >= 8, gpus <= Limits.maxReservationGPUs else {
+            throw CLIError("--gpus: between 8 and \(Limits.maxReservationGPUs)")
+        }
+        guard let text = try? String(contentsOfFile: philly!, encoding: .utf8) else {
+            throw CLIError("\(philly!): cannot read file")
+        }
+        var trace = try PhillyTrace.parse(text)
+        if let jobs { trace = Array(trace.prefix(max(0, jobs))) }
+        var config = Simulation.Config(fleet: .uniform(gpus: gpus), jobs: trace)
+        if let packing {
+            let text = packing.hasSuffix("%") ? String(packing.dropLast()) : packing
+            guard let percent = Int64(text), percent >= 1, percent <= 1000 else {
+                throw CLIError("--packing: '\(packing)' is not a whole percentage between 1% and 1000%")
+            }
+            config.packingBasisPoints = percent * 100
+        }
+        return config
+    }
+
+    static func load(_ text: String) -> Result<Scenario, StratusError> {
+        Result { () throws(StratusError) -> Scenario in try Scenario.parse(SpecDocument.parseYAML(text)) }
+    }
+
+    /// Runs one simulation with a progress bar on stderr (simulated date, share done, events/s).
+    func simulate(_ config: Simulation.Config, label: String) throws -> Run {
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        var sim = try Simulation(config)
+        let summary = try sim.run { p in
+            let rate = Double(p.events) / max(0.001, Sim.seconds(clock.now - t0))
+            let filled = Int(p.doneBasisPoints / 500)
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: max(0, 20 - filled))
+            let date = String(p.now.description.prefix(10))
+            let line =
+                "\r\(label): [\(bar)] \(p.doneBasisPoints / 100)%  \(date)  \(p.finished) jobs done, \(p.queued) queued, \(Int(rate)) events/s   "
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+        let wall = Sim.seconds(clock.now - t0)
+        FileHandle.standardError.write(
+            Data("\r\(label): [####################] 100%  \(summary.events) events in \(String(format: "%.1f", wall)) s\(String(repeating: " ", count: 30))\n".utf8))
+        return Run(summary: summary, series: sim.series, wall: wall)
+    }
+
+    func write(_ run: Run, to dir: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Sim.json(run.summary).write(to: URL(fileURLWithPath: "\(dir)/summary.json"))
+        try SimulationReport.csv(run.series).write(toFile: "\(dir)/series.csv", atomically: true, encoding: .utf8)
+        try SimulationReport.monthsCSV(run.summary.finance).write(toFile: "\(dir)/months.csv", atomically: true, encoding: .utf8)
+        try SimulationReport.html(run.summary, run.series).write(toFile: "\(dir)/report.html", atomically: true, encoding: .utf8)
+    }
+
+    static func json<T: Encodable>(_ value: T) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(value)
     }
 
     static func seconds(_ d: Duration) -> Double {
