@@ -209,7 +209,8 @@ public enum SimulationReport {
             )
         }
         let line = cumulative.enumerated().map { "\($0 * w + w / 2),\(y($1))" }.joined(separator: " ")
-        shapes.append(##"<polyline points="\##(line)" fill="none" stroke="#000" stroke-width="2"><title>cumulative</title></polyline>"##)
+        shapes.append(
+            ##"<polyline points="\##(line)" fill="none" stroke="#000" stroke-width="2"><title>cumulative</title></polyline>"##)
         var out = """
             <h2>Cash flow and payback</h2>
             <p>Capex \(f.capex), operations \(f.operations), contract payments \(f.contractPayments), revenue \(f.revenue), SLA credits \(f.slaCredits): net \(f.netCash). Payback: \(payback(f)). Bars: net cash per month; line: cumulative.</p>

@@ -15,7 +15,8 @@ extension Simulation {
         if s.faults != nil {
             let token = try engine.execute(
                 .createAgentToken(
-                    CreateAgentToken(name: "simulated-agents", node: nil, secretHash: String(repeating: "1", count: 64), hint: "")),
+                    CreateAgentToken(name: "simulated-agents", node: nil, secretHash: String(repeating: "1", count: 64), hint: "")
+                ),
                 at: start)
             agentToken = AgentTokenID(token.id)
         }
@@ -38,7 +39,9 @@ extension Simulation {
         }
         // Capacity: each build-out phase and each contract's ramp step is a cohort.
         var nodes = 0
-        func add(_ at: Timestamp, until: Timestamp, gpus: Int, model: String, site: String, economics: GPUEconomics, contract: Int?) {
+        func add(
+            _ at: Timestamp, until: Timestamp, gpus: Int, model: String, site: String, economics: GPUEconomics, contract: Int?
+        ) {
             let perNode = s.models[model]!.gpusPerNode
             let count = gpus / perNode
             cohorts.append(
@@ -217,13 +220,15 @@ extension Simulation {
             MonthMark(period: p, revenue: revenue, slaCredits: engine.state.billing.ledger.balance(.slaCredits).micros))
     }
 
-    mutating func spotTick() throws {
+    /// The spot market's step (every 5 minutes, as the server's); whether a price moved.
+    mutating func spotTick() throws -> Bool {
         let updates = engine.state.spotPriceUpdates(SpotMarket(), at: now)
         if !updates.isEmpty {
             try engine.execute(
                 .setSpotPrices(SetSpotPrices(prices: updates, noticeSeconds: config.preemptionNoticeSeconds)), at: now)
         }
         heap.push(now.adding(seconds: Limits.spotPriceIntervalSeconds), .spotTick)
+        return !updates.isEmpty
     }
 
     /// What a demand stream pays now: its tier's list price (spot: the market's price
@@ -322,7 +327,8 @@ extension Simulation {
         }
         let perNode = s.models[d.model]!.gpusPerNode
         let nodes = max(1, gpus / perNode)
-        let seconds = min(Limits.maxJobDurationSeconds, max(60, exponentialMillis(meanMillis: Double(d.meanSeconds) * 1000) / 1000))
+        let seconds = min(
+            Limits.maxJobDurationSeconds, max(60, exponentialMillis(meanMillis: Double(d.meanSeconds) * 1000) / 1000))
         if d.tier == .reserved {
             let spec = ReservationSpec(
                 gpuModel: d.model, gpus: gpus, start: .after(seconds: d.leadSeconds), durationSeconds: d.blockSeconds)

@@ -219,7 +219,8 @@ public struct Simulation {
             nodeIDs = config.fleet.nodes.map(\.id)
             cohorts.append(
                 Cohort(
-                    at: start, until: start, gpus: gpus, model: config.gpuModel, site: config.fleet.sites.first?.id.rawValue ?? "",
+                    at: start, until: start, gpus: gpus, model: config.gpuModel,
+                    site: config.fleet.sites.first?.id.rawValue ?? "",
                     economics: config.economics, contract: nil, nodes: 0..<nodeIDs.count))
             installedGPUs = gpus
             for org in Set(config.jobs.map(\.org)).sorted() where org != InternalOrg.id.rawValue {
@@ -333,12 +334,17 @@ public struct Simulation {
             roundPending = false
             dirty = false
             try scheduleRound()
+            return
         case .install(let c): try install(c)
         case .contractEnd(let c): try endContract(c)
         case .failure(let n): try fail(n)
         case .repair(let n): try repair(n)
-        case .monthEnd(let p): try closeMonth(Period(index: p))
-        case .spotTick: try spotTick()
+        case .monthEnd(let p):
+            try closeMonth(Period(index: p))
+            return
+        case .spotTick:
+            // Only a price that moved can change what the scheduler decides.
+            if try !spotTick() { return }
         case .inferenceTick: try inferenceTick()
         case .training(let s): try trainingArrival(s)
         case .demand(let s): try demandArrival(s)
@@ -666,11 +672,13 @@ extension Simulation {
             installedMillis += Int128(cohort.gpus) * Int128(overlap(cohort.at, until, start, runEnd))
             if let k = cohort.contract {
                 let price = config.scenario!.contracts[k].pricePerGPUHour.micros
-                projected[k] += Int64(Int128(price) * Int128(cohort.gpus) * Int128(cohort.at.milliseconds(until: until)) / 3_600_000)
+                projected[k] += Int64(
+                    Int128(price) * Int128(cohort.gpus) * Int128(cohort.at.milliseconds(until: until)) / 3_600_000)
             } else if cohort.at < runEnd || config.scenario == nil {
                 let m = Int(Period(containing: cohort.at).index - first.index)
                 if m >= 0, m < count {
-                    capex[m] += Int64(cohort.gpus) * (cohort.economics.gpuCapex.micros + cohort.economics.facilityCapexPerGPU.micros)
+                    capex[m] +=
+                        Int64(cohort.gpus) * (cohort.economics.gpuCapex.micros + cohort.economics.facilityCapexPerGPU.micros)
                 }
             }
             for m in 0..<count {

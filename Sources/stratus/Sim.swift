@@ -29,7 +29,9 @@ struct Sim: AsyncParsableCommand {
     @Option(name: .long, help: "With --philly: only the first N jobs of the trace.") var jobs: Int?
     @Option(
         name: .long,
-        help: "With --philly: packing experiment: jobs never leave, and arrive until they ask for this share of the GPUs (e.g. 130%).")
+        help:
+            "With --philly: packing experiment: jobs never leave, and arrive until they ask for this share of the GPUs (e.g. 130%)."
+    )
     var packing: String?
     @Option(name: .long, help: "Directory for the report.") var out = "sim-out"
 
@@ -44,7 +46,9 @@ struct Sim: AsyncParsableCommand {
                 let run = try simulate(a, label: scenario ?? philly!)
                 try write(run, to: out)
                 print(String(decoding: try Sim.json(run.summary), as: UTF8.self))
-                print("wrote \(out)/summary.json, series.csv, months.csv and report.html; \(run.summary.events) events in \(String(format: "%.1f", run.wall)) s of wall time")
+                print(
+                    "wrote \(out)/summary.json, series.csv, months.csv and report.html; \(run.summary.events) events in \(String(format: "%.1f", run.wall)) s of wall time"
+                )
                 return
             }
             let b = try config(scenario: compare)
@@ -128,7 +132,9 @@ struct Sim: AsyncParsableCommand {
         }
         let wall = Sim.seconds(clock.now - t0)
         FileHandle.standardError.write(
-            Data("\r\(label): [####################] 100%  \(summary.events) events in \(String(format: "%.1f", wall)) s\(String(repeating: " ", count: 30))\n".utf8))
+            Data(
+                "\r\(label): [####################] 100%  \(summary.events) events in \(String(format: "%.1f", wall)) s\(String(repeating: " ", count: 30))\n"
+                    .utf8))
         return Run(summary: summary, series: sim.series, wall: wall)
     }
 

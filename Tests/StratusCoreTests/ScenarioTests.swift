@@ -180,9 +180,13 @@ import Testing
             Self.error(
                 #"{"start": "2027-01-01", "sites": [{"name": "a", "build_out": [{"at": "2027-01-01", "mw": 1, "gpu_model": "B200"}]}]}"#
             ) == "sites[0].build_out[0].gpu_model: B200 needs an entry in gpu_models")
-        #expect(Self.error(#"{"start": "2027-01-01", \#(site), "finance": {"cost_of_capital": "ten"}}"#)?.contains("percentage") == true)
         #expect(
-            Self.error(#"{"start": "2027-01-01", "sites": [{"name": "a", "build_out": [{"at": "2027-01-01", "mw": 5000, "gpu_model": "H100"}]}]}"#)?
-                .hasPrefix("the scenario installs") == true)
+            Self.error(#"{"start": "2027-01-01", \#(site), "finance": {"cost_of_capital": "ten"}}"#)?.contains("percentage")
+                == true)
+        #expect(
+            Self.error(
+                #"{"start": "2027-01-01", "sites": [{"name": "a", "build_out": [{"at": "2027-01-01", "mw": 5000, "gpu_model": "H100"}]}]}"#
+            )?
+            .hasPrefix("the scenario installs") == true)
     }
 }

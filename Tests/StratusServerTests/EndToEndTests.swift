@@ -414,4 +414,71 @@ import Testing
         let queued = ((summary["tiers"] as? [String: Any])?["on-demand"] as? [String: Any])?["queue_delay_seconds"]
         #expect(((queued as? [String: Any])?["p99"] as? Int ?? 0) > 0, "the trace queues on 64 GPUs")
     }
+
+    /// Two small scenarios compared from the command line: the report puts both side by
+    /// side, each run's files are written, two processes give the same bytes, and a bad
+    /// scenario is refused with the field named and a non-zero exit.
+    @Test func aWhatIfComparisonRunsFromTheCommandLine() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: EndToEndTests.binary))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stratus-whatif-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sell = """
+            name: sell the surplus
+            seed: 5
+            start: 2027-01-01
+            horizon_days: 3
+            sites:
+              - name: dal
+                build_out: [{at: 2027-01-01, mw: 0.2, gpu_model: H100}]
+            internal:
+              inference: {gpu_model: H100, gpus_at_peak: 48}
+            demand:
+              - {name: od, tier: on_demand, gpu_model: H100, arrivals_per_day: 12, sizes: {8: 100%}, mean_duration: 2h}
+              - {name: sp, tier: spot, gpu_model: H100, arrivals_per_day: 30, sizes: {8: 100%}, mean_duration: 3h, elasticity: 1}
+
+            """
+        let idle = sell.replacingOccurrences(of: "sell the surplus", with: "keep it idle").replacingOccurrences(
+            of:
+                "  - {name: sp, tier: spot, gpu_model: H100, arrivals_per_day: 30, sizes: {8: 100%}, mean_duration: 3h, elasticity: 1}\n",
+            with: "")
+        try sell.write(toFile: "\(dir)/sell.yaml", atomically: true, encoding: .utf8)
+        try idle.write(toFile: "\(dir)/idle.yaml", atomically: true, encoding: .utf8)
+        try "start: 2027-01-01\nsites: [{name: a, build_out: [{at: 2027-01-01, mw: -1, gpu_model: H100}]}]\n".write(
+            toFile: "\(dir)/bad.yaml", atomically: true, encoding: .utf8)
+        func sim(_ args: [String]) throws -> (Int32, String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
+            p.arguments = ["sim"] + args
+            let err = Pipe()
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = err
+            try p.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, text)
+        }
+        var outputs: [Data] = []
+        for run in 0..<2 {
+            let (status, _) = try sim(["\(dir)/sell.yaml", "--compare", "\(dir)/idle.yaml", "--out", "\(dir)/w\(run)"])
+            #expect(status == 0)
+            for file in ["report.html", "comparison.json", "a/summary.json", "b/months.csv"] {
+                outputs.append(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/w\(run)/\(file)")))
+            }
+        }
+        #expect(outputs[0..<4] == outputs[4..<8], "byte for byte")
+        let html = String(decoding: outputs[0], as: UTF8.self)
+        #expect(html.contains("What-if: sell the surplus vs keep it idle") && html.contains("<polyline"))
+        let both = try JSONSerialization.jsonObject(with: outputs[1]) as? [String: Any] ?? [:]
+        let a = both["a"] as? [String: Any] ?? [:]
+        let b = both["b"] as? [String: Any] ?? [:]
+        let tiersA = a["tiers"] as? [String: Any] ?? [:]
+        let tiersB = b["tiers"] as? [String: Any] ?? [:]
+        #expect(tiersA["spot"] != nil && tiersB["spot"] == nil, "only the first sells spot")
+        #expect(a["ledger_balanced"] as? Bool == true && b["ledger_balanced"] as? Bool == true)
+        let (status, stderr) = try sim(["\(dir)/bad.yaml", "--out", "\(dir)/bad"])
+        #expect(status != 0)
+        #expect(stderr.contains("sites[0].build_out[0].mw"))
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/bad"), "nothing written")
+    }
 }
