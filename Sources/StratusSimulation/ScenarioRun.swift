@@ -12,7 +12,7 @@ import StratusLedger
 /// the spot market, and the demand streams.
 extension Simulation {
     mutating func setUp(_ s: Scenario) throws {
-        if s.faults != nil {
+        if s.faults != nil || config.chaos {
             let token = try engine.execute(
                 .createAgentToken(
                     CreateAgentToken(name: "simulated-agents", node: nil, secretHash: String(repeating: "1", count: 64), hint: "")
@@ -132,10 +132,10 @@ extension Simulation {
         }
         try engine.execute(.applyFleet(spec), at: now)
         installedGPUs += cohort.gpus
-        guard let faults = s.faults, agentToken != nil else { return }
+        guard agentToken != nil else { return }
         for n in cohort.nodes {
             try register(n)
-            if let t = nextFailure(faults, gpus: m.gpusPerNode) { heap.push(t, .failure(n)) }
+            if let faults = s.faults, let t = nextFailure(faults, gpus: m.gpusPerNode) { heap.push(t, .failure(n)) }
         }
     }
 
@@ -189,15 +189,23 @@ extension Simulation {
     mutating func fail(_ n: Int) throws {
         let id = nodeIDs[n]
         guard let node = engine.state.nodes[id], node.lostAt == nil, node.state == .ready else { return }
-        var ending: [(Job, Int, Bool)] = []
+        var ending: [(Job, Allocation)] = []
         for job in Set((engine.state.gpuHolders[id] ?? []).compactMap { $0 }).sorted() {
             guard let j = engine.state.jobs[job], let a = j.allocations.first(where: { $0.node == id && !$0.isEnded })
             else { continue }
-            ending.append((j, a.gpus.count, a.startedAt != nil))
+            ending.append((j, a))
         }
         try engine.execute(.nodeLost(NodeLost(node: id, lastSeen: now)), at: now)
         stats.failures += 1
-        for (job, gpus, started) in ending { released(job, gpus: gpus, started: started) }
+        for (job, a) in ending { released(job, a) }
+        // A gang lives and dies together: the agents on its other nodes stop their part now.
+        for (job, _) in ending {
+            guard let current = engine.state.jobs[job.id], current.attempt == job.attempt else { continue }
+            for a in current.allocations where !a.isEnded && a.stopRequested {
+                guard let latest = engine.state.jobs[job.id] else { break }
+                try end(latest, a, reason: "its gang lost \(id)")
+            }
+        }
         heap.push(now.adding(seconds: config.scenario!.faults!.repairSeconds), .repair(n))
     }
 
@@ -205,8 +213,9 @@ extension Simulation {
         let id = nodeIDs[n]
         guard engine.state.nodes[id]?.state == .ready else { return }
         try register(n)
-        let s = config.scenario!
-        if let t = nextFailure(s.faults!, gpus: engine.state.nodes[id]!.gpuCount) { heap.push(t, .failure(n)) }
+        if let f = config.scenario!.faults, let t = nextFailure(f, gpus: engine.state.nodes[id]!.gpuCount) {
+            heap.push(t, .failure(n))
+        }
     }
 
     // MARK: months and prices
@@ -361,6 +370,8 @@ extension Simulation {
             name: s.demand[k].name, gpuModel: r.gpuModel, gpusPerNode: r.gpus / nodes, numNodes: nodes, tier: .reserved,
             run: "simulated", reservation: id)
         try submit(spec, org: r.org.rawValue, kind: .demand(k), duration: now.milliseconds(until: r.end) / 1000)
+        // The scheduler gives the block's work its notice to stop before the block ends.
+        heap.push(max(now, r.end.adding(seconds: -config.preemptionNoticeSeconds)), .wake)
     }
 }
 

@@ -26,6 +26,10 @@ public struct Simulation {
         public var packingBasisPoints: Int64?
         /// A whole cloud to simulate instead of a trace on a fixed fleet.
         public var scenario: Scenario?
+        /// Deterministic simulation testing: inject faults (agent restarts, duplicated,
+        /// late and reordered agent reports, control-plane crashes replayed from the log;
+        /// node failures come from the scenario) and check `Invariants` after every step.
+        public var chaos = false
 
         public init(fleet: FleetSpec, jobs: [TraceJob]) {
             self.fleet = fleet
@@ -64,6 +68,9 @@ public struct Simulation {
         case training(Int)
         case demand(Int)
         case arrival(Int)
+        /// A timer the server would have: a round at this moment (a capacity block's
+        /// stop notice is due).
+        case wake
         case round
 
         static func < (a: Event, b: Event) -> Bool { a.order < b.order }
@@ -85,7 +92,8 @@ public struct Simulation {
             case .training(let s): (10, "", s)
             case .demand(let s): (11, "", s)
             case .arrival(let i): (12, "", i)
-            case .round: (13, "", 0)
+            case .wake: (13, "", 0)
+            case .round: (14, "", 0)
             }
         }
     }
@@ -130,6 +138,14 @@ public struct Simulation {
     var durations: [JobID: Int64] = [:]
     var inferenceReplicas: [JobID] = []
     var referencePrices: [Int: Money] = [:]
+    /// When the simulated agents started each run (job/attempt/node), and what they ran.
+    var starts: [String: Timestamp] = [:]
+    var ran = Invariants.Ran()
+    var chaosRandom: SeededRandom
+    var chaosStats = ChaosSummary()
+    var lastReport: Command?
+    var endedRuns: [(JobID, Int, NodeID)] = []
+    var steps = 0
     var racksBySite: [String: Int] = [:]
     var roundPending = false
     var dirty = false
@@ -183,6 +199,7 @@ public struct Simulation {
         end = scenario?.end
         now = start
         random = SeededRandom(seed: scenario?.seed ?? 1)
+        chaosRandom = SeededRandom(seed: (scenario?.seed ?? 1) ^ 0x5EED_C4A0_5EED_C4A0)
         // About 500 buckets over the run, at least an hour each.
         let span = start.milliseconds(until: end ?? config.jobs.last?.submit ?? start)
         series = Series(start: start, bucketMillis: max(3_600_000, (span / 500 + 3_599_999) / 3_600_000 * 3_600_000))
@@ -260,6 +277,10 @@ public struct Simulation {
                 heap.push(at, .round)
                 roundPending = true
             }
+            if config.chaos {
+                try injectFaults()
+                try verify()
+            }
             if let progress, stats.events - lastReport >= 1_000 {
                 lastReport = stats.events
                 progress(
@@ -273,6 +294,7 @@ public struct Simulation {
             advance(to: end)
             try stopAll()
         }
+        if config.chaos { try verify() }
         return summary(unfinished: running)
     }
 
@@ -335,6 +357,9 @@ public struct Simulation {
             dirty = false
             try scheduleRound()
             return
+        case .wake:
+            try scheduleRound()
+            return
         case .install(let c): try install(c)
         case .contractEnd(let c): try endContract(c)
         case .failure(let n): try fail(n)
@@ -371,20 +396,28 @@ public struct Simulation {
     }
 
     mutating func end(_ job: Job, _ a: Allocation, reason: String?, exitCode: Int32? = 0) throws {
-        try engine.execute(
-            .allocationExited(
-                AllocationExited(
-                    job: job.id, node: a.node, exitCode: reason == nil ? exitCode : nil, reason: reason,
-                    attempt: job.attempt)),
-            at: now)
-        released(job, gpus: a.gpus.count, started: a.startedAt != nil)
+        let report = Command.allocationExited(
+            AllocationExited(
+                job: job.id, node: a.node, exitCode: reason == nil ? exitCode : nil, reason: reason, attempt: job.attempt))
+        try engine.execute(report, at: now)
+        lastReport = report
+        released(job, a)
     }
 
-    /// Bookkeeping after GPUs of `job` were released (by its end, a stop or a lost node).
-    mutating func released(_ job: Job, gpus: Int, started: Bool) {
-        if started {
+    /// Bookkeeping after allocation `a` of `job` was released (by its end, a stop or a
+    /// lost node).
+    mutating func released(_ job: Job, _ a: Allocation) {
+        let gpus = a.gpus.count
+        let key = "\(job.id)/\(job.attempt)/\(a.node)"
+        if let started = starts.removeValue(forKey: key) {
             stats.busy[job.spec.tier, default: 0] -= gpus
             if kinds[job.id] == .inference { stats.inferenceRunning -= gpus }
+            ran.allocations += 1
+            ran.gpuMilliseconds += Int64(gpus) * started.milliseconds(until: now)
+            if config.chaos {
+                endedRuns.append((job.id, job.attempt, a.node))
+                if endedRuns.count > 64 { endedRuns.removeFirst() }
+            }
         }
         if let after = engine.state.jobs[job.id], after.state.isTerminal {
             stats.finished += 1
@@ -401,8 +434,10 @@ public struct Simulation {
         for p in plan.placements {
             guard let job = engine.state.jobs[p.job] else { continue }
             for a in job.allocations where !a.isEnded {
-                try engine.execute(
-                    .allocationStarted(AllocationStarted(job: job.id, node: a.node, attempt: job.attempt)), at: now)
+                let report = Command.allocationStarted(AllocationStarted(job: job.id, node: a.node, attempt: job.attempt))
+                try engine.execute(report, at: now)
+                lastReport = report
+                starts["\(job.id)/\(job.attempt)/\(a.node)"] = now
                 stats.busy[job.spec.tier, default: 0] += a.gpus.count
                 if kinds[job.id] == .inference { stats.inferenceRunning += a.gpus.count }
             }
@@ -492,6 +527,9 @@ extension Simulation {
         public let demand: [StreamSummary]
         /// The packing experiment's result, when it ran.
         public let packing: PackingSummary?
+        /// What `--faults` injected (every invariant held after every step, or the run
+        /// would have failed).
+        public let chaos: ChaosSummary?
     }
 
     /// How well the arrived demand packed: GPUs allocated, and free GPUs no queued job can
@@ -638,7 +676,8 @@ extension Simulation {
             end: runEnd.description, simulatedDays: (Double(span) / 86_400_000 * 100).rounded() / 100,
             utilizationBasisPoints: Int64(Int128(busy) * 10_000 / max(1, f.installedMillis)), tiers: tiers,
             ledgerBalanced: s.billing.ledger.checkBalanced(), economics: economics, finance: f.summary,
-            contracts: f.contracts, internalDemand: internalDemand, demand: streams, packing: packing)
+            contracts: f.contracts, internalDemand: internalDemand, demand: streams, packing: packing,
+            chaos: config.chaos ? chaosStats : nil)
     }
 
     struct Finance {

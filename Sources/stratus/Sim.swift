@@ -34,9 +34,18 @@ struct Sim: AsyncParsableCommand {
     )
     var packing: String?
     @Option(name: .long, help: "Directory for the report.") var out = "sim-out"
+    @Flag(
+        name: .long,
+        help: "Inject faults (agent restarts, duplicated, late and reordered reports, control-plane crashes replayed from the log) and check every invariant after every step."
+    )
+    var faults = false
+    @Flag(name: .long, help: "Run random small scenarios with --faults; with --seed, just that one.") var fuzz = false
+    @Option(name: .long, help: "With --fuzz: how many seeds (from --first-seed).") var seeds = 100
+    @Option(name: .long, help: "With --fuzz: the first seed.") var firstSeed: UInt64 = 1
 
     func run() async throws {
         try await cli {
+            if fuzz { return try runFuzz() }
             guard (scenario == nil) != (philly == nil) else {
                 throw CLIError("give a scenario file or --philly TRACE (one of them)")
             }
@@ -88,7 +97,9 @@ struct Sim: AsyncParsableCommand {
             switch Sim.load(text) {
             case .success(var s):
                 if let seed { s.seed = seed }
-                return Simulation.Config(scenario: s)
+                var config = Simulation.Config(scenario: s)
+                config.chaos = faults
+                return config
             case .failure(let e):
                 throw CLIError("\(path): \(e.message)")
             }
@@ -110,6 +121,42 @@ struct Sim: AsyncParsableCommand {
             config.packingBasisPoints = percent * 100
         }
         return config
+    }
+
+    /// `--fuzz`: random small scenarios with faults injected and invariants checked
+    /// after every step; prints each failing seed (which reproduces it exactly).
+    func runFuzz() throws {
+        guard scenario == nil, philly == nil else { throw CLIError("--fuzz makes its own scenarios; give no file") }
+        guard seeds >= 1, seeds <= 1_000_000 else { throw CLIError("--seeds: between 1 and 1000000") }
+        let list: [UInt64] = seed.map { [$0] } ?? (0..<UInt64(seeds)).map { firstSeed &+ $0 }
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        var failed: [UInt64] = []
+        var events = 0
+        var checks = 0
+        for (k, s) in list.enumerated() {
+            do {
+                let summary = try Simulation.fuzz(seed: s)
+                events += summary.events
+                checks += summary.chaos?.checks ?? 0
+            } catch {
+                failed.append(s)
+                FileHandle.standardError.write(Data("\rFAIL \(error)\n".utf8))
+            }
+            if k % 10 == 9 || k == list.count - 1 {
+                FileHandle.standardError.write(
+                    Data("\rfuzz: \(k + 1)/\(list.count) seeds, \(failed.count) failed, \(events) events   ".utf8))
+            }
+        }
+        FileHandle.standardError.write(Data("\n".utf8))
+        let wall = Sim.seconds(clock.now - t0)
+        print(
+            "fuzz: \(list.count) seeds, \(events) events, invariants checked \(checks) times, \(failed.count) failed, \(String(format: "%.1f", wall)) s"
+        )
+        if !failed.isEmpty {
+            print("failing seeds: \(failed.map(String.init).joined(separator: " ")) (reproduce: stratus sim --fuzz --seed N)")
+            throw ExitCode(1)
+        }
     }
 
     static func load(_ text: String) -> Result<Scenario, StratusError> {

@@ -1,0 +1,96 @@
+import StratusControl
+import StratusCore
+import StratusLedger
+
+/// What must hold of the state after every step, whatever faults were injected: no GPU
+/// allocated twice (and the GPU table agrees with the jobs), the ledger balances, every
+/// usage record is unique and their GPU time is exactly what the simulated agents ran,
+/// tiers and capacity blocks are respected, and the queue holds exactly the queued jobs.
+public enum Invariants {
+    /// The simulator's own count of the work its agents ran and ended.
+    public struct Ran: Sendable, Equatable {
+        public var allocations = 0
+        public var gpuMilliseconds: Int64 = 0
+        public init() {}
+    }
+
+    /// The violations, empty when everything holds.
+    public static func check(_ s: State, ran: Ran?, now: Timestamp) -> [String] {
+        var problems: [String] = []
+        // The GPU table and the jobs' live allocations describe the same assignment.
+        var live: [NodeID: [Int: JobID]] = [:]
+        for (id, job) in s.jobs {
+            let running = job.allocations.filter { !$0.isEnded }
+            if job.state.isTerminal, !running.isEmpty {
+                problems.append("\(id) is \(job.state.rawValue) but holds GPUs on \(running.map(\.node.rawValue))")
+            }
+            if job.spec.tier == .internal, job.org != InternalOrg.id {
+                problems.append("\(id) runs at the internal tier for org \(job.org)")
+            }
+            for a in running {
+                for g in a.gpus {
+                    if let other = live[a.node]?[g] {
+                        problems.append("GPU \(g) of \(a.node) is allocated to both \(other) and \(id)")
+                    }
+                    live[a.node, default: [:]][g] = id
+                }
+            }
+        }
+        for (node, holders) in s.gpuHolders {
+            guard let n = s.nodes[node] else {
+                problems.append("GPUs held on \(node), which does not exist")
+                continue
+            }
+            if holders.count != n.gpuCount { problems.append("\(node) has \(n.gpuCount) GPUs but \(holders.count) slots") }
+            for (g, holder) in holders.enumerated() where holder != live[node]?[g] {
+                problems.append("GPU \(g) of \(node): the table says \(holder?.rawValue ?? "free"), the jobs say \(live[node]?[g]?.rawValue ?? "free")")
+            }
+            if n.lostAt != nil, holders.contains(where: { $0 != nil }) { problems.append("\(node) is lost but holds work") }
+        }
+        for (node, gpus) in live where s.gpuHolders[node] == nil {
+            problems.append("jobs hold \(gpus.count) GPUs of \(node), which has no GPU table")
+        }
+        // The queue is exactly the queued jobs, each once.
+        let queued = Set(s.jobs.values.filter { $0.state == .queued }.map(\.id))
+        if s.queue.count != Set(s.queue).count { problems.append("a job is in the queue twice") }
+        if Set(s.queue) != queued { problems.append("the queue and the queued jobs differ") }
+        // Capacity blocks: their jobs use at most the block, within its window.
+        var inBlock: [ReservationID: Int] = [:]
+        for job in s.jobs.values {
+            guard let r = job.spec.reservation else { continue }
+            let gpus = job.allocations.filter { !$0.isEnded }.reduce(0) { $0 + $1.gpus.count }
+            guard gpus > 0 else { continue }
+            inBlock[r, default: 0] += gpus
+            if let block = s.reservations[r], now > block.end {
+                problems.append("\(job.id) runs in \(r) after the block ended at \(block.end)")
+            }
+            if job.spec.tier != .reserved { problems.append("\(job.id) runs in \(r) at tier \(job.spec.tier.rawValue)") }
+        }
+        for (r, gpus) in inBlock where gpus > (s.reservations[r]?.gpus ?? 0) {
+            problems.append("\(r) holds \(s.reservations[r]?.gpus ?? 0) GPUs but its jobs use \(gpus)")
+        }
+        // Money: the ledger balances; usage is recorded once, and is what ran.
+        if !s.billing.ledger.checkBalanced() { problems.append("the ledger does not balance") }
+        let records = s.usage.records
+        if Set(records.map(\.id)).count != records.count { problems.append("a usage record is counted twice") }
+        if let ran {
+            let total = records.reduce(Int64(0)) { $0 + $1.gpuMilliseconds }
+            if records.count != ran.allocations || total != ran.gpuMilliseconds {
+                problems.append(
+                    "usage: \(records.count) records of \(total) GPU-ms, but the agents ran \(ran.allocations) of \(ran.gpuMilliseconds)")
+            }
+        }
+        return problems.sorted()
+    }
+}
+
+/// A failure of the simulated cloud: an invariant broke, or a replay gave another state.
+public struct SimulationFailure: Error, CustomStringConvertible, Sendable {
+    public let seed: UInt64
+    public let at: Timestamp
+    public let step: Int
+    public let problems: [String]
+    public var description: String {
+        "seed \(seed): at \(at) (step \(step)): " + problems.prefix(5).joined(separator: "; ")
+    }
+}
