@@ -206,13 +206,16 @@ public struct State: Codable, Equatable, Sendable {
 
     /// GPUs each reservation's jobs hold, or have held for them ahead of its start.
     public func reservationUse() -> [ReservationID: Int] {
+        // Only queued jobs (their nominations) and jobs holding GPUs count: a walk over
+        // the queue and the GPU table, not over every job there ever was.
         var used: [ReservationID: Int] = [:]
-        for job in jobs.values {
-            guard let id = job.spec.reservation else { continue }
-            if job.state == .queued {
-                used[id, default: 0] += nominations[job.id]?.reduce(0) { $0 + $1.gpus.count } ?? 0
-            } else if !job.state.isTerminal {
-                used[id, default: 0] += job.allocations.filter { !$0.isEnded }.reduce(0) { $0 + $1.gpus.count }
+        for id in queue {
+            guard let held = nominations[id], let r = jobs[id]?.spec.reservation else { continue }
+            used[r, default: 0] += held.reduce(0) { $0 + $1.gpus.count }
+        }
+        for holders in gpuHolders.values {
+            for case let id? in holders {
+                if let r = jobs[id]?.spec.reservation { used[r, default: 0] += 1 }
             }
         }
         return used

@@ -99,7 +99,7 @@ extension Simulation {
         var models = Scenario.defaultModels
         models["H100"]!.nodesPerRack = 2
         var s = Scenario(
-            name: "fuzz \(seed)", seed: seed, start: start, horizonDays: Int64(1 + pick(2)),
+            name: "fuzz \(seed)", seed: seed, start: start, horizonDays: 1,
             schedulingIntervalSeconds: [0, 30, 60][pick(3)], preemptionNoticeSeconds: Int64([0, 30, 120][pick(3)]),
             electricityPerMWh: Money(micros: 80_000_000), capitalBasisPoints: 0, models: models, sites: [], contracts: [],
             prices: [], inference: nil, training: [], demand: [], slas: [], faults: nil)
@@ -109,7 +109,8 @@ extension Simulation {
                     name: "site-\(k)", region: pick(2) == 0 ? "r0" : "r\(k)", pueMilli: 1250,
                     facilityCapexPerMW: Money(micros: 11_700_000_000_000), facilityLifeYears: 15, facilityOMBasisPoints: 200,
                     phases: [
-                        Scenario.Phase(at: start.adding(seconds: Int64(pick(2)) * 3600 * Int64(pick(12))),
+                        Scenario.Phase(
+                            at: start.adding(seconds: Int64(pick(2)) * 3600 * Int64(pick(12))),
                             kilowatts: Int64(30 + pick(120)), model: "H100")
                     ]))
         }
@@ -135,10 +136,11 @@ extension Simulation {
             let tier = tiers[pick(3)]
             s.demand.append(
                 Scenario.Demand(
-                    name: "d\(k)", tier: tier, model: "H100", arrivalsPerDayMilli: Int64(2_000 + pick(40_000)),
+                    name: "d\(k)", tier: tier, model: "H100", arrivalsPerDayMilli: Int64(2_000 + pick(24_000)),
                     sizes: [(1, 1 + pick(3)), (4, 1 + pick(3)), (8, 1 + pick(3)), (16, pick(2))],
                     meanSeconds: 300 + Int64(pick(14_400)), elasticityMilli: Int64(pick(2000)), referencePrice: nil,
-                    orgs: 1 + pick(4), blockSeconds: 3600 * Int64(1 + pick(12)), leadSeconds: Int64(pick(3)) * 1800))
+                    orgs: 1 + pick(4), blockSeconds: 3600 * Int64(1 + pick(12)), leadSeconds: Int64(pick(3)) * 1800,
+                    patienceSeconds: 600 + Int64(pick(40_000))))
         }
         if pick(2) == 0 { s.slas.append(Scenario.SLA(reservedAvailabilityPermille: 995, creditPercent: 10)) }
         s.faults = Scenario.Faults(perGPUYearMilli: Int64(pick(100_000)), repairSeconds: 600 + Int64(pick(14_400)))

@@ -43,7 +43,9 @@ public enum Invariants {
             }
             if holders.count != n.gpuCount { problems.append("\(node) has \(n.gpuCount) GPUs but \(holders.count) slots") }
             for (g, holder) in holders.enumerated() where holder != live[node]?[g] {
-                problems.append("GPU \(g) of \(node): the table says \(holder?.rawValue ?? "free"), the jobs say \(live[node]?[g]?.rawValue ?? "free")")
+                problems.append(
+                    "GPU \(g) of \(node): the table says \(holder?.rawValue ?? "free"), the jobs say \(live[node]?[g]?.rawValue ?? "free")"
+                )
             }
             if n.lostAt != nil, holders.contains(where: { $0 != nil }) { problems.append("\(node) is lost but holds work") }
         }
@@ -77,7 +79,8 @@ public enum Invariants {
             let total = records.reduce(Int64(0)) { $0 + $1.gpuMilliseconds }
             if records.count != ran.allocations || total != ran.gpuMilliseconds {
                 problems.append(
-                    "usage: \(records.count) records of \(total) GPU-ms, but the agents ran \(ran.allocations) of \(ran.gpuMilliseconds)")
+                    "usage: \(records.count) records of \(total) GPU-ms, but the agents ran \(ran.allocations) of \(ran.gpuMilliseconds)"
+                )
             }
         }
         return problems.sorted()

@@ -174,9 +174,11 @@ public enum SimulationReport {
                 """
         }
         if !s.demand.isEmpty {
-            out += "<h2>External demand</h2>\n<table><tr><th>stream</th><th>tier</th><th>arrived</th><th>refused</th></tr>\n"
+            out +=
+                "<h2>External demand</h2>\n<table><tr><th>stream</th><th>tier</th><th>arrived</th><th>refused</th><th>gave up waiting</th></tr>\n"
             for d in s.demand {
-                out += "<tr><td>\(escape(d.name))</td><td>\(d.tier)</td><td>\(d.arrived)</td><td>\(d.refused)</td></tr>\n"
+                out +=
+                    "<tr><td>\(escape(d.name))</td><td>\(d.tier)</td><td>\(d.arrived)</td><td>\(d.refused)</td><td>\(d.abandoned)</td></tr>\n"
             }
             out += "</table>\n"
         }

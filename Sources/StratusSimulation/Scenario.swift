@@ -136,13 +136,15 @@ public struct Scenario: Equatable, Sendable {
         public var orgs: Int
         public var blockSeconds: Int64
         public var leadSeconds: Int64
+        /// How long a job waits in the queue before its owner gives up and cancels it.
+        public var patienceSeconds: Int64
 
         public static func == (a: Demand, b: Demand) -> Bool {
             a.name == b.name && a.tier == b.tier && a.model == b.model && a.arrivalsPerDayMilli == b.arrivalsPerDayMilli
                 && a.sizes.map(\.gpus) == b.sizes.map(\.gpus) && a.sizes.map(\.weight) == b.sizes.map(\.weight)
                 && a.meanSeconds == b.meanSeconds && a.elasticityMilli == b.elasticityMilli
                 && a.referencePrice == b.referencePrice && a.orgs == b.orgs && a.blockSeconds == b.blockSeconds
-                && a.leadSeconds == b.leadSeconds
+                && a.leadSeconds == b.leadSeconds && a.patienceSeconds == b.patienceSeconds
         }
     }
 
@@ -551,18 +553,21 @@ extension Scenario {
         let orgs = try d.int("orgs") ?? 10
         let block = try DurationText.parseSeconds(d.string("block") ?? "7d", field: d.field("block"))
         let lead = try DurationText.parseSeconds(d.string("lead") ?? "1d", field: d.field("lead"))
+        let patience = try DurationText.parseSeconds(d.string("patience") ?? "1d", field: d.field("patience"))
         try d.finish()
         guard mean >= 60, mean <= Limits.maxJobDurationSeconds, elasticity >= 0, elasticity <= 10_000, orgs >= 1,
-            orgs <= Int64(maxOrgsPerStream), block >= 3600, block <= 182 * 86400, lead >= 0, lead <= 56 * 86400
+            orgs <= Int64(maxOrgsPerStream), block >= 3600, block <= 182 * 86400, lead >= 0, lead <= 56 * 86400,
+            patience >= 60, patience <= 365 * 86400
         else {
             throw StratusError(
                 .invalidArgument,
-                "\(path): mean_duration 1m to \(Limits.maxJobDurationSeconds / 86400)d, elasticity 0-10, orgs 1-\(maxOrgsPerStream), block 1h-182d, lead 0-56d"
+                "\(path): mean_duration 1m to \(Limits.maxJobDurationSeconds / 86400)d, elasticity 0-10, orgs 1-\(maxOrgsPerStream), block 1h-182d, lead 0-56d, patience 1m-365d"
             )
         }
         return Demand(
             name: name, tier: tier, model: model, arrivalsPerDayMilli: rate, sizes: sizes, meanSeconds: mean,
-            elasticityMilli: elasticity, referencePrice: reference, orgs: Int(orgs), blockSeconds: block, leadSeconds: lead)
+            elasticityMilli: elasticity, referencePrice: reference, orgs: Int(orgs), blockSeconds: block, leadSeconds: lead,
+            patienceSeconds: patience)
     }
 
     /// `2027-01-01` or `2027-01-01T06:00:00Z`, UTC.

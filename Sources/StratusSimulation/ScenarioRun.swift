@@ -354,7 +354,9 @@ extension Simulation {
         } else {
             let spec = JobSpec(
                 name: d.name, gpuModel: d.model, gpusPerNode: gpus / nodes, numNodes: nodes, tier: d.tier, run: "simulated")
-            try submit(spec, org: org, kind: .demand(k), duration: seconds)
+            if let id = try submit(spec, org: org, kind: .demand(k), duration: seconds) {
+                heap.push(now.adding(seconds: d.patienceSeconds), .abandon(id))
+            }
         }
         heap.push(nextArrival(d, k), .demand(k))
     }

@@ -67,6 +67,7 @@ public struct Simulation {
         case blockStart(stream: Int, reservation: String)
         case training(Int)
         case demand(Int)
+        case abandon(JobID)
         case arrival(Int)
         /// A timer the server would have: a round at this moment (a capacity block's
         /// stop notice is due).
@@ -91,6 +92,7 @@ public struct Simulation {
             case .blockStart(let s, let r): (9, r, s)
             case .training(let s): (10, "", s)
             case .demand(let s): (11, "", s)
+            case .abandon(let j): (11, j.rawValue, -1)
             case .arrival(let i): (12, "", i)
             case .wake: (13, "", 0)
             case .round: (14, "", 0)
@@ -168,6 +170,7 @@ public struct Simulation {
         var inferenceTargetMillis: Int64 = 0
         var inferenceServedMillis: Int64 = 0
         var refusedByStream: [Int: Int] = [:]
+        var abandonedByStream: [Int: Int] = [:]
         var arrivedByStream: [Int: Int] = [:]
     }
 
@@ -358,7 +361,7 @@ public struct Simulation {
             try scheduleRound()
             return
         case .wake:
-            try scheduleRound()
+            try scheduleRound(force: true)
             return
         case .install(let c): try install(c)
         case .contractEnd(let c): try endContract(c)
@@ -374,6 +377,12 @@ public struct Simulation {
         case .training(let s): try trainingArrival(s)
         case .demand(let s): try demandArrival(s)
         case .blockStart(let s, let r): try blockStart(s, ReservationID(r))
+        case .abandon(let id):
+            // Its owner gave up waiting: a job that never started is cancelled.
+            guard engine.state.jobs[id]?.state == .queued, stats.firstStart[id] == nil else { return }
+            try engine.execute(.cancelJob(CancelJob(job: id, by: "key-1")), at: now)
+            if case .demand(let k) = kinds[id] { stats.abandonedByStream[k, default: 0] += 1 }
+            stats.finished += 1
         }
         dirty = true
     }
@@ -427,9 +436,10 @@ public struct Simulation {
         }
     }
 
-    mutating func scheduleRound() throws {
-        // With nothing queued and no capacity blocks, a round can decide nothing.
-        if engine.state.queue.isEmpty, engine.state.reservations.isEmpty { return }
+    /// One scheduling round. With nothing queued a round can only stop the work of a
+    /// capacity block that is ending, and a timer (`wake`) forces the round that does.
+    mutating func scheduleRound(force: Bool = false) throws {
+        if engine.state.queue.isEmpty, !force || engine.state.reservations.isEmpty { return }
         let plan = try engine.schedule(at: now)
         for p in plan.placements {
             guard let job = engine.state.jobs[p.job] else { continue }
@@ -608,6 +618,8 @@ extension Simulation {
         public let tier: String
         public let arrived: Int
         public let refused: Int
+        /// Jobs cancelled by their owner after waiting longer than the stream's patience.
+        public let abandoned: Int
     }
 
     static let millisPerYear = Int128(GPUEconomics.hoursPerYear) * 3_600_000
@@ -667,7 +679,7 @@ extension Simulation {
         let streams = (config.scenario?.demand ?? []).enumerated().map { k, d in
             StreamSummary(
                 name: d.name, tier: d.tier.rawValue, arrived: stats.arrivedByStream[k] ?? 0,
-                refused: stats.refusedByStream[k] ?? 0)
+                refused: stats.refusedByStream[k] ?? 0, abandoned: stats.abandonedByStream[k] ?? 0)
         }
         return Summary(
             name: config.scenario?.name, gpus: gpus, jobs: stats.arrived, refused: stats.refused,

@@ -36,7 +36,8 @@ struct Sim: AsyncParsableCommand {
     @Option(name: .long, help: "Directory for the report.") var out = "sim-out"
     @Flag(
         name: .long,
-        help: "Inject faults (agent restarts, duplicated, late and reordered reports, control-plane crashes replayed from the log) and check every invariant after every step."
+        help:
+            "Inject faults (agent restarts, duplicated, late and reordered reports, control-plane crashes replayed from the log) and check every invariant after every step."
     )
     var faults = false
     @Flag(name: .long, help: "Run random small scenarios with --faults; with --seed, just that one.") var fuzz = false

@@ -1,0 +1,64 @@
+import StratusControl
+import StratusCore
+import StratusSimulation
+import Testing
+
+/// Deterministic simulation testing: random small clouds with faults injected (node
+/// failures, agent restarts, duplicated, late and reordered reports, control-plane
+/// crashes replayed from the log), every invariant checked after every step.
+@Suite struct FuzzTests {
+    /// 1,000 seeds in four chunks (they run in parallel). A failure names its seed;
+    /// `stratus sim --fuzz --seed N` reproduces it exactly.
+    @Test(arguments: 0..<4)
+    func aThousandSeedsHoldEveryInvariant(chunk: Int) throws {
+        var totals = ChaosSummary()
+        var events = 0
+        for seed in UInt64(chunk * 250 + 1)...UInt64(chunk * 250 + 250) {
+            do {
+                let s = try Simulation.fuzz(seed: seed)
+                events += s.events
+                let c = try #require(s.chaos)
+                totals.checks += c.checks
+                totals.replays += c.replays
+                totals.duplicateReports += c.duplicateReports
+                totals.lateReports += c.lateReports
+                totals.reorderedReports += c.reorderedReports
+                totals.agentRestarts += c.agentRestarts
+                totals.refused += c.refused
+                #expect(s.ledgerBalanced)
+            } catch let failure as SimulationFailure {
+                Issue.record("\(failure)")
+            }
+        }
+        // The faults did happen, and were refused or found known.
+        #expect(events > 10_000 && totals.checks > 10_000)
+        #expect(totals.replays > 20 && totals.duplicateReports > 50 && totals.lateReports > 20)
+        #expect(totals.reorderedReports > 5 && totals.agentRestarts > 20 && totals.refused > 20)
+    }
+
+    @Test func aSeedReproducesExactly() throws {
+        #expect(try Simulation.fuzz(seed: 42) == Simulation.fuzz(seed: 42))
+        #expect(try Simulation.fuzz(seed: 42) != Simulation.fuzz(seed: 43))
+    }
+
+    /// The checker is not vacuous: usage records that do not match what the agents ran
+    /// (a millisecond short, or one run more) are reported.
+    @Test func theCheckerReportsWhatIsWrong() throws {
+        var config = Simulation.Config(scenario: Simulation.fuzzScenario(seed: 5))
+        config.chaos = true
+        var sim = try Simulation(config)
+        let summary = try sim.run()
+        #expect(summary.completed > 0)
+        let s = sim.engine.state
+        let records = s.usage.records
+        var ran = Invariants.Ran()
+        ran.allocations = records.count
+        ran.gpuMilliseconds = records.reduce(0) { $0 + $1.gpuMilliseconds }
+        #expect(Invariants.check(s, ran: ran, now: sim.now).isEmpty)
+        var short = ran
+        short.gpuMilliseconds -= 1
+        #expect(Invariants.check(s, ran: short, now: sim.now).first?.hasPrefix("usage: ") == true)
+        ran.allocations += 1
+        #expect(Invariants.check(s, ran: ran, now: sim.now).count == 1)
+    }
+}
