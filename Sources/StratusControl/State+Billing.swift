@@ -202,20 +202,33 @@ extension State {
         guard c.noticeSeconds >= 0, c.noticeSeconds <= 86400 else {
             throw StratusError(.invalidArgument, "notice: 0 to 86400 seconds")
         }
-        var book = billing.prices
         for p in c.prices {
             guard p.sku.tier == .spot, p.sku.region != SKU.anyRegion else {
                 throw StratusError(.invalidArgument, "prices: spot prices are per model and region")
             }
-            try book.check(p.sku, p.point)
-            book.set(p.sku, p.point)
+        }
+        // Each SKU once is checked against the book as it is; repeats against a copy with
+        // the earlier points applied (the copy costs as much as the history).
+        if Set(c.prices.map(\.sku)).count == c.prices.count {
+            for p in c.prices { try billing.prices.check(p.sku, p.point) }
+        } else {
+            var book = billing.prices
+            for p in c.prices {
+                try book.check(p.sku, p.point)
+                book.set(p.sku, p.point)
+            }
         }
         guard commit else { return .applied("\(c.prices.count) spot prices") }
-        billing.prices = book
-        // Running spot work bidding less than its region's new price gets its notice.
+        for p in c.prices { billing.prices.set(p.sku, p.point) }
+        // Running spot work bidding less than its region's new price gets its notice: the
+        // jobs holding GPUs, not every job there ever was.
         let changed = Dictionary(
             c.prices.map { ("\($0.sku.gpuModel)@\($0.sku.region)", $0.point.price) }, uniquingKeysWith: { $1 })
-        for id in jobs.keys.sorted() {
+        var holding = Set<JobID>()
+        for holders in gpuHolders.values {
+            for case let id? in holders { holding.insert(id) }
+        }
+        for id in holding.sorted() {
             guard var job = jobs[id], job.spec.tier == .spot, let bid = job.spec.maxPrice,
                 job.state == .starting || job.state == .running,
                 !job.cancelRequested, job.preemptedBy == nil

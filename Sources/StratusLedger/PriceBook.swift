@@ -95,13 +95,13 @@ public struct PriceBook: Codable, Equatable, Sendable {
     }
 
     public mutating func set(_ sku: SKU, _ point: PricePoint) {
-        var points = list[sku] ?? []
-        if let last = points.last, last.from == point.from {
-            points[points.count - 1] = point
+        // In place: a SKU's history can be long (spot prices), and copying it per change
+        // made each change cost as much as the whole history.
+        if let last = list[sku]?.last, last.from == point.from {
+            list[sku]![list[sku]!.count - 1] = point
         } else {
-            points.append(point)
+            list[sku, default: []].append(point)
         }
-        list[sku] = points
     }
 
     public func check(_ o: OrgPrice) throws(StratusError) {
