@@ -81,3 +81,157 @@ public enum PhillyTrace {
         return Timestamp(seconds: days * 86400 + h * 3600 + mi * 60 + sec)
     }
 }
+
+/// Stratus' own trace format, CSV with a header:
+/// `submit,duration_seconds,gpus,org,tier`, where `submit` is `2027-01-01T06:00:00Z` (or
+/// `2027-01-01 06:00:00`), `tier` is `on_demand`, `spot` or `internal` (empty: on_demand)
+/// and `org` is the submitting organization (`internal` for the operator's own work).
+public enum StratusTrace {
+    public static let header = "submit,duration_seconds,gpus,org,tier"
+
+    public static func parse(_ text: String) throws(StratusError) -> [TraceJob] {
+        var jobs: [TraceJob] = []
+        var sawHeader = false
+        var n = 0
+        for line in text.split(whereSeparator: \.isNewline) {
+            n += 1
+            if line.isEmpty { continue }
+            if !sawHeader {
+                guard line == header[...] else {
+                    throw StratusError(.invalidArgument, "stratus trace: line 1 must be '\(header)'")
+                }
+                sawHeader = true
+                continue
+            }
+            let f = line.split(separator: ",", omittingEmptySubsequences: false)
+            func bad(_ why: String) -> StratusError {
+                StratusError(.invalidArgument, "stratus trace: line \(n): \(why): '\(line.prefix(120))'")
+            }
+            guard f.count == 5 else { throw bad("expected 5 fields") }
+            let stamp = f[0].count == 20 && f[0].hasSuffix("Z") ? Substring(f[0].dropLast().map { $0 == "T" ? " " : $0 }) : f[0]
+            guard let at = PhillyTrace.parseTime(stamp) else { throw bad("submit is not a UTC time") }
+            guard let duration = Int64(f[1]), duration >= 1, duration <= Limits.maxJobDurationSeconds else {
+                throw bad("duration_seconds must be 1 to \(Limits.maxJobDurationSeconds)")
+            }
+            guard let gpus = Int(f[2]), gpus >= 1, gpus <= Limits.maxReservationGPUs else { throw bad("gpus must be positive") }
+            let org = String(f[3])
+            do { try Name.validate(org, field: "org") } catch { throw bad("org is not a valid name") }
+            let tierText = f[4].isEmpty ? "on-demand" : String(f[4].map { $0 == "_" ? "-" : $0 })
+            guard let tier = Tier(rawValue: tierText), tier != .reserved else {
+                throw bad("tier must be on_demand, spot or internal")
+            }
+            guard (tier == .internal) == (org == InternalOrg.id.rawValue) else {
+                throw bad("the internal tier is the internal org's, and only its")
+            }
+            jobs.append(TraceJob(submit: at, durationSeconds: duration, gpus: gpus, org: org, tier: tier))
+        }
+        guard sawHeader else { throw StratusError(.invalidArgument, "stratus trace: empty") }
+        return jobs.enumerated().sorted { ($0.element.submit, $0.offset) < ($1.element.submit, $1.offset) }.map(\.element)
+    }
+}
+
+/// Alibaba's cluster-trace-gpu-v2023 ("openb"): the pod table
+/// `name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time`
+/// (times in seconds from the trace's start) and the node table
+/// `sn,cpu_milli,memory_mib,gpu,model`.
+///
+/// What this importer does today, and does not: a pod becomes a job of `num_gpu` whole
+/// GPUs (a fractional request, `gpu_milli` below 1000, is rounded up to one whole GPU)
+/// that runs from its scheduled time (or creation) to its deletion; pods without GPUs are
+/// skipped; `BE` (best-effort) pods run as spot, the others on-demand; all pods belong to
+/// one org. CPU and memory requests, GPU sharing and `gpu_spec` are not scheduled yet.
+/// The node table gives the fleet's shape: one node per row with its GPU count, of the
+/// GPU model the caller names (Alibaba's model names are not in the catalog).
+public enum AlibabaTrace {
+    public static let podsHeader =
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time"
+    public static let nodesHeader = "sn,cpu_milli,memory_mib,gpu,model"
+
+    public struct Import: Sendable {
+        public var jobs: [TraceJob]
+        /// Pods without GPUs, or that never ran (no deletion time).
+        public var skipped: Int
+        /// Pods whose fractional GPU request was rounded up to a whole GPU.
+        public var roundedUp: Int
+    }
+
+    /// `start` is the wall time the trace's second 0 maps to.
+    public static func parsePods(_ text: String, start: Timestamp, org: String = "alibaba") throws(StratusError) -> Import {
+        var out = Import(jobs: [], skipped: 0, roundedUp: 0)
+        var sawHeader = false
+        var n = 0
+        for line in text.split(whereSeparator: \.isNewline) {
+            n += 1
+            if line.isEmpty { continue }
+            if !sawHeader {
+                guard line == podsHeader[...] else {
+                    throw StratusError(.invalidArgument, "alibaba pods: line 1 must be '\(podsHeader)'")
+                }
+                sawHeader = true
+                continue
+            }
+            let f = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard f.count == 11, let gpus = Int(f[3]), gpus >= 0, let milli = Int(f[4].isEmpty ? "0" : f[4]), milli >= 0,
+                let created = Int64(f[8])
+            else {
+                throw StratusError(.invalidArgument, "alibaba pods: line \(n) is malformed: '\(line.prefix(120))'")
+            }
+            guard gpus > 0, let deleted = Int64(f[9]) else {
+                out.skipped += 1
+                continue
+            }
+            let began = Int64(f[10]) ?? created
+            guard deleted > began else {
+                out.skipped += 1
+                continue
+            }
+            if gpus == 1, milli > 0, milli < 1000 { out.roundedUp += 1 }
+            out.jobs.append(
+                TraceJob(
+                    submit: start.adding(seconds: created), durationSeconds: deleted - began, gpus: gpus, org: org,
+                    tier: f[6] == "BE" ? .spot : .onDemand))
+        }
+        guard sawHeader else { throw StratusError(.invalidArgument, "alibaba pods: empty") }
+        out.jobs = out.jobs.enumerated().sorted { ($0.element.submit, $0.offset) < ($1.element.submit, $1.offset) }.map(
+            \.element)
+        return out
+    }
+
+    /// The fleet of the node table: nodes with GPUs, in racks of `nodesPerRack`.
+    public static func parseNodes(_ text: String, model: String, nodesPerRack: Int = 4) throws(StratusError) -> FleetSpec {
+        var spec = FleetSpec()
+        spec.regions = ["sim"]
+        var sawHeader = false
+        var nodes: [(String, Int)] = []
+        var n = 0
+        for line in text.split(whereSeparator: \.isNewline) {
+            n += 1
+            if line.isEmpty { continue }
+            if !sawHeader {
+                guard line == nodesHeader[...] else {
+                    throw StratusError(.invalidArgument, "alibaba nodes: line 1 must be '\(nodesHeader)'")
+                }
+                sawHeader = true
+                continue
+            }
+            let f = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard f.count == 5, let gpus = Int(f[3]), gpus >= 0, gpus <= Limits.maxGPUsPerNode else {
+                throw StratusError(.invalidArgument, "alibaba nodes: line \(n) is malformed: '\(line.prefix(120))'")
+            }
+            if gpus > 0 { nodes.append((String(f[0]), gpus)) }
+        }
+        guard !nodes.isEmpty else { throw StratusError(.invalidArgument, "alibaba nodes: no node with GPUs") }
+        let watts = Int64(nodes.reduce(0) { $0 + $1.1 }) * Int64(GPUCatalog.model(named: model)?.powerWatts ?? 1000) * 2
+        spec.sites = [.init(id: "sim-dc", region: "sim", powerBudgetKW: max(1, watts / 1000), pueMilli: 1250)]
+        for r in 0..<((nodes.count + nodesPerRack - 1) / nodesPerRack) {
+            spec.racks.append(.init(id: RackID("rack-\(r + 1)"), site: "sim-dc"))
+        }
+        for (k, node) in nodes.enumerated() {
+            spec.nodes.append(
+                .init(
+                    id: NodeID("node-\(k + 1)"), rack: RackID("rack-\(k / nodesPerRack + 1)"), gpuModel: model, gpuCount: node.1,
+                    labels: ["alibaba-sn": node.0]))
+        }
+        return spec
+    }
+}

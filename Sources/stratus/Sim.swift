@@ -25,8 +25,13 @@ struct Sim: AsyncParsableCommand {
     @Option(name: .long, help: "Override the scenario's seed.") var seed: UInt64?
     @Option(name: .long, help: "A Philly trace (timestamp,duration,num_gpus,gpu_time,cluster) instead of a scenario.")
     var philly: String?
-    @Option(name: .long, help: "With --philly: GPUs of the simulated fleet (H100 in nodes of 8, racks of 4).") var gpus = 2000
-    @Option(name: .long, help: "With --philly: only the first N jobs of the trace.") var jobs: Int?
+    @Option(name: .long, help: "A trace in Stratus' CSV format (submit,duration_seconds,gpus,org,tier) instead of a scenario.")
+    var trace: String?
+    @Option(name: .long, help: "An Alibaba cluster-trace-gpu-v2023 pod table instead of a scenario.") var alibabaPods: String?
+    @Option(name: .long, help: "With --alibaba-pods: its node table, for the fleet's shape (H100 GPUs).") var alibabaNodes:
+        String?
+    @Option(name: .long, help: "With a trace: GPUs of the simulated fleet (H100 in nodes of 8, racks of 4).") var gpus = 2000
+    @Option(name: .long, help: "With a trace: only the first N jobs of the trace.") var jobs: Int?
     @Option(
         name: .long,
         help:
@@ -47,13 +52,13 @@ struct Sim: AsyncParsableCommand {
     func run() async throws {
         try await cli {
             if fuzz { return try runFuzz() }
-            guard (scenario == nil) != (philly == nil) else {
-                throw CLIError("give a scenario file or --philly TRACE (one of them)")
+            guard [scenario, philly, trace, alibabaPods].compactMap({ $0 }).count == 1 else {
+                throw CLIError("give one of: a scenario file, --philly TRACE, --trace TRACE, --alibaba-pods PODS")
             }
             if compare != nil, scenario == nil { throw CLIError("--compare: compares two scenarios; give the first one too") }
             let a = try config(scenario: scenario)
             guard let compare else {
-                let run = try simulate(a, label: scenario ?? philly!)
+                let run = try simulate(a, label: scenario ?? philly ?? trace ?? alibabaPods!)
                 try write(run, to: out)
                 print(String(decoding: try Sim.json(run.summary), as: UTF8.self))
                 print(
@@ -108,12 +113,29 @@ struct Sim: AsyncParsableCommand {
         guard gpus >= 8, gpus <= Limits.maxReservationGPUs else {
             throw CLIError("--gpus: between 8 and \(Limits.maxReservationGPUs)")
         }
-        guard let text = try? String(contentsOfFile: philly!, encoding: .utf8) else {
-            throw CLIError("\(philly!): cannot read file")
+        func read(_ path: String) throws -> String {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw CLIError("\(path): cannot read file")
+            }
+            return text
         }
-        var trace = try PhillyTrace.parse(text)
-        if let jobs { trace = Array(trace.prefix(max(0, jobs))) }
-        var config = Simulation.Config(fleet: .uniform(gpus: gpus), jobs: trace)
+        var jobs: [TraceJob]
+        var fleet = FleetSpec.uniform(gpus: gpus)
+        if let philly {
+            jobs = try PhillyTrace.parse(read(philly))
+        } else if let trace {
+            jobs = try StratusTrace.parse(read(trace))
+        } else {
+            let imported = try AlibabaTrace.parsePods(read(alibabaPods!), start: Timestamp(seconds: 1_798_761_600))
+            FileHandle.standardError.write(
+                Data(
+                    "\(alibabaPods!): \(imported.jobs.count) GPU pods (\(imported.roundedUp) fractional requests rounded up to a whole GPU; \(imported.skipped) pods without GPUs or that never ran skipped)\n"
+                        .utf8))
+            jobs = imported.jobs
+            if let nodes = alibabaNodes { fleet = try AlibabaTrace.parseNodes(read(nodes), model: "H100") }
+        }
+        if let limit = self.jobs { jobs = Array(jobs.prefix(max(0, limit))) }
+        var config = Simulation.Config(fleet: fleet, jobs: jobs)
         if let packing {
             let text = packing.hasSuffix("%") ? String(packing.dropLast()) : packing
             guard let percent = Int64(text), percent >= 1, percent <= 1000 else {
@@ -121,6 +143,7 @@ struct Sim: AsyncParsableCommand {
             }
             config.packingBasisPoints = percent * 100
         }
+        config.chaos = faults
         return config
     }
 

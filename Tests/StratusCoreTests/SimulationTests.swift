@@ -55,6 +55,67 @@ import Testing
     }
 }
 
+@Suite struct TraceFormatTests {
+    @Test func stratusTracesParseStrictly() throws {
+        let jobs = try StratusTrace.parse(
+            """
+            submit,duration_seconds,gpus,org,tier
+            2027-01-01T06:00:00Z,3600,8,acme,on_demand
+            2027-01-01 05:00:00,60,1,internal,internal
+            2027-01-01T05:30:00Z,600,16,lab,spot
+            2027-01-01T05:30:00Z,600,2,lab,
+            """)
+        #expect(jobs.map(\.gpus) == [1, 16, 2, 8], "earliest first, file order among equals")
+        #expect(jobs.map(\.tier) == [.internal, .spot, .onDemand, .onDemand])
+        #expect(jobs[3].submit == Timestamp(seconds: 1_798_783_200) && jobs[3].durationSeconds == 3600)
+        func error(_ row: String) -> String? {
+            do {
+                _ = try StratusTrace.parse("submit,duration_seconds,gpus,org,tier\n" + row)
+                return nil
+            } catch { return error.message }
+        }
+        #expect(
+            error("2027-01-01T06:00:00Z,0,8,acme,")
+                == "stratus trace: line 2: duration_seconds must be 1 to \(Limits.maxJobDurationSeconds): '2027-01-01T06:00:00Z,0,8,acme,'"
+        )
+        #expect(error("2027-01-01T06:00:00Z,60,8,acme,internal")?.contains("the internal tier is the internal org's") == true)
+        #expect(error("2027-01-01T06:00:00Z,60,8,acme,reserved")?.contains("tier must be") == true)
+        #expect(error("yesterday,60,8,acme,")?.contains("submit is not a UTC time") == true)
+    }
+
+    /// Alibaba's openb tables: GPU pods become jobs (a half GPU rounded up to one, best
+    /// effort as spot), pods without GPUs or that never ended are skipped; the node table
+    /// gives nodes of 8 and 2 GPUs (the CPU-only node is left out).
+    @Test func alibabaPodsAndNodesImport() throws {
+        let start = Timestamp(seconds: 1_798_761_600)
+        let pods = try AlibabaTrace.parsePods(
+            """
+            name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time
+            openb-pod-0000,12000,16384,1,1000,,LS,Running,0,12000,10
+            openb-pod-0001,6000,8192,1,500,V100M32|T4,BE,Succeeded,100,3700,100
+            openb-pod-0002,8000,0,0,0,,LS,Succeeded,200,5000,200
+            openb-pod-0003,32000,65536,8,1000,,Burstable,Succeeded,300,9000,600
+            openb-pod-0004,1000,100,2,1000,,LS,Pending,400,,
+            """, start: start)
+        #expect(pods.jobs.map(\.gpus) == [1, 1, 8] && pods.roundedUp == 1 && pods.skipped == 2)
+        #expect(pods.jobs.map(\.durationSeconds) == [11_990, 3600, 8400])
+        #expect(pods.jobs.map(\.tier) == [.onDemand, .spot, .onDemand])
+        #expect(pods.jobs[2].submit == start.adding(seconds: 300))
+        let fleet = try AlibabaTrace.parseNodes(
+            """
+            sn,cpu_milli,memory_mib,gpu,model
+            openb-node-0001,96000,786432,8,V100M32
+            openb-node-0002,96000,786432,2,T4
+            openb-node-0003,64000,262144,0,
+            """, model: "H100")
+        #expect(fleet.nodes.map(\.gpuCount) == [8, 2])
+        var sim = try Simulation(Simulation.Config(fleet: fleet, jobs: pods.jobs))
+        let s = try sim.run()
+        #expect(s.gpus == 10 && s.completed == 3 && s.ledgerBalanced)
+        #expect(throws: StratusError.self) { try AlibabaTrace.parsePods("name,cpu\n", start: start) }
+    }
+}
+
 @Suite struct SimulationTests {
     /// 16 GPUs (2 nodes of 8). At t0: A and B take 8 GPUs for 100 s each; at +10 s, C
     /// needs all 16 for 50 s; at +20 s, D needs 4 for 30 s. C starts at 100 (delay 90),
