@@ -17,3 +17,6 @@ STRATUS_WERROR=1 swift build --build-tests
 
 echo "== tests"
 STRATUS_WERROR=1 swift test --skip-build
+
+echo "== deterministic simulation testing: 1,000 random clouds with faults, every invariant after every step"
+.build/debug/stratus sim --fuzz --seeds 1000

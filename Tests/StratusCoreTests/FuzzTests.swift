@@ -7,13 +7,13 @@ import Testing
 /// failures, agent restarts, duplicated, late and reordered reports, control-plane
 /// crashes replayed from the log), every invariant checked after every step.
 @Suite struct FuzzTests {
-    /// 1,000 seeds in four chunks (they run in parallel). A failure names its seed;
-    /// `stratus sim --fuzz --seed N` reproduces it exactly.
-    @Test(arguments: 0..<4)
-    func aThousandSeedsHoldEveryInvariant(chunk: Int) throws {
+    /// 100 seeds here (scripts/test.sh runs 1,000 more through `stratus sim --fuzz`,
+    /// after the other tests, so they do not starve the timing-sensitive agent tests). A
+    /// failure names its seed; `stratus sim --fuzz --seed N` reproduces it exactly.
+    @Test func aHundredSeedsHoldEveryInvariantWhileFaultsHappen() throws {
         var totals = ChaosSummary()
         var events = 0
-        for seed in UInt64(chunk * 250 + 1)...UInt64(chunk * 250 + 250) {
+        for seed in UInt64(1001)...1100 {
             do {
                 let s = try Simulation.fuzz(seed: seed)
                 events += s.events
@@ -25,15 +25,17 @@ import Testing
                 totals.reorderedReports += c.reorderedReports
                 totals.agentRestarts += c.agentRestarts
                 totals.refused += c.refused
+                totals.unchanged += c.unchanged
                 #expect(s.ledgerBalanced)
             } catch let failure as SimulationFailure {
                 Issue.record("\(failure)")
             }
         }
         // The faults did happen, and were refused or found known.
-        #expect(events > 10_000 && totals.checks > 10_000)
-        #expect(totals.replays > 20 && totals.duplicateReports > 50 && totals.lateReports > 20)
-        #expect(totals.reorderedReports > 5 && totals.agentRestarts > 20 && totals.refused > 20)
+        #expect(events > 5_000 && totals.checks > 5_000, "\(events) events, \(totals)")
+        #expect(totals.replays > 10 && totals.duplicateReports > 50 && totals.lateReports > 20, "\(totals)")
+        #expect(totals.reorderedReports > 5 && totals.agentRestarts > 10, "\(totals)")
+        #expect(totals.refused + totals.unchanged >= totals.lateReports + totals.reorderedReports, "\(totals)")
     }
 
     @Test func aSeedReproducesExactly() throws {
