@@ -24,7 +24,12 @@ public final class MemoryStore: Store {
     }
 
     public func entries(after seq: UInt64) throws -> [LogEntry] {
-        contents.withLock { c in c.log.filter { $0.seq > seq } }
+        // Sequence numbers are contiguous (append checks), so the tail starts at an index.
+        contents.withLock { c in
+            guard let first = c.log.first?.seq else { return [] }
+            let from = seq < first ? 0 : Int(seq - first + 1)
+            return from >= c.log.count ? [] : Array(c.log[from...])
+        }
     }
 
     public func latestSnapshot() throws -> State? { contents.withLock { $0.snapshot } }

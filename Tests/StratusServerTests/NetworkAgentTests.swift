@@ -147,8 +147,10 @@ import Testing
             num_nodes: 2
             run: |
               echo "rank=$NODE_RANK nnodes=$NNODES world=$WORLD_SIZE per_node=$GPUS_PER_NODE master=$MASTER_ADDR:$MASTER_PORT job=$STRATUS_JOB_ID cuda=$CUDA_VISIBLE_DEVICES nvidia=$NVIDIA_VISIBLE_DEVICES"
-              sleep 4
+              sleep 20
             """)
+        // The job runs 20 s (samples every 1 s) so that a busy CI machine, where each CLI
+        // call takes a while, still sees it running with its samples.
         var top: [String: Any] = [:]
         try await waitFor("samples of the running job") {
             top = c.cli(["top", job, "--json"]).json
