@@ -167,12 +167,13 @@ struct Sim: AsyncParsableCommand {
                 failed.append(s)
                 FileHandle.standardError.write(Data("\rFAIL \(error)\n".utf8))
             }
-            if k % 10 == 9 || k == list.count - 1 {
-                FileHandle.standardError.write(
-                    Data("\rfuzz: \(k + 1)/\(list.count) seeds, \(failed.count) failed, \(events) events   ".utf8))
+            // A progress line on a terminal; a line per 100 seeds in a log.
+            if Sim.terminal ? (k % 10 == 9 || k == list.count - 1) : (k % 100 == 99) {
+                let line = "fuzz: \(k + 1)/\(list.count) seeds, \(failed.count) failed, \(events) events"
+                FileHandle.standardError.write(Data((Sim.terminal ? "\r\(line)   " : "\(line)\n").utf8))
             }
         }
-        FileHandle.standardError.write(Data("\n".utf8))
+        if Sim.terminal { FileHandle.standardError.write(Data("\n".utf8)) }
         let wall = Sim.seconds(clock.now - t0)
         print(
             "fuzz: \(list.count) seeds, \(events) events, invariants checked \(checks) times, \(failed.count) failed, \(String(format: "%.1f", wall)) s"
@@ -193,6 +194,7 @@ struct Sim: AsyncParsableCommand {
         let t0 = clock.now
         var sim = try Simulation(config)
         let summary = try sim.run { p in
+            guard Sim.terminal else { return }
             let rate = Double(p.events) / max(0.001, Sim.seconds(clock.now - t0))
             let filled = Int(p.doneBasisPoints / 500)
             let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: max(0, 20 - filled))
@@ -223,6 +225,9 @@ struct Sim: AsyncParsableCommand {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try encoder.encode(value)
     }
+
+    /// Whether stderr is a terminal (progress redraws in place there).
+    static let terminal = isatty(2) != 0
 
     static func seconds(_ d: Duration) -> Double {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
