@@ -452,6 +452,11 @@ public struct Simulation {
                 if kinds[job.id] == .inference { stats.inferenceRunning += a.gpus.count }
             }
             if stats.firstStart[job.id] == nil { stats.firstStart[job.id] = now }
+            // Work placed in a capacity block gets its stop notice from a round when the
+            // block is about to end; make sure one runs then (also after a requeue).
+            if let r = job.spec.reservation, let block = engine.state.reservations[r] {
+                heap.push(max(now, block.end.adding(seconds: -config.preemptionNoticeSeconds)), .wake)
+            }
             if config.packingBasisPoints == nil, let d = durations[job.id] {
                 heap.push(now.adding(seconds: d), .finish(job.id, attempt: job.attempt))
             }
@@ -790,7 +795,8 @@ extension Simulation {
             previous = (rev, cred)
             let net = revenue - credits - capex[m] - operations[m] - payments[m]
             cumulative += net
-            lastNet = net
+            // The run-rate a projection uses: the month's net before capex.
+            lastNet = net + capex[m]
             if payback == nil, totalCapex > 0, cumulative >= 0 { payback = m + 1 }
             rows.append(
                 MonthRow(

@@ -38,6 +38,14 @@ import Testing
         #expect(totals.refused + totals.unchanged >= totals.lateReports + totals.reorderedReports, "\(totals)")
     }
 
+    /// Seeds that once broke an invariant (work in a capacity block running past the
+    /// block's end: no round near the end, then a block job placed again after the round
+    /// that gave notice) stay fixed.
+    @Test(arguments: [UInt64(3), 5, 6, 7, 101_416, 102_270, 105_636, 106_100, 106_987, 108_301, 108_790])
+    func seedsThatOnceFailedHold(seed: UInt64) throws {
+        #expect(try Simulation.fuzz(seed: seed).ledgerBalanced)
+    }
+
     @Test func aSeedReproducesExactly() throws {
         #expect(try Simulation.fuzz(seed: 42) == Simulation.fuzz(seed: 42))
         #expect(try Simulation.fuzz(seed: 42) != Simulation.fuzz(seed: 43))
