@@ -36,19 +36,7 @@ public enum PhillyTrace {
 
     public static func parse(_ text: String) throws(StratusError) -> [TraceJob] {
         var jobs: [TraceJob] = []
-        var sawHeader = false
-        var n = 0
-        for line in text.split(whereSeparator: \.isNewline) {
-            n += 1
-            if line.isEmpty { continue }
-            if !sawHeader {
-                guard line == header[...] else {
-                    throw StratusError(.invalidArgument, "philly trace: line 1 must be '\(header)'")
-                }
-                sawHeader = true
-                continue
-            }
-            let f = line.split(separator: ",", omittingEmptySubsequences: false)
+        for (n, line, f) in try CSVTable.rows(text, header: header, name: "philly trace") {
             guard f.count == 5, let at = parseTime(f[0]), let duration = Double(f[1]), duration.isFinite, duration >= 0,
                 let gpus = Int(f[2]), gpus >= 1, !f[4].isEmpty
             else {
@@ -57,7 +45,6 @@ public enum PhillyTrace {
             jobs.append(
                 TraceJob(submit: at, durationSeconds: max(1, Int64(duration.rounded(.up))), gpus: gpus, org: "vc-\(f[4])"))
         }
-        guard sawHeader else { throw StratusError(.invalidArgument, "philly trace: empty") }
         // A stable sort: equal times keep the file's order.
         return jobs.enumerated().sorted { ($0.element.submit, $0.offset) < ($1.element.submit, $1.offset) }.map(\.element)
     }
@@ -91,19 +78,7 @@ public enum StratusTrace {
 
     public static func parse(_ text: String) throws(StratusError) -> [TraceJob] {
         var jobs: [TraceJob] = []
-        var sawHeader = false
-        var n = 0
-        for line in text.split(whereSeparator: \.isNewline) {
-            n += 1
-            if line.isEmpty { continue }
-            if !sawHeader {
-                guard line == header[...] else {
-                    throw StratusError(.invalidArgument, "stratus trace: line 1 must be '\(header)'")
-                }
-                sawHeader = true
-                continue
-            }
-            let f = line.split(separator: ",", omittingEmptySubsequences: false)
+        for (n, line, f) in try CSVTable.rows(text, header: header, name: "stratus trace") {
             func bad(_ why: String) -> StratusError {
                 StratusError(.invalidArgument, "stratus trace: line \(n): \(why): '\(line.prefix(120))'")
             }
@@ -125,7 +100,6 @@ public enum StratusTrace {
             }
             jobs.append(TraceJob(submit: at, durationSeconds: duration, gpus: gpus, org: org, tier: tier))
         }
-        guard sawHeader else { throw StratusError(.invalidArgument, "stratus trace: empty") }
         return jobs.enumerated().sorted { ($0.element.submit, $0.offset) < ($1.element.submit, $1.offset) }.map(\.element)
     }
 }
@@ -158,19 +132,7 @@ public enum AlibabaTrace {
     /// `start` is the wall time the trace's second 0 maps to.
     public static func parsePods(_ text: String, start: Timestamp, org: String = "alibaba") throws(StratusError) -> Import {
         var out = Import(jobs: [], skipped: 0, roundedUp: 0)
-        var sawHeader = false
-        var n = 0
-        for line in text.split(whereSeparator: \.isNewline) {
-            n += 1
-            if line.isEmpty { continue }
-            if !sawHeader {
-                guard line == podsHeader[...] else {
-                    throw StratusError(.invalidArgument, "alibaba pods: line 1 must be '\(podsHeader)'")
-                }
-                sawHeader = true
-                continue
-            }
-            let f = line.split(separator: ",", omittingEmptySubsequences: false)
+        for (n, line, f) in try CSVTable.rows(text, header: podsHeader, name: "alibaba pods") {
             guard f.count == 11, let gpus = Int(f[3]), gpus >= 0, let milli = Int(f[4].isEmpty ? "0" : f[4]), milli >= 0,
                 let created = Int64(f[8])
             else {
@@ -191,7 +153,6 @@ public enum AlibabaTrace {
                     submit: start.adding(seconds: created), durationSeconds: deleted - began, gpus: gpus, org: org,
                     tier: f[6] == "BE" ? .spot : .onDemand))
         }
-        guard sawHeader else { throw StratusError(.invalidArgument, "alibaba pods: empty") }
         out.jobs = out.jobs.enumerated().sorted { ($0.element.submit, $0.offset) < ($1.element.submit, $1.offset) }.map(
             \.element)
         return out
@@ -201,20 +162,8 @@ public enum AlibabaTrace {
     public static func parseNodes(_ text: String, model: String, nodesPerRack: Int = 4) throws(StratusError) -> FleetSpec {
         var spec = FleetSpec()
         spec.regions = ["sim"]
-        var sawHeader = false
         var nodes: [(String, Int)] = []
-        var n = 0
-        for line in text.split(whereSeparator: \.isNewline) {
-            n += 1
-            if line.isEmpty { continue }
-            if !sawHeader {
-                guard line == nodesHeader[...] else {
-                    throw StratusError(.invalidArgument, "alibaba nodes: line 1 must be '\(nodesHeader)'")
-                }
-                sawHeader = true
-                continue
-            }
-            let f = line.split(separator: ",", omittingEmptySubsequences: false)
+        for (n, line, f) in try CSVTable.rows(text, header: nodesHeader, name: "alibaba nodes") {
             guard f.count == 5, let gpus = Int(f[3]), gpus >= 0, gpus <= Limits.maxGPUsPerNode else {
                 throw StratusError(.invalidArgument, "alibaba nodes: line \(n) is malformed: '\(line.prefix(120))'")
             }
@@ -233,5 +182,28 @@ public enum AlibabaTrace {
                     labels: ["alibaba-sn": node.0]))
         }
         return spec
+    }
+}
+
+/// The rows of a CSV table that must start with `header`: each non-empty line after it,
+/// numbered as the parsers' errors count them, with its comma-separated fields.
+enum CSVTable {
+    static func rows(_ text: String, header: String, name: String) throws(StratusError) -> [(
+        number: Int, line: Substring, fields: [Substring]
+    )] {
+        var rows: [(number: Int, line: Substring, fields: [Substring])] = []
+        var sawHeader = false
+        var n = 0
+        for line in text.split(whereSeparator: \.isNewline) {
+            n += 1
+            if !sawHeader {
+                guard line == header[...] else { throw StratusError(.invalidArgument, "\(name): line 1 must be '\(header)'") }
+                sawHeader = true
+                continue
+            }
+            rows.append((n, line, line.split(separator: ",", omittingEmptySubsequences: false)))
+        }
+        guard sawHeader else { throw StratusError(.invalidArgument, "\(name): empty") }
+        return rows
     }
 }
