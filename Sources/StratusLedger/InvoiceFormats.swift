@@ -42,23 +42,9 @@ extension Invoice {
         return out
     }
 
-    static func html(_ s: String) -> String {
-        var out = ""
-        for ch in s {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            default: out.append(ch)
-            }
-        }
-        return out
-    }
-
     /// A self-contained page that prints on one sheet per few dozen lines.
     public func htmlPage(orgName: String) -> String {
-        let h = Self.html
+        let h = HTML.escape
         var rows = ""
         for l in lines {
             let what =

@@ -398,10 +398,7 @@ extension Scenario {
             guard let kw = try ph.decimal("mw", scale: 1000), kw > 0, kw <= 10_000_000 else {
                 throw StratusError(.invalidArgument, "\(ph.field("mw")): required, above 0 and at most 10000")
             }
-            let model = try GPUCatalog.require(ph.requiredString("gpu_model"), field: ph.field("gpu_model")).name
-            guard models[model] != nil else {
-                throw StratusError(.invalidArgument, "\(ph.field("gpu_model")): \(model) needs an entry in gpu_models")
-            }
+            let model = try costedModel(&ph, models)
             try ph.finish()
             phases.append(Phase(at: at, kilowatts: kw, model: model))
         }
@@ -417,10 +414,7 @@ extension Scenario {
         var c = try SpecObject(item, path: path)
         let name = try c.requiredString("name")
         try Name.validate(name, field: c.field("name"))
-        let model = try GPUCatalog.require(c.requiredString("gpu_model"), field: c.field("gpu_model")).name
-        guard models[model] != nil else {
-            throw StratusError(.invalidArgument, "\(c.field("gpu_model")): \(model) needs an entry in gpu_models")
-        }
+        let model = try costedModel(&c, models)
         let region = try c.string("region") ?? name
         try Name.validate(region, field: c.field("region"))
         let price = try requiredMoney(&c, "price_per_gpu_hour")
@@ -466,17 +460,17 @@ extension Scenario {
         -> Inference
     {
         var i = try SpecObject(item, path: path)
-        let model = try GPUCatalog.require(i.requiredString("gpu_model"), field: i.field("gpu_model")).name
+        let model = try costedModel(&i, models)
         guard let peak = try i.int("gpus_at_peak"), peak >= 1, peak <= Int64(maxGPUs) else {
             throw StratusError(.invalidArgument, "\(i.field("gpus_at_peak")): required, 1 to \(maxGPUs)")
         }
         let ratio = try i.decimal("peak_to_trough", scale: 1000) ?? 2500
         let hour = try i.int("peak_hour") ?? 20
-        let replica = try i.int("replica_gpus") ?? Int64(models[model]?.gpusPerNode ?? 8)
+        let replica = try i.int("replica_gpus") ?? Int64(models[model]!.gpusPerNode)
         let reserve = try i.int("reserve_gpus")
         try i.finish()
         guard ratio >= 1000, ratio <= 100_000, (0..<24).contains(hour), replica >= 1,
-            replica <= Int64(models[model]?.gpusPerNode ?? 8), (reserve ?? 0) >= 0
+            replica <= Int64(models[model]!.gpusPerNode), (reserve ?? 0) >= 0
         else {
             throw StratusError(
                 .invalidArgument, "\(path): peak_to_trough 1-100, peak_hour 0-23, replica_gpus at most one node")
@@ -492,7 +486,7 @@ extension Scenario {
         var t = try SpecObject(item, path: path)
         let name = try t.requiredString("name")
         try Name.validate(name, field: t.field("name"))
-        let model = try GPUCatalog.require(t.requiredString("gpu_model"), field: t.field("gpu_model")).name
+        let model = try costedModel(&t, models)
         guard let gpus = try t.int("gpus"), gpus >= 1, gpus <= Int64(maxGPUs) else {
             throw StratusError(.invalidArgument, "\(t.field("gpus")): required, 1 to \(maxGPUs)")
         }
@@ -504,7 +498,7 @@ extension Scenario {
             throw StratusError(
                 .invalidArgument, "\(path): every at least 1h, duration 1m to \(Limits.maxJobDurationSeconds / 86400)d")
         }
-        let perNode = models[model]?.gpusPerNode ?? 8
+        let perNode = models[model]!.gpusPerNode
         guard gpus <= perNode || gpus % Int64(perNode) == 0 else {
             throw StratusError(.invalidArgument, "\(t.field("gpus")): \(gpus) is not one node or whole nodes of \(perNode)")
         }
@@ -521,8 +515,8 @@ extension Scenario {
         guard let tier = Tier(rawValue: tierText.replacingUnderscores()), tier != .internal else {
             throw StratusError(.invalidArgument, "\(d.field("tier")): one of on_demand, spot, reserved")
         }
-        let model = try GPUCatalog.require(d.requiredString("gpu_model"), field: d.field("gpu_model")).name
-        let perNode = models[model]?.gpusPerNode ?? 8
+        let model = try costedModel(&d, models)
+        let perNode = models[model]!.gpusPerNode
         guard let rate = try d.decimal("arrivals_per_day", scale: 1000), rate > 0, rate <= 100_000_000 else {
             throw StratusError(.invalidArgument, "\(d.field("arrivals_per_day")): required, above 0 and at most 100000")
         }
@@ -568,6 +562,15 @@ extension Scenario {
             name: name, tier: tier, model: model, arrivalsPerDayMilli: rate, sizes: sizes, meanSeconds: mean,
             elasticityMilli: elasticity, referencePrice: reference, orgs: Int(orgs), blockSeconds: block, leadSeconds: lead,
             patienceSeconds: patience)
+    }
+
+    /// The `gpu_model` field: a catalog model that `gpu_models` (or the defaults) cost.
+    static func costedModel(_ o: inout SpecObject, _ models: [String: ModelCost]) throws(StratusError) -> String {
+        let model = try GPUCatalog.require(o.requiredString("gpu_model"), field: o.field("gpu_model")).name
+        guard models[model] != nil else {
+            throw StratusError(.invalidArgument, "\(o.field("gpu_model")): \(model) needs an entry in gpu_models")
+        }
+        return model
     }
 
     /// `2027-01-01` or `2027-01-01T06:00:00Z`, UTC.
