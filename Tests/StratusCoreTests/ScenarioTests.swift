@@ -183,6 +183,11 @@ import Testing
         #expect(
             Self.error(#"{"start": "2027-01-01", \#(site), "finance": {"cost_of_capital": "ten"}}"#)?.contains("percentage")
                 == true)
+        // A stream of a model nothing costs would have no nodes to shape it for.
+        #expect(
+            Self.error(
+                #"{"start": "2027-01-01", \#(site), "demand": [{"name": "x", "tier": "spot", "gpu_model": "B200", "arrivals_per_day": 1, "sizes": {"8": "100%"}}]}"#
+            ) == "demand[0].gpu_model: B200 needs an entry in gpu_models")
         #expect(
             Self.error(
                 #"{"start": "2027-01-01", "sites": [{"name": "a", "build_out": [{"at": "2027-01-01", "mw": 5000, "gpu_model": "H100"}]}]}"#
