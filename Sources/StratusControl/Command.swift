@@ -245,10 +245,13 @@ public struct RegisterNode: Codable, Equatable, Sendable {
     public var gpuModel: String
     public var gpus: [GPUDevice]
     public var version: String
+    /// The node's CPU and memory, as its agent found them; nil: not reported.
+    public var resources: NodeResources?
     public init(
         node: NodeID, token: AgentTokenID, address: String, rack: RackID?, labels: [String: String], gpuModel: String,
-        gpus: [GPUDevice], version: String
+        gpus: [GPUDevice], version: String, resources: NodeResources? = nil
     ) {
+        self.resources = resources
         self.node = node
         self.token = token
         self.address = address

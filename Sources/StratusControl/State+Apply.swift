@@ -208,6 +208,7 @@ extension State {
             guard n.gpuCount >= 1, n.gpuCount <= Limits.maxGPUsPerNode else {
                 throw StratusError(.invalidArgument, "node '\(n.id)': gpus must be between 1 and \(Limits.maxGPUsPerNode)")
             }
+            try Self.checkResources(n.resources, field: "node '\(n.id)'")
             if let existing = nodes[n.id] {
                 let busy = gpuHolders[n.id]?.contains { $0 != nil } ?? false
                 if busy, existing.gpuModel != model.name || existing.gpuCount != n.gpuCount || existing.rack != n.rack {
@@ -230,6 +231,7 @@ extension State {
             if var existing = nodes[n.id] {
                 existing.rack = n.rack
                 existing.labels = n.labels
+                if let r = n.resources { existing.resources = r }
                 if existing.gpuModel != model || existing.gpuCount != n.gpuCount {
                     nodeSizes[existing.gpuModel]![existing.gpuCount]! -= 1
                     if nodeSizes[existing.gpuModel]![existing.gpuCount] == 0 {
@@ -242,14 +244,28 @@ extension State {
                 }
                 nodes[n.id] = existing
             } else {
-                nodes[n.id] = Node(
+                var node = Node(
                     id: n.id, rack: n.rack, gpuModel: model, gpuCount: n.gpuCount, labels: n.labels, state: .ready)
+                node.resources = n.resources
+                nodes[n.id] = node
                 nodeOrder.append(n.id)
                 gpuHolders[n.id] = Array(repeating: nil, count: n.gpuCount)
                 nodeSizes[model, default: [:]][n.gpuCount, default: 0] += 1
             }
         }
         return .applied("fleet")
+    }
+
+    /// A node's declared or reported CPU and memory must be positive and within limits.
+    static func checkResources(_ r: NodeResources?, field: String) throws(StratusError) {
+        guard let r else { return }
+        let limit = Limits.maxNodeResources
+        guard r.cpuMilli >= 0, r.memoryMiB >= 0, !r.isZero, limit.covers(r) else {
+            throw StratusError(
+                .invalidArgument,
+                "\(field): cpus between 0 and \(limit.cpuMilli / 1000) and memory between 0 and \(limit.memoryMiB >> 20)Ti, not both 0"
+            )
+        }
     }
 
     // MARK: quotas
@@ -368,7 +384,9 @@ extension State {
         // none does, the first choice's reason is the one reported.
         var firstProblem: StratusError?
         for choice in c.spec.acceptable {
-            if let problem = feasibility(choice, numNodes: c.spec.numNodes, placement: c.spec.placement) {
+            if let problem = feasibility(
+                choice, numNodes: c.spec.numNodes, placement: c.spec.placement, resources: c.spec.nodeResources)
+            {
                 firstProblem = firstProblem ?? problem
             } else {
                 firstProblem = nil
@@ -397,7 +415,9 @@ extension State {
     }
 
     /// Why the fleet could never run `numNodes` nodes of `choice`, or nil if it could.
-    func feasibility(_ choice: Accelerator, numNodes: Int, placement: PlacementConstraints) -> StratusError? {
+    func feasibility(
+        _ choice: Accelerator, numNodes: Int, placement: PlacementConstraints, resources: NodeResources? = nil
+    ) -> StratusError? {
         guard let largest = largestNode(of: choice.model) else {
             return StratusError(.invalidArgument, "resources.accelerators: the fleet has no \(choice.model) nodes")
         }
@@ -407,8 +427,13 @@ extension State {
                 "resources.accelerators: \(choice.count) \(choice.model) per node, but the largest \(choice.model) node has \(largest)"
             )
         }
-        let fitting = nodeCount(of: choice.model, withAtLeast: choice.count, within: placement)
+        let fitting = nodeCount(of: choice.model, withAtLeast: choice.count, within: placement, resources: resources)
         guard numNodes <= fitting else {
+            if let resources, numNodes <= nodeCount(of: choice.model, withAtLeast: choice.count, within: placement) {
+                return StratusError(
+                    .invalidArgument,
+                    "resources: \(numNodes) \(choice.model) nodes with \(resources) each, but \(fitting) nodes have that much")
+            }
             let within = placement.isAnywhere ? "" : " where its placement constraints allow"
             return StratusError(
                 .invalidArgument,
@@ -675,6 +700,7 @@ extension State {
         // Guards: every decision must still be valid against the current state, and no
         // two decisions of the plan may take the same GPU.
         var taken = Set<String>()
+        var resourcesTaken: [NodeID: NodeResources] = [:]
         func claim(_ node: NodeID, _ g: Int, for job: JobID) throws(StratusError) {
             guard taken.insert("\(node)#\(g)").inserted else {
                 throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(node) is used twice")
@@ -714,6 +740,14 @@ extension State {
                         throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is not free")
                     }
                     try claim(a.node, g, for: p.job)
+                }
+                if let need = job.spec.nodeResources, let free = freeResources(node) {
+                    let taken = resourcesTaken[a.node, default: .zero] + need
+                    guard free.covers(taken) else {
+                        throw StratusError(
+                            .failedPrecondition, "plan: \(a.node) has \(free) free; job \(p.job) needs \(need) there")
+                    }
+                    resourcesTaken[a.node] = taken
                 }
             }
         }
@@ -801,10 +835,13 @@ extension State {
         guard commit else { return .applied("plan") }
         let placed = Set(plan.placements.map(\.job))
         for p in plan.placements {
+            var job = jobs[p.job]!
             for a in p.nodes {
                 for g in a.gpus { gpuHolders[a.node]![g] = p.job }
+                if let need = job.spec.nodeResources {
+                    resourcesInUse[a.node, default: .zero] = resourcesInUse[a.node, default: .zero] + need
+                }
             }
-            var job = jobs[p.job]!
             job.allocations = p.nodes.enumerated().map { rank, a in
                 Allocation(node: a.node, gpus: a.gpus.sorted(), rank: rank)
             }
@@ -916,6 +953,10 @@ extension State {
             checkSLAs(job, alloc, record, at: at)
         }
         for g in alloc.gpus where gpuHolders[alloc.node]?[g] == job.id { gpuHolders[alloc.node]![g] = nil }
+        if let need = job.spec.nodeResources, !alloc.isEnded, let used = resourcesInUse[alloc.node] {
+            let left = used - need
+            resourcesInUse[alloc.node] = left.isZero ? nil : left
+        }
         var updated = job
         updated.allocations[i].endedAt = endedAt
         updated.allocations[i].exitCode = exitCode

@@ -58,6 +58,7 @@ extension State {
             }
         }
         try Self.checkLabels(c.labels)
+        try Self.checkResources(c.resources, field: "resources")
         if let node = nodes[c.node] {
             guard node.gpuModel == model.name, node.gpuCount == c.gpus.count else {
                 throw StratusError(
@@ -70,7 +71,8 @@ extension State {
                     .failedPrecondition, "node '\(c.node)' is in rack '\(node.rack)'; its agent says rack '\(rack)'")
             }
             if let info = node.agent, node.lostAt == nil, info.address == c.address, info.gpus == c.gpus,
-                info.version == c.version, info.token == c.token, c.labels.allSatisfy({ node.labels[$0.key] == $0.value })
+                info.version == c.version, info.token == c.token, c.labels.allSatisfy({ node.labels[$0.key] == $0.value }),
+                c.resources == nil || c.resources == node.resources
             {
                 return .unchanged(c.node.rawValue)
             }
@@ -92,11 +94,14 @@ extension State {
             for (k, v) in c.labels { node.labels[k] = v }
             node.agent = info
             node.lostAt = nil
+            if let r = c.resources { node.resources = r }
             nodes[c.node] = node
         } else {
-            nodes[c.node] = Node(
+            var node = Node(
                 id: c.node, rack: c.rack!, gpuModel: model.name, gpuCount: c.gpus.count, labels: c.labels, state: .ready,
                 agent: info)
+            node.resources = c.resources
+            nodes[c.node] = node
             nodeOrder.append(c.node)
             gpuHolders[c.node] = Array(repeating: nil, count: c.gpus.count)
             nodeSizes[model.name, default: [:]][c.gpus.count, default: 0] += 1

@@ -25,6 +25,8 @@ public struct State: Codable, Equatable, Sendable {
     var nodeSizes: [String: [Int: Int]] = [:]
     /// For each node, the job holding each GPU index (nil when free).
     public internal(set) var gpuHolders: [NodeID: [JobID?]] = [:]
+    /// CPU and memory that live allocations of jobs asking for them take on each node.
+    public internal(set) var resourcesInUse: [NodeID: NodeResources] = [:]
 
     public internal(set) var jobs: [JobID: Job] = [:]
     /// Queued jobs in submission order.
@@ -111,7 +113,8 @@ public struct State: Codable, Equatable, Sendable {
             let site = racks[node.rack].map { siteIndex[$0.site] ?? 0 } ?? 0
             return .init(
                 id: id, gpuModel: node.gpuModel, schedulable: node.isSchedulable, freeGPUs: free, gpuCount: node.gpuCount,
-                rack: rackIndex[node.rack] ?? 0, site: site, labels: node.labels, block: block)
+                rack: rackIndex[node.rack] ?? 0, site: site, labels: node.labels, block: block,
+                freeResources: freeResources(node))
         }
         let pending = queue.compactMap { id -> SchedulingSnapshot.PendingJob? in
             guard let job = jobs[id] else { return nil }
@@ -131,7 +134,8 @@ public struct State: Codable, Equatable, Sendable {
                 startedAt: job.startedAt ?? job.submittedAt,
                 allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
                 stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested),
-                expectedEnd: Self.expectedEnd(job), reservation: job.spec.reservation)
+                expectedEnd: Self.expectedEnd(job), reservation: job.spec.reservation,
+                resources: job.spec.nodeResources ?? .zero)
         }
         let tenants = Dictionary(
             uniqueKeysWithValues: orgs.values.map { org in
@@ -148,6 +152,14 @@ public struct State: Codable, Equatable, Sendable {
             nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants, quotas: quotas,
             quotaUsed: quotaUsage(), reserves: reserves.keys.sorted().map { reserves[$0]! }, reservations: blocks,
             tiers: tiers)
+    }
+
+    /// CPU and memory not yet taken on `node`; nil when it declares none (not limited).
+    public func freeResources(_ node: Node) -> NodeResources? {
+        guard let total = node.resources else { return nil }
+        let used = resourcesInUse[node.id] ?? .zero
+        return NodeResources(
+            cpuMilli: max(0, total.cpuMilli - used.cpuMilli), memoryMiB: max(0, total.memoryMiB - used.memoryMiB))
     }
 
     /// The latest a job holding GPUs will have ended: its start (or placement) plus its
@@ -187,7 +199,8 @@ public struct State: Codable, Equatable, Sendable {
         .init(
             id: id, tier: spec.tier, gpuModel: spec.gpuModel, gpusPerNode: spec.gpusPerNode, numNodes: spec.numNodes,
             topology: spec.topology, nominated: nominated, placement: spec.placement, org: org, project: project,
-            maxDurationSeconds: spec.maxDurationSeconds, alternatives: spec.alternatives, reservation: spec.reservation)
+            maxDurationSeconds: spec.maxDurationSeconds, alternatives: spec.alternatives, reservation: spec.reservation,
+            resources: spec.nodeResources ?? .zero)
     }
 
     /// How the scheduler sees a job of this state: a job in a site-bound reservation may
@@ -244,13 +257,19 @@ public struct State: Codable, Equatable, Sendable {
     /// Largest GPU count of any node of `model`, or nil when the fleet has none.
     func largestNode(of model: String) -> Int? { nodeSizes[model]?.keys.max() }
 
-    func nodeCount(of model: String, withAtLeast gpus: Int, within placement: PlacementConstraints = .anywhere) -> Int {
-        if placement.isAnywhere {
+    /// Nodes of `model` with at least `gpus` GPUs within `placement` (and, asked for, that
+    /// much CPU and memory in all; a node that declares none does not limit them).
+    func nodeCount(
+        of model: String, withAtLeast gpus: Int, within placement: PlacementConstraints = .anywhere,
+        resources: NodeResources? = nil
+    ) -> Int {
+        if placement.isAnywhere, resources == nil {
             return nodeSizes[model]?.reduce(0) { $0 + ($1.key >= gpus ? $1.value : 0) } ?? 0
         }
         return nodeOrder.reduce(0) { n, id in
             let node = nodes[id]!
             guard node.gpuModel == model, node.gpuCount >= gpus else { return n }
+            if let resources, let has = node.resources, !has.covers(resources) { return n }
             if !placement.isAnywhere {
                 guard let site = site(of: node),
                     placement.allows(region: site.region.rawValue, site: site.id.rawValue), placement.matches(node.labels)

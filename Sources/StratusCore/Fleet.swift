@@ -70,6 +70,8 @@ public struct Node: Codable, Equatable, Sendable {
     /// Set once an agent has registered the node over the network; such a node is lost
     /// when its heartbeats stop.
     public var agent: NodeAgentInfo?
+    /// CPU and memory jobs may ask for here; nil: not declared, so not limited.
+    public var resources: NodeResources?
     /// When its agent was last heard from, if the node was declared lost; cleared when the
     /// agent registers again.
     public var lostAt: Timestamp?
@@ -119,6 +121,8 @@ public struct FleetSpec: Codable, Equatable, Sendable {
         public var gpuModel: String
         public var gpuCount: Int
         public var labels: [String: String]
+        /// CPU and memory (`cpus`, `memory`); nil: not declared, so not limited.
+        public var resources: NodeResources?
     }
 
     public var regions: [RegionID] = []
@@ -140,7 +144,7 @@ public struct FleetSpec: Codable, Equatable, Sendable {
     ///           - name: rack-a
     ///             block: b1        # optional: racks on one spine
     ///             nodes:
-    ///               - {name: node-a, gpu: H100, gpus: 8, count: 4}
+    ///               - {name: node-a, gpu: H100, gpus: 8, count: 4, cpus: 192, memory: 2048Gi}
     /// ```
     public static func parse(_ value: SpecValue) throws(StratusError) -> FleetSpec {
         var spec = FleetSpec()
@@ -186,6 +190,8 @@ public struct FleetSpec: Codable, Equatable, Sendable {
                         }
                         let count = try node.int("count")
                         let labels = try node.stringMap("labels") ?? [:]
+                        let declared = try NodeResources.parse(&node, limit: Limits.maxNodeResources)
+                        let resources = declared.isZero ? nil : declared
                         try node.finish()
                         if let count {
                             guard count >= 1, count <= Int64(Limits.maxFleetObjects) else {
@@ -193,15 +199,17 @@ public struct FleetSpec: Codable, Equatable, Sendable {
                                     .invalidArgument, "\(node.field("count")): must be between 1 and \(Limits.maxFleetObjects)")
                             }
                             for i in 1...count {
-                                spec.nodes.append(
-                                    NodeSpec(
-                                        id: NodeID("\(name)-\(i)"), rack: rackID, gpuModel: model.name,
-                                        gpuCount: Int(gpus), labels: labels))
+                                var n = NodeSpec(
+                                    id: NodeID("\(name)-\(i)"), rack: rackID, gpuModel: model.name, gpuCount: Int(gpus),
+                                    labels: labels)
+                                n.resources = resources
+                                spec.nodes.append(n)
                             }
                         } else {
-                            spec.nodes.append(
-                                NodeSpec(
-                                    id: NodeID(name), rack: rackID, gpuModel: model.name, gpuCount: Int(gpus), labels: labels))
+                            var n = NodeSpec(
+                                id: NodeID(name), rack: rackID, gpuModel: model.name, gpuCount: Int(gpus), labels: labels)
+                            n.resources = resources
+                            spec.nodes.append(n)
                         }
                         guard spec.nodes.count + spec.racks.count + spec.sites.count <= Limits.maxFleetObjects else {
                             throw StratusError(.limitExceeded, "fleet: more than \(Limits.maxFleetObjects) objects")

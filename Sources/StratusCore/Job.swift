@@ -3,6 +3,8 @@
 /// name: train
 /// resources:
 ///   accelerators: H100:8
+///   cpus: 64            # per node, optional
+///   memory: 512Gi       # per node, optional
 /// num_nodes: 2
 /// tier: on-demand
 /// run: python train.py
@@ -37,6 +39,9 @@ public struct JobSpec: Codable, Equatable, Sendable {
     /// `max_price` (spot only): the most the job pays per GPU-hour. It waits while the spot
     /// price is higher, and is preempted with notice when the price rises above it.
     public var maxPrice: Money?
+    /// CPU and memory the job needs on each of its nodes (`resources.cpus`,
+    /// `resources.memory`); nil: none asked for.
+    public var nodeResources: NodeResources?
 
     public init(
         name: String, project: String? = nil, gpuModel: String, gpusPerNode: Int, numNodes: Int = 1,
@@ -85,6 +90,7 @@ public struct JobSpec: Codable, Equatable, Sendable {
         guard let acceleratorsValue = resources.value("accelerators") else {
             throw StratusError(.invalidArgument, "resources.accelerators: required (e.g. H100:8)")
         }
+        let perNode = try NodeResources.parse(&resources, limit: Limits.maxNodeResources)
         try resources.finish()
         let choices = try parseAcceleratorChoices(acceleratorsValue)
         let (model, count) = (GPUCatalog.model(named: choices[0].model)!, choices[0].count)
@@ -190,6 +196,7 @@ public struct JobSpec: Codable, Equatable, Sendable {
             placement: placement, alternatives: Array(choices.dropFirst()), reservation: reservation)
         spec.budgetFallback = budgetFallback
         spec.maxPrice = maxPrice
+        spec.nodeResources = perNode.isZero ? nil : perNode
         return spec
     }
 

@@ -35,6 +35,8 @@ public enum Limits {
     public static let maxFleetObjects = 200_000
     /// GPUs on one node.
     public static let maxGPUsPerNode = 72
+    /// Most CPU (1,024 cores) and memory (64 TiB) a node may declare or a job ask for per node.
+    public static let maxNodeResources = NodeResources(cpuMilli: 1_024_000, memoryMiB: 64 << 20)
     /// Log entries between two snapshots.
     public static let snapshotEveryCommands = 10_000
     /// Events kept per job (the oldest are dropped first).

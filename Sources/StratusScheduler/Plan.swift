@@ -15,11 +15,14 @@ public struct SchedulingSnapshot: Sendable {
         /// Index of its block (a group of racks), or -1 when its rack is in none.
         public let block: Int
         public let labels: [String: String]
+        /// CPU and memory not yet taken; nil when the node declares none (not limited).
+        public let freeResources: NodeResources?
 
         public init(
             id: NodeID, gpuModel: String, schedulable: Bool, freeGPUs: [Int], gpuCount: Int, rack: Int = 0, site: Int = 0,
-            labels: [String: String] = [:], block: Int = -1
+            labels: [String: String] = [:], block: Int = -1, freeResources: NodeResources? = nil
         ) {
+            self.freeResources = freeResources
             self.block = block
             self.id = id
             self.gpuModel = gpuModel
@@ -66,11 +69,14 @@ public struct SchedulingSnapshot: Sendable {
         public let expectedEnd: Timestamp?
         /// The capacity block it runs in, if any.
         public let reservation: ReservationID?
+        /// CPU and memory it holds on each of its nodes.
+        public let resources: NodeResources
 
         public init(
             id: JobID, tier: Tier, org: OrgID = "", project: String = "", startedAt: Timestamp, allocations: [NodeAssignment],
-            stopping: Bool, expectedEnd: Timestamp? = nil, reservation: ReservationID? = nil
+            stopping: Bool, expectedEnd: Timestamp? = nil, reservation: ReservationID? = nil, resources: NodeResources = .zero
         ) {
+            self.resources = resources
             self.reservation = reservation
             self.id = id
             self.tier = tier
@@ -101,13 +107,16 @@ public struct SchedulingSnapshot: Sendable {
         public let alternatives: [Accelerator]
         /// The capacity block it runs in, if any.
         public let reservation: ReservationID?
+        /// CPU and memory it needs on each node (zero: none asked for).
+        public let resources: NodeResources
 
         public init(
             id: JobID, tier: Tier, gpuModel: String, gpusPerNode: Int, numNodes: Int, topology: TopologyLevel? = nil,
             nominated: [NodeAssignment]? = nil, placement: PlacementConstraints = .anywhere, org: OrgID = "",
             project: String = "", maxDurationSeconds: Int64? = nil, alternatives: [Accelerator] = [],
-            reservation: ReservationID? = nil
+            reservation: ReservationID? = nil, resources: NodeResources = .zero
         ) {
+            self.resources = resources
             self.reservation = reservation
             self.id = id
             self.tier = tier
@@ -128,7 +137,7 @@ public struct SchedulingSnapshot: Sendable {
             PendingJob(
                 id: id, tier: tier, gpuModel: choice.model, gpusPerNode: choice.count, numNodes: numNodes, topology: topology,
                 nominated: nominated, placement: placement, org: org, project: project, maxDurationSeconds: maxDurationSeconds,
-                reservation: reservation)
+                reservation: reservation, resources: resources)
         }
 
         /// Every acceptable choice as its own job, most preferred first.

@@ -83,7 +83,8 @@ public struct TieredScheduler: Scheduler {
                 // reservations: forget that while checking and placing.
                 round.unhold(nominated, for: job)
                 let protection = round.protectionBlock(job, nominated)
-                if round.allFree(nominated), round.powerAllows(nominated), case .none = round.quotaBlock(job, nominated),
+                if round.allFree(nominated), round.powerAllows(nominated), round.resourcesAllow(nominated, for: job),
+                    case .none = round.quotaBlock(job, nominated),
                     protection == nil
                 {
                     round.take(nominated.map { (round.index[$0.node]!, $0.gpus) }, for: job)
@@ -257,6 +258,8 @@ struct Round {
     let time: Timestamp
     /// Milliwatts per GPU of each pool.
     let poolMilliwatts: [Int64]
+    /// CPU and memory this round's placements took, per node.
+    var resourcesTaken: [Int: NodeResources] = [:]
 
     struct Failure: Error {
         let reasons: [String]
@@ -287,6 +290,21 @@ struct Round {
     }
 
     var index: [NodeID: Int] { snapshot.prepared.index }
+
+    /// CPU and memory free on node `i` now; nil when the node does not limit them.
+    func freeResources(_ i: Int) -> NodeResources? {
+        guard let free = snapshot.nodes[i].freeResources else { return nil }
+        return resourcesTaken[i].map { free - $0 } ?? free
+    }
+
+    /// Whether node `i` has the CPU and memory `job` asks for (with `released` freed first).
+    func resourcesFit(_ i: Int, _ job: SchedulingSnapshot.PendingJob, adding released: NodeResources = .zero) -> Bool {
+        job.resources.isZero || (freeResources(i).map { ($0 + released).covers(job.resources) } ?? true)
+    }
+
+    func resourcesAllow(_ assignments: [NodeAssignment], for job: SchedulingSnapshot.PendingJob) -> Bool {
+        job.resources.isZero || assignments.allSatisfy { a in index[a.node].map { resourcesFit($0, job) } ?? false }
+    }
 
     /// GPUs of node `i` that `job` may take now: free and not held for another job.
     func available(_ i: Int, for job: JobID) -> [Int] { capacity.available(i, for: job).indices }
@@ -480,6 +498,9 @@ struct Round {
                 }
             }
         }
+        if !job.resources.isZero {
+            for (i, _) in nodes { resourcesTaken[i] = resourcesTaken[i, default: .zero] + job.resources }
+        }
         take(nodes)
     }
 
@@ -506,9 +527,10 @@ struct Round {
             return .failure(Failure(reasons: ["capacity: no \(model) nodes in the fleet"]))
         }
         let labels = !job.placement.nodeSelector.isEmpty
-        // Node labels and a block's own racks need a scan to count; backfill holds and
-        // racks fenced for blocks are few nodes, counted from their lists.
-        let selector = labels || allowedRacks != nil
+        let asks = !job.resources.isZero
+        // Node labels, CPU and memory, and a block's own racks need a scan to count;
+        // backfill holds and racks fenced for blocks are few nodes, counted from their lists.
+        let selector = labels || allowedRacks != nil || asks
         let filtered = selector || !blocked.isEmpty || !fenced.isEmpty
         var ofModel = 0
         var unschedulable = 0
@@ -523,6 +545,7 @@ struct Round {
         var protectionReason: String?
         var reservedForOther = 0
         var fencedNodes = 0
+        var short = 0
         var verdicts: [String: QuotaVerdict] = [:]
         var open: [(pool: Int, fitting: Int)] = []
         var scanned = 0
@@ -575,7 +598,12 @@ struct Round {
                     }
                     let a = Int(capacity.availableCount[i])
                     freeOfModel += a
-                    if a >= g { fitting += 1 }
+                    guard a >= g else { continue }
+                    if asks, !resourcesFit(i, job) {
+                        short += 1
+                        continue
+                    }
+                    fitting += 1
                 }
             } else {
                 unschedulable += pool.unschedulable
@@ -623,6 +651,9 @@ struct Round {
         }
         if quotaBlocked > 0, let quotaReason { reasons.insert(quotaReason, at: 0) }
         if protected > 0, let protectionReason { reasons.insert(protectionReason, at: 0) }
+        if short > 0 {
+            reasons.append("resources: \(short) \(model) nodes with \(g) free GPUs lack \(job.resources) free")
+        }
         if fencedNodes > 0 {
             reasons.append("reservations: \(fencedNodes) \(model) nodes are in racks reserved for a block during this job's time")
         }
@@ -787,7 +818,7 @@ struct Round {
     /// Whether node `i` passes the job's per-node checks: node labels and backfill holds.
     func usable(_ i: Int, _ job: SchedulingSnapshot.PendingJob) -> Bool {
         (job.placement.nodeSelector.isEmpty || job.placement.matches(snapshot.nodes[i].labels)) && !blocked.contains(i)
-            && !fenced.contains(i) && (allowedRacks?.contains(snapshot.nodes[i].rack) ?? true)
+            && !fenced.contains(i) && (allowedRacks?.contains(snapshot.nodes[i].rack) ?? true) && resourcesFit(i, job)
     }
 
     /// Nodes of slot `s` that can take `g` GPUs (and pass `check`'s per-node checks),
@@ -876,7 +907,9 @@ struct Round {
                         let i = a.node
                         guard nodeOK(i), best == nil || i < best!.i else { continue }
                         let room = pool(i, adding: a.gpus)
-                        if room.count >= g { best = Option(i: i, victims: [j], target: Array(room.sorted().prefix(g))) }
+                        if room.count >= g, resourcesFit(i, job, adding: snapshot.running[j].resources) {
+                            best = Option(i: i, victims: [j], target: Array(room.sorted().prefix(g)))
+                        }
                     }
                     if let best {
                         chosen = [best]
@@ -896,7 +929,8 @@ struct Round {
                     if !nodeOK(i) { continue }
                     var room = available(i, for: job.id)
                     var victims: [Int] = []
-                    if room.count < g {
+                    var released = NodeResources.zero
+                    if room.count < g || !resourcesFit(i, job) {
                         let others = capacity.held[i] ?? [:]
                         let candidates = (snapshot.prepared.preemptible[i] ?? []).filter { !victimTaken.contains($0.job) }
                             .sorted { a, b in
@@ -904,12 +938,13 @@ struct Round {
                                 let rb = snapshot.running[b.job]
                                 return ra.startedAt != rb.startedAt ? ra.startedAt > rb.startedAt : ra.id > rb.id
                             }
-                        for c in candidates where room.count < g {
+                        for c in candidates where room.count < g || !resourcesFit(i, job, adding: released) {
                             victims.append(c.job)
                             room += c.gpus.filter { others[$0] == nil || others[$0] == job.id }
+                            released = released + snapshot.running[c.job].resources
                         }
                     }
-                    if room.count >= g {
+                    if room.count >= g, resourcesFit(i, job, adding: released) {
                         options.append(Option(i: i, victims: victims, target: Array(room.sorted().prefix(g))))
                     }
                 }

@@ -34,13 +34,14 @@ extension API {
                 try g.finish()
             }
             let running = try runRefs(&body)
+            let resources = try NodeResources.parse(&body, limit: Limits.maxNodeResources)
             try body.finish()
             let model = try registeredModel(declaredModel, gpus)
             let outcome = try await plane.execute(
                 .registerNode(
                     RegisterNode(
                         node: node, token: ctx.agentToken!.id, address: address, rack: rack, labels: labels,
-                        gpuModel: model, gpus: gpus, version: version)))
+                        gpuModel: model, gpus: gpus, version: version, resources: resources.isZero ? nil : resources)))
             await plane.heard(from: node)
             if case .applied = outcome { ctx.logger.info("agent registered \(node): \(gpus.count) x \(model) at \(address)") }
             return JSON.response(

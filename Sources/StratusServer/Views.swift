@@ -131,6 +131,9 @@ struct JobView: Encodable {
         let accelerators: String
         /// Every acceptable choice, most preferred first (when there is more than one).
         let anyOf: [String]?
+        /// Per node, as asked for: cores (a decimal) and memory (e.g. 64Gi).
+        let cpus: String?
+        let memory: String?
     }
     let id: String
     let name: String
@@ -180,7 +183,9 @@ struct JobView: Encodable {
         tier = j.spec.tier.rawValue
         resources = Resources(
             accelerators: "\(j.spec.gpuModel):\(j.spec.gpusPerNode)",
-            anyOf: j.spec.alternatives.isEmpty ? nil : j.spec.acceptable.map(\.description))
+            anyOf: j.spec.alternatives.isEmpty ? nil : j.spec.acceptable.map(\.description),
+            cpus: j.spec.nodeResources.flatMap { $0.cpuMilli > 0 ? DecimalText.format(Int64($0.cpuMilli), scale: 1000) : nil },
+            memory: j.spec.nodeResources.flatMap { $0.memoryMiB > 0 ? "\($0.memoryMiB)Mi" : nil })
         numNodes = j.spec.numNodes
         run = j.spec.run
         envs = j.spec.envs
@@ -220,6 +225,12 @@ struct NodeView: Encodable {
     let lostAt: String?
     let jobs: [String]
     let labels: [String: String]
+    /// CPU (cores, as a decimal) and memory (MiB) the node declares and what is free; absent
+    /// when it declares none.
+    let cpus: String?
+    let cpusFree: String?
+    let memoryMib: Int?
+    let memoryFreeMib: Int?
     let agent: AgentView?
 
     init(_ s: State, _ id: NodeID, lastHeard: Timestamp?) {
@@ -240,6 +251,11 @@ struct NodeView: Encodable {
         lostAt = n.lostAt?.description
         self.jobs = jobs
         labels = n.labels
+        let free = s.freeResources(n)
+        cpus = n.resources.map { DecimalText.format(Int64($0.cpuMilli), scale: 1000) }
+        cpusFree = free.map { DecimalText.format(Int64($0.cpuMilli), scale: 1000) }
+        memoryMib = n.resources?.memoryMiB
+        memoryFreeMib = free?.memoryMiB
         agent = n.agent.map {
             AgentView(
                 address: $0.address, version: $0.version, registeredAt: $0.registeredAt.description,

@@ -19,6 +19,7 @@ public enum Invariants {
         var problems: [String] = []
         // The GPU table and the jobs' live allocations describe the same assignment.
         var live: [NodeID: [Int: JobID]] = [:]
+        var resources: [NodeID: NodeResources] = [:]
         for (id, job) in s.jobs {
             let running = job.allocations.filter { !$0.isEnded }
             if job.state.isTerminal, !running.isEmpty {
@@ -28,6 +29,7 @@ public enum Invariants {
                 problems.append("\(id) runs at the internal tier for org \(job.org)")
             }
             for a in running {
+                if let need = job.spec.nodeResources { resources[a.node] = resources[a.node, default: .zero] + need }
                 for g in a.gpus {
                     if let other = live[a.node]?[g] {
                         problems.append("GPU \(g) of \(a.node) is allocated to both \(other) and \(id)")
@@ -48,6 +50,15 @@ public enum Invariants {
                 )
             }
             if n.lostAt != nil, holders.contains(where: { $0 != nil }) { problems.append("\(node) is lost but holds work") }
+        }
+        // CPU and memory: the table is the sum of the live allocations, within each node's own.
+        for node in Set(resources.keys).union(s.resourcesInUse.keys) {
+            let table = s.resourcesInUse[node] ?? .zero
+            let jobs = resources[node] ?? .zero
+            if table != jobs { problems.append("\(node): resources in use say \(table), the jobs hold \(jobs)") }
+            if let has = s.nodes[node]?.resources, !has.covers(jobs) {
+                problems.append("\(node): jobs hold \(jobs), more than its \(has)")
+            }
         }
         for (node, gpus) in live where s.gpuHolders[node] == nil {
             problems.append("jobs hold \(gpus.count) GPUs of \(node), which has no GPU table")

@@ -343,9 +343,10 @@ public struct Simulation {
                 stats.refused += 1
                 return
             }
-            let spec = JobSpec(
+            var spec = JobSpec(
                 name: "trace-\(i)", gpuModel: config.gpuModel, gpusPerNode: shape.gpusPerNode, numNodes: shape.nodes,
                 tier: t.tier, run: "simulated")
+            spec.nodeResources = t.resources
             try submit(spec, org: t.org, kind: .trace, duration: t.durationSeconds)
         case .finish(let id, let attempt), .stop(let id, let attempt):
             guard let job = engine.state.jobs[id], job.attempt == attempt else { return }

@@ -8,8 +8,14 @@ public struct TraceJob: Codable, Equatable, Sendable {
     /// Who submits it (an org of the simulated cloud).
     public var org: String
     public var tier: Tier
+    /// CPU and memory it needs on each node; nil: none asked for.
+    public var resources: NodeResources?
 
-    public init(submit: Timestamp, durationSeconds: Int64, gpus: Int, org: String, tier: Tier = .onDemand) {
+    public init(
+        submit: Timestamp, durationSeconds: Int64, gpus: Int, org: String, tier: Tier = .onDemand,
+        resources: NodeResources? = nil
+    ) {
+        self.resources = resources
         self.submit = submit
         self.durationSeconds = durationSeconds
         self.gpus = gpus
@@ -111,11 +117,12 @@ public enum StratusTrace {
 ///
 /// What this importer does today, and does not: a pod becomes a job of `num_gpu` whole
 /// GPUs (a fractional request, `gpu_milli` below 1000, is rounded up to one whole GPU)
-/// that runs from its scheduled time (or creation) to its deletion; pods without GPUs are
-/// skipped; `BE` (best-effort) pods run as spot, the others on-demand; all pods belong to
-/// one org. CPU and memory requests, GPU sharing and `gpu_spec` are not scheduled yet.
-/// The node table gives the fleet's shape: one node per row with its GPU count, of the
-/// GPU model the caller names (Alibaba's model names are not in the catalog).
+/// with the pod's CPU and memory requests, that runs from its scheduled time (or
+/// creation) to its deletion; pods without GPUs are skipped; `BE` (best-effort) pods run
+/// as spot, the others on-demand; all pods belong to one org. GPU sharing and `gpu_spec`
+/// are not scheduled yet. The node table gives the fleet: one node per row with GPUs,
+/// with its GPU count, CPU and memory, of the GPU model the caller names (Alibaba's model
+/// names are not in the catalog).
 public enum AlibabaTrace {
     public static let podsHeader =
         "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time"
@@ -148,10 +155,11 @@ public enum AlibabaTrace {
                 continue
             }
             if gpus == 1, milli > 0, milli < 1000 { out.roundedUp += 1 }
+            let resources = try resources(cpu: f[1], memory: f[2], line: n)
             out.jobs.append(
                 TraceJob(
                     submit: start.adding(seconds: created), durationSeconds: deleted - began, gpus: gpus, org: org,
-                    tier: f[6] == "BE" ? .spot : .onDemand))
+                    tier: f[6] == "BE" ? .spot : .onDemand, resources: resources))
         }
         out.jobs = out.jobs.enumerated().sorted { ($0.element.submit, $0.offset) < ($1.element.submit, $1.offset) }.map(
             \.element)
@@ -162,12 +170,13 @@ public enum AlibabaTrace {
     public static func parseNodes(_ text: String, model: String, nodesPerRack: Int = 4) throws(StratusError) -> FleetSpec {
         var spec = FleetSpec()
         spec.regions = ["sim"]
-        var nodes: [(String, Int)] = []
+        var nodes: [(String, Int, NodeResources?)] = []
         for (n, line, f) in try CSVTable.rows(text, header: nodesHeader, name: "alibaba nodes") {
             guard f.count == 5, let gpus = Int(f[3]), gpus >= 0, gpus <= Limits.maxGPUsPerNode else {
                 throw StratusError(.invalidArgument, "alibaba nodes: line \(n) is malformed: '\(line.prefix(120))'")
             }
-            if gpus > 0 { nodes.append((String(f[0]), gpus)) }
+            let resources = try resources(cpu: f[1], memory: f[2], line: n, table: "alibaba nodes")
+            if gpus > 0 { nodes.append((String(f[0]), gpus, resources)) }
         }
         guard !nodes.isEmpty else { throw StratusError(.invalidArgument, "alibaba nodes: no node with GPUs") }
         let watts = Int64(nodes.reduce(0) { $0 + $1.1 }) * Int64(GPUCatalog.model(named: model)?.powerWatts ?? 1000) * 2
@@ -176,12 +185,27 @@ public enum AlibabaTrace {
             spec.racks.append(.init(id: RackID("rack-\(r + 1)"), site: "sim-dc"))
         }
         for (k, node) in nodes.enumerated() {
-            spec.nodes.append(
-                .init(
-                    id: NodeID("node-\(k + 1)"), rack: RackID("rack-\(k / nodesPerRack + 1)"), gpuModel: model, gpuCount: node.1,
-                    labels: ["alibaba-sn": node.0]))
+            var n = FleetSpec.NodeSpec(
+                id: NodeID("node-\(k + 1)"), rack: RackID("rack-\(k / nodesPerRack + 1)"), gpuModel: model, gpuCount: node.1,
+                labels: ["alibaba-sn": node.0])
+            n.resources = node.2
+            spec.nodes.append(n)
         }
         return spec
+    }
+
+    /// `cpu_milli` and `memory_mib` of a row: nil when both are 0 (or empty).
+    static func resources(cpu: Substring, memory: Substring, line: Int, table: String = "alibaba pods") throws(StratusError)
+        -> NodeResources?
+    {
+        let limit = Limits.maxNodeResources
+        guard let c = Int(cpu.isEmpty ? "0" : cpu), let m = Int(memory.isEmpty ? "0" : memory), c >= 0, m >= 0,
+            c <= limit.cpuMilli, m <= limit.memoryMiB
+        else {
+            throw StratusError(.invalidArgument, "\(table): line \(line): cpu_milli or memory_mib is not a valid amount")
+        }
+        let r = NodeResources(cpuMilli: c, memoryMiB: m)
+        return r.isZero ? nil : r
     }
 }
 

@@ -183,7 +183,7 @@ struct AgentCommand: AsyncParsableCommand {
 
         let link = HTTPAgentLink(
             server: serverURL, token: token, address: address ?? c.address ?? host, rack: rack ?? c.rack, labels: labels,
-            gpuModel: model, logger: logger)
+            gpuModel: model, resources: HTTPAgentLink.machineResources(), logger: logger)
         var agent = NodeAgent(node: NodeID(nodeName), link: link, files: JobFiles(root: absolute), logger: logger)
         agent.gpus = devices
         agent.smi = devices.first?.uuid.hasPrefix("declared-") == true ? nil : smi
@@ -228,9 +228,18 @@ struct HTTPAgentLink: AgentLink {
     let rack: String?
     let labels: [String: String]
     let gpuModel: String?
+    /// This machine's CPUs and memory, reported at registration.
+    let resources: NodeResources
     let logger: Logger
 
     var uploadsLogs: Bool { true }
+
+    /// The CPUs and memory the operating system reports.
+    static func machineResources() -> NodeResources {
+        NodeResources(
+            cpuMilli: max(1, ProcessInfo.processInfo.activeProcessorCount) * 1000,
+            memoryMiB: max(1, Int(ProcessInfo.processInfo.physicalMemory >> 20)))
+    }
 
     struct Registered {
         let model: String
@@ -250,6 +259,8 @@ struct HTTPAgentLink: AgentLink {
         ]
         if let rack { body["rack"] = rack }
         if let gpuModel { body["gpu_model"] = gpuModel }
+        body["cpus"] = DecimalText.format(Int64(resources.cpuMilli), scale: 1000)
+        body["memory"] = "\(resources.memoryMiB)Mi"
         let reply = try await call(.POST, "/v1/agent/register", json: body)
         return Registered(
             model: reply["gpu_model"] as? String ?? "", heartbeat: (reply["heartbeat_s"] as? Int).map(Int64.init) ?? 10,

@@ -51,6 +51,11 @@ struct Nodes: AsyncParsableCommand {
         print(
             "  \(Output.str(n["gpus"])) x \(Output.str(n["gpu"])) in rack \(Output.str(n["rack"])), site \(Output.str(n["site"])), \(Output.str(n["gpus_free"])) free"
         )
+        if let cpus = n["cpus"] as? String {
+            print(
+                "  \(cpus) CPUs (\(Output.str(n["cpus_free"])) free), \(Output.str(n["memory_mib"])) MiB memory (\(Output.str(n["memory_free_mib"])) free)"
+            )
+        }
         if let lost = n["lost_at"] as? String { print("  lost: last heard from at \(lost)") }
         if let jobs = n["jobs"] as? [String], !jobs.isEmpty { print("  jobs: \(jobs.joined(separator: ", "))") }
         guard let agent = n["agent"] as? [String: Any] else { return print("  agent: in-process (stratus up)") }

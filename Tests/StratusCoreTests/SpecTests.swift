@@ -61,11 +61,11 @@ import Testing
         #expect(error?.message == "gpus: unknown field")
         error = #expect(throws: StratusError.self) {
             try parse([
-                ("resources", .object([(key: "accelerators", value: .string("H100:1")), (key: "cpus", value: .int(4))])),
+                ("resources", .object([(key: "accelerators", value: .string("H100:1")), (key: "disk", value: .int(4))])),
                 ("run", .string("x")),
             ])
         }
-        #expect(error?.message == "resources.cpus: unknown field")
+        #expect(error?.message == "resources.disk: unknown field")
     }
 
     @Test func rejectsBadCountsDurationsAndEnvs() {
