@@ -477,6 +477,8 @@ actor AgentRuntime {
         env["NODE_RANK"] = String(a.rank)
         env["NNODES"] = String(a.numNodes)
         env["GPUS_PER_NODE"] = String(a.gpus.count)
+        // A fraction of the GPU (e.g. 0.25): what the job may use of it (not enforced by the agent).
+        if let share = a.gpuShareMilli { env["STRATUS_GPU_SHARE"] = DecimalText.format(Int64(share), scale: 1000) }
         env["WORLD_SIZE"] = String(a.numNodes * a.gpus.count)
         env["MASTER_ADDR"] = a.masterAddress ?? agent.masterAddress
         env["MASTER_PORT"] = String(29500 + Int(Self.stableHash(a.job.rawValue) % 2000))

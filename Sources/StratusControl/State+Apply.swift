@@ -210,7 +210,7 @@ extension State {
             }
             try Self.checkResources(n.resources, field: "node '\(n.id)'")
             if let existing = nodes[n.id] {
-                let busy = gpuHolders[n.id]?.contains { $0 != nil } ?? false
+                let busy = busyGPUs(n.id) > 0
                 if busy, existing.gpuModel != model.name || existing.gpuCount != n.gpuCount || existing.rack != n.rack {
                     throw StratusError(
                         .failedPrecondition, "node '\(n.id)' has running work; its GPUs and rack cannot change now")
@@ -701,8 +701,10 @@ extension State {
         // two decisions of the plan may take the same GPU.
         var taken = Set<String>()
         var resourcesTaken: [NodeID: NodeResources] = [:]
+        // GPUs that placements on fractions share: "node#gpu" -> the share after this plan.
+        var shared: [String: GPUShare] = [:]
         func claim(_ node: NodeID, _ g: Int, for job: JobID) throws(StratusError) {
-            guard taken.insert("\(node)#\(g)").inserted else {
+            guard shared["\(node)#\(g)"] == nil, taken.insert("\(node)#\(g)").inserted else {
                 throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(node) is used twice")
             }
             for (other, held) in nominations where other != job {
@@ -734,12 +736,33 @@ extension State {
                 guard a.gpus.count == count else {
                     throw StratusError(.failedPrecondition, "plan: job \(p.job) needs \(count) GPUs on \(a.node)")
                 }
-                let holders = gpuHolders[a.node]!
-                for g in a.gpus {
-                    guard g >= 0, g < holders.count, holders[g] == nil else {
+                if let milli = job.spec.gpuShareMilli {
+                    // A fraction: a free GPU, or one shared by the same org and tier with room.
+                    let g = a.gpus[0]
+                    let key = "\(a.node)#\(g)"
+                    guard !taken.contains(key),
+                        nominations.allSatisfy({ !$0.value.contains { $0.node == a.node && $0.gpus.contains(g) } })
+                    else {
                         throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is not free")
                     }
-                    try claim(a.node, g, for: p.job)
+                    var share =
+                        shared[key] ?? gpuShares[a.node]?[g] ?? GPUShare(org: job.org, tier: job.spec.tier, milli: 0, jobs: [])
+                    guard share.jobs.isEmpty ? isFree(a.node, g) : share.org == job.org && share.tier == job.spec.tier,
+                        share.milli + milli <= 1000
+                    else {
+                        throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) has no room for \(p.job)'s share")
+                    }
+                    share.milli += milli
+                    share.jobs.append(p.job)
+                    shared[key] = share
+                } else {
+                    let holders = gpuHolders[a.node]!
+                    for g in a.gpus {
+                        guard g >= 0, g < holders.count, isFree(a.node, g) else {
+                            throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is not free")
+                        }
+                        try claim(a.node, g, for: p.job)
+                    }
                 }
                 if let need = job.spec.nodeResources, let free = freeResources(node) {
                     let taken = resourcesTaken[a.node, default: .zero] + need
@@ -754,9 +777,15 @@ extension State {
         // Site power caps: placements may not take a site above its budget.
         if !plan.placements.isEmpty {
             var used = usedWattsBySite()
+            var newShares = Set<String>()
             for p in plan.placements {
                 for a in p.nodes {
                     let node = nodes[a.node]!
+                    // A shared GPU draws its power once: when the plan starts sharing it.
+                    if jobs[p.job]!.spec.gpuShareMilli != nil {
+                        let key = "\(a.node)#\(a.gpus[0])"
+                        guard gpuShares[a.node]?[a.gpus[0]] == nil, newShares.insert(key).inserted else { continue }
+                    }
                     guard let site = site(of: node) else { continue }
                     used[site.id, default: 0] += Self.wallWatts(model: node.gpuModel, gpus: a.gpus.count, pueMilli: site.pueMilli)
                     guard used[site.id]! <= site.powerBudgetKW * 1000 else {
@@ -817,7 +846,10 @@ extension State {
                 }
                 let holders = gpuHolders[a.node]!
                 for g in a.gpus {
-                    guard g >= 0, g < holders.count, holders[g] == nil || victims.contains(holders[g]!) else {
+                    let sharers = gpuShares[a.node]?[g]?.jobs ?? []
+                    guard g >= 0, g < holders.count, holders[g] == nil || victims.contains(holders[g]!),
+                        sharers.allSatisfy(victims.contains)
+                    else {
                         throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is held by non-victim work")
                     }
                     try claim(a.node, g, for: p.job)
@@ -837,7 +869,11 @@ extension State {
         for p in plan.placements {
             var job = jobs[p.job]!
             for a in p.nodes {
-                for g in a.gpus { gpuHolders[a.node]![g] = p.job }
+                if job.spec.gpuShareMilli != nil {
+                    gpuShares[a.node, default: [:]][a.gpus[0]] = shared["\(a.node)#\(a.gpus[0])"]
+                } else {
+                    for g in a.gpus { gpuHolders[a.node]![g] = p.job }
+                }
                 if let need = job.spec.nodeResources {
                     resourcesInUse[a.node, default: .zero] = resourcesInUse[a.node, default: .zero] + need
                 }
@@ -934,7 +970,7 @@ extension State {
         let r = UsageRecord(
             id: "\(job.id)/\(job.attempt)/\(alloc.node)", job: job.id, org: job.org, project: job.project, node: alloc.node,
             gpuModel: nodes[alloc.node]?.gpuModel ?? job.spec.gpuModel, tier: job.spec.tier, gpus: alloc.gpus.count,
-            startedAt: started, endedAt: max(started, endedAt))
+            startedAt: started, endedAt: max(started, endedAt), gpuShareMilli: job.spec.gpuShareMilli)
         _ = try usage.check(r)
         return r
     }
@@ -953,6 +989,14 @@ extension State {
             checkSLAs(job, alloc, record, at: at)
         }
         for g in alloc.gpus where gpuHolders[alloc.node]?[g] == job.id { gpuHolders[alloc.node]![g] = nil }
+        if let milli = job.spec.gpuShareMilli, !alloc.isEnded, let g = alloc.gpus.first,
+            var share = gpuShares[alloc.node]?[g], let k = share.jobs.firstIndex(of: job.id)
+        {
+            share.jobs.remove(at: k)
+            share.milli -= milli
+            gpuShares[alloc.node]![g] = share.jobs.isEmpty ? nil : share
+            if gpuShares[alloc.node]!.isEmpty { gpuShares[alloc.node] = nil }
+        }
         if let need = job.spec.nodeResources, !alloc.isEnded, let used = resourcesInUse[alloc.node] {
             let left = used - need
             resourcesInUse[alloc.node] = left.isZero ? nil : left

@@ -101,10 +101,12 @@ extension State {
     /// The usage event for an allocation that ended: the control plane's own meter.
     func usageEvent(_ r: UsageRecord) -> UsageEvent {
         let region = nodes[r.node].flatMap { site(of: $0)?.region.rawValue } ?? SKU.anyRegion
-        return UsageEvent(
+        var event = UsageEvent(
             source: UsageEvent.allocationSource, id: r.id, org: r.org, project: projects[r.project]?.name ?? "",
             gpuModel: r.gpuModel, region: region, tier: r.tier, gpus: r.gpus, start: r.startedAt, end: r.endedAt,
             subject: r.job.rawValue)
+        event.gpuShareMilli = r.gpuShareMilli
+        return event
     }
 
     mutating func setCreditLimit(_ c: SetCreditLimit, commit: Bool) throws(StratusError) -> Outcome {
@@ -143,7 +145,8 @@ extension State {
             return nil
         }
         let gpus = spec.acceptable.map { Int64($0.count) }.max()! * Int64(spec.numNodes)
-        return Money.charge(gpuSeconds: gpus * seconds, pricePerGPUHour: price)
+        let gpuSeconds = spec.gpuShareMilli.map { gpus * seconds * Int64($0) / 1000 } ?? gpus * seconds
+        return Money.charge(gpuSeconds: gpuSeconds, pricePerGPUHour: price)
     }
 
     /// Why `spec` would be refused for money when submitted now, or nil.
@@ -224,11 +227,7 @@ extension State {
         // jobs holding GPUs, not every job there ever was.
         let changed = Dictionary(
             c.prices.map { ("\($0.sku.gpuModel)@\($0.sku.region)", $0.point.price) }, uniquingKeysWith: { $1 })
-        var holding = Set<JobID>()
-        for holders in gpuHolders.values {
-            for case let id? in holders { holding.insert(id) }
-        }
-        for id in holding.sorted() {
+        for id in holdingJobs().sorted() {
             guard var job = jobs[id], job.spec.tier == .spot, let bid = job.spec.maxPrice,
                 job.state == .starting || job.state == .running,
                 !job.cancelRequested, job.preemptedBy == nil
@@ -269,6 +268,10 @@ extension State {
                 guard let tier = jobs[holder]?.spec.tier, tier != .spot else { continue }
                 s.committed += 1
                 if tier == .internal { internalUsed[node.gpuModel, default: 0] += 1 }
+            }
+            for share in gpuShares[id]?.values ?? [:].values where share.tier != .spot {
+                s.committed += 1
+                if share.tier == .internal { internalUsed[node.gpuModel, default: 0] += 1 }
             }
             out[sku] = s
         }

@@ -144,7 +144,7 @@ extension State {
         }
         let reason = "node_lost: \(c.node) stopped heartbeating at \(c.lastSeen)"
         var ending: [(Job, Int, UsageRecord?)] = []
-        for id in Set((gpuHolders[c.node] ?? []).compactMap { $0 }).sorted() {
+        for id in jobs(on: c.node).sorted() {
             guard let job = jobs[id], let i = job.allocations.firstIndex(where: { $0.node == c.node && !$0.isEnded })
             else { continue }
             ending.append((job, i, try usageRecord(job, i, endedAt: c.lastSeen)))
@@ -182,7 +182,7 @@ extension State {
         nodes[c.node]!.stateReason = c.reason
         guard moving else { return .applied(c.node.rawValue) }
         let deadline = at.adding(seconds: c.noticeSeconds)
-        for id in Set((gpuHolders[c.node] ?? []).compactMap { $0 }).sorted() {
+        for id in jobs(on: c.node).sorted() {
             guard var job = jobs[id], !job.cancelRequested, job.movedBy == nil else { continue }
             let why = "moved off \(c.node): drained by \(c.by)" + (c.reason.map { " (\($0))" } ?? "")
             job.movedBy = why

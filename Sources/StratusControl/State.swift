@@ -25,6 +25,9 @@ public struct State: Codable, Equatable, Sendable {
     var nodeSizes: [String: [Int: Int]] = [:]
     /// For each node, the job holding each GPU index (nil when free).
     public internal(set) var gpuHolders: [NodeID: [JobID?]] = [:]
+    /// GPUs shared by jobs that each take a fraction of one: node -> GPU index -> share.
+    /// A shared GPU has no whole holder in `gpuHolders`.
+    public internal(set) var gpuShares: [NodeID: [Int: GPUShare]] = [:]
     /// CPU and memory that live allocations of jobs asking for them take on each node.
     public internal(set) var resourcesInUse: [NodeID: NodeResources] = [:]
 
@@ -109,24 +112,25 @@ public struct State: Codable, Equatable, Sendable {
             let node = nodes[id]!
             let block = racks[node.rack].flatMap { r in r.block.flatMap { blockIndex["\(r.site.rawValue)/\($0)"] } } ?? -1
             let holders = gpuHolders[id] ?? []
-            let free = holders.indices.filter { holders[$0] == nil }
+            let shares = gpuShares[id]
+            let free = holders.indices.filter { holders[$0] == nil && shares?[$0] == nil }
             let site = racks[node.rack].map { siteIndex[$0.site] ?? 0 } ?? 0
             return .init(
                 id: id, gpuModel: node.gpuModel, schedulable: node.isSchedulable, freeGPUs: free, gpuCount: node.gpuCount,
                 rack: rackIndex[node.rack] ?? 0, site: site, labels: node.labels, block: block,
-                freeResources: freeResources(node))
+                freeResources: freeResources(node),
+                shares: shares.map { s in
+                    s.keys.sorted().map { g in
+                        SchedulingSnapshot.SharedGPU(gpu: g, org: s[g]!.org, tier: s[g]!.tier, freeMilli: 1000 - s[g]!.milli)
+                    }
+                } ?? [])
         }
         let pending = queue.compactMap { id -> SchedulingSnapshot.PendingJob? in
             guard let job = jobs[id] else { return nil }
             return pendingView(
                 id: id, job.spec, org: job.org, project: projects[job.project]?.name ?? "", nominated: nominations[id])
         }
-        var holding: [JobID] = []
-        var seen = Set<JobID>()
-        for id in nodeOrder {
-            for case let job? in gpuHolders[id] ?? [] where seen.insert(job).inserted { holding.append(job) }
-        }
-        let running = holding.sorted().compactMap { id -> SchedulingSnapshot.RunningJob? in
+        let running = holdingJobs().sorted().compactMap { id -> SchedulingSnapshot.RunningJob? in
             guard let job = jobs[id] else { return nil }
             let live = job.allocations.filter { !$0.isEnded }
             return .init(
@@ -135,7 +139,7 @@ public struct State: Codable, Equatable, Sendable {
                 allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
                 stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested),
                 expectedEnd: Self.expectedEnd(job), reservation: job.spec.reservation,
-                resources: job.spec.nodeResources ?? .zero)
+                resources: job.spec.nodeResources ?? .zero, gpuShareMilli: job.spec.gpuShareMilli)
         }
         let tenants = Dictionary(
             uniqueKeysWithValues: orgs.values.map { org in
@@ -181,6 +185,10 @@ public struct State: Codable, Equatable, Sendable {
             let region = site(of: node)?.region.rawValue ?? ""
             var perJob: [JobID: Int] = [:]
             for case let job? in holders { perJob[job, default: 0] += 1 }
+            // A job on a fraction of a GPU counts as one GPU against quotas.
+            for share in gpuShares[id]?.values ?? [:].values {
+                for job in share.jobs { perJob[job, default: 0] += 1 }
+            }
             for (jobID, gpus) in perJob {
                 guard let job = jobs[jobID], let project = projects[job.project] else { continue }
                 for scope in QuotaScope.all(org: job.org, project: project.name, gpuModel: node.gpuModel, region: region)
@@ -200,7 +208,7 @@ public struct State: Codable, Equatable, Sendable {
             id: id, tier: spec.tier, gpuModel: spec.gpuModel, gpusPerNode: spec.gpusPerNode, numNodes: spec.numNodes,
             topology: spec.topology, nominated: nominated, placement: spec.placement, org: org, project: project,
             maxDurationSeconds: spec.maxDurationSeconds, alternatives: spec.alternatives, reservation: spec.reservation,
-            resources: spec.nodeResources ?? .zero)
+            resources: spec.nodeResources ?? .zero, gpuShareMilli: spec.gpuShareMilli)
     }
 
     /// How the scheduler sees a job of this state: a job in a site-bound reservation may
@@ -247,7 +255,7 @@ public struct State: Codable, Equatable, Sendable {
         var used: [SiteID: Int64] = [:]
         for id in nodeOrder {
             let node = nodes[id]!
-            let busy = gpuHolders[id]?.reduce(0) { $0 + ($1 == nil ? 0 : 1) } ?? 0
+            let busy = busyGPUs(id)
             guard busy > 0, let site = site(of: node) else { continue }
             used[site.id, default: 0] += Self.wallWatts(model: node.gpuModel, gpus: busy, pueMilli: site.pueMilli)
         }
@@ -280,13 +288,66 @@ public struct State: Codable, Equatable, Sendable {
     }
 }
 
+/// One GPU shared by jobs that each take a fraction of it: all of one org and one tier,
+/// together at most the whole GPU.
+public struct GPUShare: Codable, Equatable, Sendable {
+    public var org: OrgID
+    public var tier: Tier
+    /// Thousandths of the GPU taken.
+    public var milli: Int
+    /// The jobs sharing it, in the order they were placed.
+    public var jobs: [JobID]
+
+    public init(org: OrgID, tier: Tier, milli: Int, jobs: [JobID]) {
+        self.org = org
+        self.tier = tier
+        self.milli = milli
+        self.jobs = jobs
+    }
+}
+
 extension State {
+    /// Jobs holding GPUs of `node`, whole or a share, each once, in the order of their GPUs.
+    public func jobs(on node: NodeID) -> [JobID] {
+        var seen = Set<JobID>()
+        var out: [JobID] = []
+        for case let id? in gpuHolders[node] ?? [] where seen.insert(id).inserted { out.append(id) }
+        if let shares = gpuShares[node] {
+            for g in shares.keys.sorted() {
+                for id in shares[g]!.jobs where seen.insert(id).inserted { out.append(id) }
+            }
+        }
+        return out
+    }
+
+    /// GPUs of `node` in use, whole or shared.
+    public func busyGPUs(_ node: NodeID) -> Int {
+        (gpuHolders[node]?.reduce(0) { $0 + ($1 == nil ? 0 : 1) } ?? 0) + (gpuShares[node]?.count ?? 0)
+    }
+
+    /// Whether GPU `g` of `node` is free: no job holds it, whole or in part.
+    public func isFree(_ node: NodeID, _ g: Int) -> Bool {
+        guard let holders = gpuHolders[node], g >= 0, g < holders.count else { return false }
+        return holders[g] == nil && gpuShares[node]?[g] == nil
+    }
+
+    /// Every job holding GPUs now (whole or a share).
+    public func holdingJobs() -> Set<JobID> {
+        var holding = Set<JobID>()
+        for holders in gpuHolders.values {
+            for case let id? in holders { holding.insert(id) }
+        }
+        for shares in gpuShares.values {
+            for share in shares.values { holding.formUnion(share.jobs) }
+        }
+        return holding
+    }
+
     /// Live allocations on `node` that its agent must start, keep running or stop.
     public func assignments(for node: NodeID) -> [Assignment] {
-        guard let holders = gpuHolders[node] else { return [] }
-        var seen = Set<JobID>()
+        guard gpuHolders[node] != nil else { return [] }
         var out: [Assignment] = []
-        for case let jobID? in holders where seen.insert(jobID).inserted {
+        for jobID in jobs(on: node) {
             guard let job = jobs[jobID], let alloc = job.allocations.first(where: { $0.node == node }),
                 !alloc.isEnded
             else { continue }
@@ -300,6 +361,7 @@ extension State {
                         ? (job.reason?.hasPrefix("stopped: ") == true ? String(job.reason!.dropFirst(9)) : "cancelled")
                         : nil))
             a.attempt = job.attempt
+            a.gpuShareMilli = job.spec.gpuShareMilli
             a.masterAddress = nodes[a.masterNode]?.agent?.address
             if let devices = nodes[node]?.agent?.gpus {
                 a.gpuUuids = alloc.gpus.map { $0 < devices.count ? devices[$0].uuid : String($0) }

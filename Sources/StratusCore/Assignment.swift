@@ -23,6 +23,8 @@ public struct Assignment: Codable, Equatable, Sendable {
     public var masterAddress: String?
     /// UUIDs of `gpus` when the node's agent registered them, in the same order.
     public var gpuUuids: [String]?
+    /// The job's fraction of its one GPU, in thousandths; nil: whole GPUs.
+    public var gpuShareMilli: Int?
 
     public init(
         job: JobID, node: NodeID, rank: Int, gpus: [Int], numNodes: Int, run: String, envs: [String: String],

@@ -42,6 +42,9 @@ public struct JobSpec: Codable, Equatable, Sendable {
     /// CPU and memory the job needs on each of its nodes (`resources.cpus`,
     /// `resources.memory`); nil: none asked for.
     public var nodeResources: NodeResources?
+    /// A fraction of one GPU, in thousandths (`accelerators: H100:0.25` is 250): the job
+    /// shares that GPU with work of the same org and tier. nil: whole GPUs.
+    public var gpuShareMilli: Int?
 
     public init(
         name: String, project: String? = nil, gpuModel: String, gpusPerNode: Int, numNodes: Int = 1,
@@ -92,7 +95,9 @@ public struct JobSpec: Codable, Equatable, Sendable {
         }
         let perNode = try NodeResources.parse(&resources, limit: Limits.maxNodeResources)
         try resources.finish()
-        let choices = try parseAcceleratorChoices(acceleratorsValue)
+        let share = try parseShare(acceleratorsValue)
+        let choices: [Accelerator]
+        if let share { choices = [share.0] } else { choices = try parseAcceleratorChoices(acceleratorsValue) }
         let (model, count) = (GPUCatalog.model(named: choices[0].model)!, choices[0].count)
 
         let numNodes = try o.int("num_nodes") ?? 1
@@ -101,7 +106,13 @@ public struct JobSpec: Codable, Equatable, Sendable {
             throw StratusError(.limitExceeded, "num_nodes: at most \(Limits.maxNodesPerJob), got \(numNodes)")
         }
 
+        if share != nil, numNodes != 1 {
+            throw StratusError(.invalidArgument, "num_nodes: a fraction of a GPU runs on one node, got \(numNodes)")
+        }
         let reservation = try o.string("reservation").map { ReservationID($0) }
+        if share != nil, reservation != nil {
+            throw StratusError(.invalidArgument, "reservation: capacity blocks hold whole GPUs, not a fraction of one")
+        }
         if let reservation { try Name.validate(reservation.rawValue, field: "reservation") }
         let tierText = try o.string("tier") ?? (reservation == nil ? Tier.onDemand : Tier.reserved).rawValue
         guard let tier = Tier(rawValue: tierText) else {
@@ -197,7 +208,26 @@ public struct JobSpec: Codable, Equatable, Sendable {
         spec.budgetFallback = budgetFallback
         spec.maxPrice = maxPrice
         spec.nodeResources = perNode.isZero ? nil : perNode
+        spec.gpuShareMilli = share?.1
         return spec
+    }
+
+    /// `H100:0.25`: a fraction of one GPU (thousandths, 0.001 to 0.999), or nil when the
+    /// text asks for whole GPUs.
+    static func parseShare(_ value: SpecValue) throws(StratusError) -> (Accelerator, Int)? {
+        guard case .string(let text) = value else { return nil }
+        let parts = text.trimmingSpaces().split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[1].contains("."), let milli = DecimalText.parse(String(parts[1]), scale: 1000) else {
+            return nil
+        }
+        let model = try GPUCatalog.require(String(parts[0]), field: "resources.accelerators")
+        guard milli >= 1, milli < 1000 else {
+            throw StratusError(
+                .invalidArgument,
+                "resources.accelerators: '\(text)': a fraction of a GPU is 0.001 to 0.999; whole GPUs are written without decimals"
+            )
+        }
+        return (Accelerator(model: model.name, count: 1), Int(milli))
     }
 
     /// One choice (`H100:8`), a list in order of preference (`[H100:8, H200:8]`) or a

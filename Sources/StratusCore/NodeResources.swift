@@ -38,16 +38,19 @@ public struct NodeResources: Codable, Equatable, Hashable, Sendable, CustomStrin
     }
 
     /// Reads `cpus` (cores: `4`, `0.5`, or `500m`) and `memory` (GiB as a number, or with
-    /// a unit: `64Gi`, `512Mi`, `1Ti`) from `o`; zero for what is absent.
-    public static func parse(_ o: inout SpecObject, limit: NodeResources) throws(StratusError) -> NodeResources {
+    /// a unit: `64Gi`, `512Mi`, `1Ti`) from `o` (or the fields named `cpuKey` and
+    /// `memoryKey`); zero for what is absent.
+    public static func parse(
+        _ o: inout SpecObject, limit: NodeResources, cpuKey: String = "cpus", memoryKey: String = "memory"
+    ) throws(StratusError) -> NodeResources {
         var cpu = 0
-        if let v = o.value("cpus") {
+        if let v = o.value(cpuKey) {
             var text: String
             switch v {
             case .int(let i): text = String(i)
             case .double(let d): text = String(d)
             case .string(let s): text = s.trimmingSpaces()
-            default: throw StratusError(.invalidArgument, "\(o.field("cpus")): expected a number of cores, got \(v.kindName)")
+            default: throw StratusError(.invalidArgument, "\(o.field(cpuKey)): expected a number of cores, got \(v.kindName)")
             }
             var scale: Int64 = 1000
             if text.hasSuffix("m") {
@@ -57,18 +60,18 @@ public struct NodeResources: Codable, Equatable, Hashable, Sendable, CustomStrin
             guard let milli = DecimalText.parse(text, scale: scale), milli > 0, milli <= Int64(limit.cpuMilli) else {
                 throw StratusError(
                     .invalidArgument,
-                    "\(o.field("cpus")): '\(text)' is not a number of cores between 0.001 and \(limit.cpuMilli / 1000)")
+                    "\(o.field(cpuKey)): '\(text)' is not a number of cores between 0.001 and \(limit.cpuMilli / 1000)")
             }
             cpu = Int(milli)
         }
         var memory = 0
-        if let v = o.value("memory") {
+        if let v = o.value(memoryKey) {
             var text: String
             switch v {
             case .int(let i): text = "\(i)Gi"
             case .double(let d): text = "\(d)Gi"
             case .string(let s): text = s.trimmingSpaces()
-            default: throw StratusError(.invalidArgument, "\(o.field("memory")): expected a size like 64Gi, got \(v.kindName)")
+            default: throw StratusError(.invalidArgument, "\(o.field(memoryKey)): expected a size like 64Gi, got \(v.kindName)")
             }
             let units: [(String, Int64)] = [("Ti", 1024 * 1024), ("Gi", 1024), ("Mi", 1)]
             var mib: Int64?
@@ -81,7 +84,7 @@ public struct NodeResources: Codable, Equatable, Hashable, Sendable, CustomStrin
             guard let mib, mib > 0, mib <= Int64(limit.memoryMiB) else {
                 throw StratusError(
                     .invalidArgument,
-                    "\(o.field("memory")): '\(text)' is not a size between 1Mi and \(limit.memoryMiB / 1024 / 1024)Ti (e.g. 64Gi)"
+                    "\(o.field(memoryKey)): '\(text)' is not a size between 1Mi and \(limit.memoryMiB / 1024 / 1024)Ti (e.g. 64Gi)"
                 )
             }
             memory = Int(mib)

@@ -332,7 +332,8 @@ public struct Billing: Codable, Equatable, Sendable {
         let list = listPrice ?? .zero
         let key = LineKey(
             project: e.project, gpuModel: e.gpuModel, region: e.region, tier: e.tier, unitPrice: price, listPrice: list)
-        let gpuSeconds = Int64(e.gpus) * (to - from)
+        // A fraction of a GPU pays its share of the time, rounded down to the GPU-second.
+        let gpuSeconds = e.gpuShareMilli.map { Int64(e.gpus) * (to - from) * Int64($0) / 1000 } ?? Int64(e.gpus) * (to - from)
         if let closed = closedThrough, period <= closed {
             let into = openPeriod(at: now)
             let delta = addAdjustment(org: e.org, into: into, AdjustmentKey(forPeriod: period, line: key), gpuSeconds, now)

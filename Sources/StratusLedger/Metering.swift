@@ -16,6 +16,8 @@ public struct UsageEvent: Codable, Equatable, Sendable {
     public var end: Timestamp
     /// What used it (a job ID, or the source's own name for it).
     public var subject: String?
+    /// A fraction of one GPU (thousandths), billed as that share of its time; nil: whole GPUs.
+    public var gpuShareMilli: Int?
 
     public init(
         source: String, id: String, org: OrgID, project: String, gpuModel: String, region: String, tier: Tier, gpus: Int,
@@ -75,6 +77,7 @@ public struct UsageEvent: Codable, Equatable, Sendable {
         h.add(UInt64(bitPattern: start.milliseconds))
         h.add(UInt64(bitPattern: end.milliseconds))
         h.add(subject ?? "")
+        if let share = gpuShareMilli { h.add(UInt64(share)) }
         return h.a
     }
 

@@ -13,11 +13,14 @@ public struct UsageRecord: Codable, Equatable, Sendable {
     public let gpus: Int
     public let startedAt: Timestamp
     public let endedAt: Timestamp
+    /// The fraction of its one GPU the job held (thousandths); nil: whole GPUs.
+    public let gpuShareMilli: Int?
 
     public init(
         id: String, job: JobID, org: OrgID, project: ProjectID, node: NodeID, gpuModel: String, tier: Tier,
-        gpus: Int, startedAt: Timestamp, endedAt: Timestamp
+        gpus: Int, startedAt: Timestamp, endedAt: Timestamp, gpuShareMilli: Int? = nil
     ) {
+        self.gpuShareMilli = gpuShareMilli
         self.id = id
         self.job = job
         self.org = org
@@ -30,8 +33,16 @@ public struct UsageRecord: Codable, Equatable, Sendable {
         self.endedAt = endedAt
     }
 
-    /// Exact GPU time in GPU-milliseconds.
-    public var gpuMilliseconds: Int64 { Int64(gpus) * startedAt.milliseconds(until: endedAt) }
+    /// Exact GPU time in GPU-milliseconds (a fraction of a GPU: its share of the time,
+    /// rounded down to the millisecond).
+    public var gpuMilliseconds: Int64 {
+        Self.gpuMilliseconds(gpus: gpus, share: gpuShareMilli, milliseconds: startedAt.milliseconds(until: endedAt))
+    }
+
+    public static func gpuMilliseconds(gpus: Int, share: Int?, milliseconds: Int64) -> Int64 {
+        let whole = Int64(gpus) * milliseconds
+        return share.map { whole * Int64($0) / 1000 } ?? whole
+    }
 }
 
 /// The usage book: every record once, queryable by any grouping.

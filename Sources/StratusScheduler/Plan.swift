@@ -17,11 +17,14 @@ public struct SchedulingSnapshot: Sendable {
         public let labels: [String: String]
         /// CPU and memory not yet taken; nil when the node declares none (not limited).
         public let freeResources: NodeResources?
+        /// GPUs shared by jobs on fractions of them (not in `freeGPUs`).
+        public let shares: [SharedGPU]
 
         public init(
             id: NodeID, gpuModel: String, schedulable: Bool, freeGPUs: [Int], gpuCount: Int, rack: Int = 0, site: Int = 0,
-            labels: [String: String] = [:], block: Int = -1, freeResources: NodeResources? = nil
+            labels: [String: String] = [:], block: Int = -1, freeResources: NodeResources? = nil, shares: [SharedGPU] = []
         ) {
+            self.shares = shares
             self.freeResources = freeResources
             self.block = block
             self.id = id
@@ -32,6 +35,22 @@ public struct SchedulingSnapshot: Sendable {
             self.rack = rack
             self.site = site
             self.labels = labels
+        }
+    }
+
+    /// A GPU that jobs of one org and tier share, each on a fraction of it.
+    public struct SharedGPU: Sendable, Equatable {
+        public let gpu: Int
+        public let org: OrgID
+        public let tier: Tier
+        /// Thousandths of the GPU not yet taken.
+        public let freeMilli: Int
+
+        public init(gpu: Int, org: OrgID, tier: Tier, freeMilli: Int) {
+            self.gpu = gpu
+            self.org = org
+            self.tier = tier
+            self.freeMilli = freeMilli
         }
     }
 
@@ -71,11 +90,15 @@ public struct SchedulingSnapshot: Sendable {
         public let reservation: ReservationID?
         /// CPU and memory it holds on each of its nodes.
         public let resources: NodeResources
+        /// The fraction of its one GPU it holds (thousandths); nil: whole GPUs.
+        public let gpuShareMilli: Int?
 
         public init(
             id: JobID, tier: Tier, org: OrgID = "", project: String = "", startedAt: Timestamp, allocations: [NodeAssignment],
-            stopping: Bool, expectedEnd: Timestamp? = nil, reservation: ReservationID? = nil, resources: NodeResources = .zero
+            stopping: Bool, expectedEnd: Timestamp? = nil, reservation: ReservationID? = nil, resources: NodeResources = .zero,
+            gpuShareMilli: Int? = nil
         ) {
+            self.gpuShareMilli = gpuShareMilli
             self.resources = resources
             self.reservation = reservation
             self.id = id
@@ -109,13 +132,16 @@ public struct SchedulingSnapshot: Sendable {
         public let reservation: ReservationID?
         /// CPU and memory it needs on each node (zero: none asked for).
         public let resources: NodeResources
+        /// A fraction of one GPU, in thousandths; nil: whole GPUs.
+        public let gpuShareMilli: Int?
 
         public init(
             id: JobID, tier: Tier, gpuModel: String, gpusPerNode: Int, numNodes: Int, topology: TopologyLevel? = nil,
             nominated: [NodeAssignment]? = nil, placement: PlacementConstraints = .anywhere, org: OrgID = "",
             project: String = "", maxDurationSeconds: Int64? = nil, alternatives: [Accelerator] = [],
-            reservation: ReservationID? = nil, resources: NodeResources = .zero
+            reservation: ReservationID? = nil, resources: NodeResources = .zero, gpuShareMilli: Int? = nil
         ) {
+            self.gpuShareMilli = gpuShareMilli
             self.resources = resources
             self.reservation = reservation
             self.id = id
@@ -137,7 +163,7 @@ public struct SchedulingSnapshot: Sendable {
             PendingJob(
                 id: id, tier: tier, gpuModel: choice.model, gpusPerNode: choice.count, numNodes: numNodes, topology: topology,
                 nominated: nominated, placement: placement, org: org, project: project, maxDurationSeconds: maxDurationSeconds,
-                reservation: reservation, resources: resources)
+                reservation: reservation, resources: resources, gpuShareMilli: gpuShareMilli)
         }
 
         /// Every acceptable choice as its own job, most preferred first.

@@ -6,8 +6,11 @@ import StratusCore
 struct Prepared: Sendable {
     let index: [NodeID: Int]
     let capacity: CapacityIndex
-    /// Spot work that may be preempted: node -> [(running job, its GPUs there)].
-    let preemptible: [Int: [(job: Int, gpus: [Int])]]
+    /// Spot work that may be preempted: node -> [(running jobs, their GPUs there)]: one
+    /// job with its GPUs, or every job sharing one GPU (they free it together).
+    let preemptible: [Int: [(jobs: [Int], gpus: [Int])]]
+    /// GPUs shared by jobs on fractions, by GPU model: (node index, share).
+    let sharesByModel: [String: [(node: Int, share: SchedulingSnapshot.SharedGPU)]]
     /// Spot jobs not being stopped, by the GPU model they hold, most recently started first.
     let spotByRecency: [String: [Int]]
     /// Each running job's allocations by node index.
@@ -51,7 +54,11 @@ struct Prepared: Sendable {
             }
         }
         capacity = CapacityIndex(nodes: nodes, held: held)
-        var preemptible: [Int: [(job: Int, gpus: [Int])]] = [:]
+        var preemptible: [Int: [(jobs: [Int], gpus: [Int])]] = [:]
+        // Spot jobs sharing a GPU: node -> gpu -> running jobs; a GPU with one sharer
+        // stopping already is not offered.
+        var sharedSpot: [Int: [Int: [Int]]] = [:]
+        var sharedStopping: Set<[Int]> = []
         var spot: [String: [Int]] = [:]
         var placedOn: [[(node: Int, gpus: [Int])]] = []
         placedOn.reserveCapacity(running.count)
@@ -61,13 +68,31 @@ struct Prepared: Sendable {
             let gpus = r.allocations.reduce(0) { $0 + $1.gpus.count }
             byOrg[r.org, default: (0, 0)].gpus += gpus
             byOrg[r.org, default: (0, 0)].gpuStartMs += Int64(gpus) * r.startedAt.milliseconds
-            if let end = r.expectedEnd { ends.append((j, end)) }
             let on = r.allocations.compactMap { a in index[a.node].map { (node: $0, gpus: a.gpus) } }
             placedOn.append(on)
+            if r.gpuShareMilli != nil {
+                // Its GPU frees only when every sharer has ended: neither an end to wait
+                // for nor a victim on its own.
+                guard r.tier == .spot, let a = on.first, let g = a.gpus.first else { continue }
+                if r.stopping { sharedStopping.insert([a.node, g]) }
+                sharedSpot[a.node, default: [:]][g, default: []].append(j)
+                continue
+            }
+            if let end = r.expectedEnd { ends.append((j, end)) }
             guard r.tier == .spot, !r.stopping, let first = on.first else { continue }
             spot[nodes[first.node].gpuModel, default: []].append(j)
-            for a in on { preemptible[a.node, default: []].append((j, a.gpus)) }
+            for a in on { preemptible[a.node, default: []].append(([j], a.gpus)) }
         }
+        for node in sharedSpot.keys.sorted() {
+            for (g, jobs) in sharedSpot[node]!.sorted(by: { $0.key < $1.key }) where !sharedStopping.contains([node, g]) {
+                preemptible[node, default: []].append((jobs, [g]))
+            }
+        }
+        var sharesByModel: [String: [(node: Int, share: SchedulingSnapshot.SharedGPU)]] = [:]
+        for (i, n) in nodes.enumerated() where !n.shares.isEmpty {
+            for share in n.shares { sharesByModel[n.gpuModel, default: []].append((i, share)) }
+        }
+        self.sharesByModel = sharesByModel
         for model in spot.keys {
             spot[model]!.sort { a, b in
                 let ra = running[a]
@@ -84,7 +109,7 @@ struct Prepared: Sendable {
         var inReservations: [Int] = []
         for (j, r) in running.enumerated() {
             if r.reservation != nil { inReservations.append(j) }
-            guard !reservedModels.isEmpty, r.reservation == nil, r.tier != .spot else { continue }
+            guard !reservedModels.isEmpty, r.reservation == nil, r.tier != .spot, r.gpuShareMilli == nil else { continue }
             for a in r.allocations {
                 guard let i = index[a.node], reservedModels.contains(nodes[i].gpuModel) else { continue }
                 outside.add(a.gpus.count, model: nodes[i].gpuModel, site: nodes[i].site)
@@ -97,13 +122,22 @@ struct Prepared: Sendable {
                 outside.add(a.gpus.count, model: nodes[i].gpuModel, site: nodes[i].site)
             }
         }
+        // A shared GPU counts once, by its sharers' tier.
+        for (model, list) in sharesByModel where reservedModels.contains(model) {
+            for (i, share) in list where share.tier != .spot { outside.add(1, model: model, site: nodes[i].site) }
+        }
         self.outside = outside
         self.inReservations = inReservations
         if !counted.isEmpty {
             for n in nodes where counted.contains(n.gpuModel) {
                 capacityByModel.add(n.gpuCount, model: n.gpuModel, site: n.site)
             }
-            for r in running where r.tier == .onDemand || r.tier == .reserved {
+            for (model, list) in sharesByModel where counted.contains(model) {
+                for (i, share) in list where share.tier == .onDemand || share.tier == .reserved {
+                    sold.add(1, model: model, site: nodes[i].site)
+                }
+            }
+            for r in running where (r.tier == .onDemand || r.tier == .reserved) && r.gpuShareMilli == nil {
                 for a in r.allocations {
                     guard let i = index[a.node], counted.contains(nodes[i].gpuModel) else { continue }
                     sold.add(a.gpus.count, model: nodes[i].gpuModel, site: nodes[i].site)

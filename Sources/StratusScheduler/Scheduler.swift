@@ -129,7 +129,7 @@ public struct TieredScheduler: Scheduler {
             }
             // Preemption mutates the round (victims taken, GPUs held): try it only here.
             var preemption: Preemption?
-            if job.tier.rank < Tier.spot.rank {
+            if job.tier.rank < Tier.spot.rank, job.gpuShareMilli == nil {
                 for choice in job.choices where preemption == nil {
                     preemption = round.preempt(for: choice, noticeSeconds: preemptionNoticeSeconds)
                 }
@@ -146,7 +146,11 @@ public struct TieredScheduler: Scheduler {
             if !job.alternatives.isEmpty {
                 reasons.append("also tried: \(job.alternatives.map(\.description).joined(separator: ", "))")
             }
-            if job.tier == .spot { reasons.append("tier: spot work never preempts") }
+            if job.tier == .spot {
+                reasons.append("tier: spot work never preempts")
+            } else if job.gpuShareMilli != nil {
+                reasons.append("preemption: work on a fraction of a GPU does not preempt")
+            }
             if reservation == nil, let estimate = Self.earliestStart(job, from: round, now: now) {
                 let nodes = Set(estimate.nodes.compactMap { round.index[$0.node] })
                 reservation = (job.id, estimate.at, nodes)
@@ -260,6 +264,13 @@ struct Round {
     let poolMilliwatts: [Int64]
     /// CPU and memory this round's placements took, per node.
     var resourcesTaken: [Int: NodeResources] = [:]
+    /// GPUs shared by jobs on fractions (now and after this round's placements), by model.
+    var shares: [String: [ShareSlot: SchedulingSnapshot.SharedGPU]] = [:]
+    struct ShareSlot: Hashable, Comparable {
+        let node: Int
+        let gpu: Int
+        static func < (a: ShareSlot, b: ShareSlot) -> Bool { (a.node, a.gpu) < (b.node, b.gpu) }
+    }
 
     struct Failure: Error {
         let reasons: [String]
@@ -278,6 +289,9 @@ struct Round {
         outside = s.prepared.outside
         time = now
         for (id, r) in s.reservations where r.used > 0 { reservationUsed[id] = r.used }
+        for (model, list) in s.prepared.sharesByModel {
+            for (i, share) in list { shares[model, default: [:]][ShareSlot(node: i, gpu: share.gpu)] = share }
+        }
         poolMilliwatts = s.prepared.capacity.pools.map { Self.milliwatts(model: $0.model, site: $0.site, s) }
         if !s.reserves.isEmpty {
             var siteIndex: [String: Int] = [:]
@@ -478,6 +492,17 @@ struct Round {
     }
 
     mutating func take(_ nodes: [(Int, [Int])], for job: SchedulingSnapshot.PendingJob) {
+        if let milli = job.gpuShareMilli, let (i, gpus) = nodes.first, let g = gpus.first {
+            let slot = ShareSlot(node: i, gpu: g)
+            let free = shares[job.gpuModel]?[slot]?.freeMilli ?? 1000
+            shares[job.gpuModel, default: [:]][slot] = SchedulingSnapshot.SharedGPU(
+                gpu: g, org: job.org, tier: job.tier, freeMilli: free - milli)
+            if free < 1000 {
+                // A GPU already shared: only the job's own quota and resources are new.
+                takeQuotaAndResources(nodes, for: job)
+                return
+            }
+        }
         if let r = job.reservation {
             reservationUsed[r, default: 0] += nodes.reduce(0) { $0 + $1.1.count }
         } else if job.tier != .spot, snapshot.reservations.values.contains(where: { $0.gpuModel == job.gpuModel }) {
@@ -490,6 +515,11 @@ struct Round {
                 sold.add(gpus.count, model: job.gpuModel, site: snapshot.nodes[i].site)
             }
         }
+        takeQuotaAndResources(nodes, for: job)
+        take(nodes)
+    }
+
+    mutating func takeQuotaAndResources(_ nodes: [(Int, [Int])], for job: SchedulingSnapshot.PendingJob) {
         if !snapshot.quotas.isEmpty {
             for (i, gpus) in nodes {
                 for scope in QuotaScope.all(org: job.org, project: job.project, gpuModel: job.gpuModel, region: region(i))
@@ -501,7 +531,26 @@ struct Round {
         if !job.resources.isZero {
             for (i, _) in nodes { resourcesTaken[i] = resourcesTaken[i, default: .zero] + job.resources }
         }
-        take(nodes)
+    }
+
+    /// For a job on a fraction of a GPU: the GPU shared by its org and tier with the least
+    /// room that still fits it (then the lowest node and GPU), or nil.
+    func fitShare(_ job: SchedulingSnapshot.PendingJob, milli: Int) -> Choice? {
+        var best: (room: Int, slot: ShareSlot)?
+        for (slot, share) in shares[job.gpuModel] ?? [:] {
+            guard share.org == job.org, share.tier == job.tier, share.freeMilli >= milli else { continue }
+            let room = share.freeMilli - milli
+            if let b = best, (b.room, b.slot) <= (room, slot) { continue }
+            let node = snapshot.nodes[slot.node]
+            guard node.schedulable, locationAllows(node.site, job), usable(slot.node, job) else { continue }
+            if !snapshot.quotas.isEmpty, case .blocked = quota(job, region: region(slot.node), need: 1) { continue }
+            best = (room, slot)
+        }
+        guard let best else { return nil }
+        return Choice(
+            nodes: [(best.slot.node, [best.slot.gpu])],
+            reason:
+                "shares GPU \(best.slot.gpu) of \(snapshot.nodes[best.slot.node].id) with \(job.org)'s \(job.tier.rawValue) work")
     }
 
     mutating func take(_ nodes: [(Int, [Int])]) {
@@ -519,6 +568,8 @@ struct Round {
     /// when the job has them. Best fit for one node is the head of the first non-empty
     /// free-count bucket; a gang takes the smallest rack that fits, or one site.
     func fit(_ job: SchedulingSnapshot.PendingJob) -> Result<Choice, Failure> {
+        // A fraction of a GPU: a GPU its org and tier already share, else a free one.
+        if let milli = job.gpuShareMilli, let choice = fitShare(job, milli: milli) { return .success(choice) }
         let g = job.gpusPerNode
         let n = job.numNodes
         let need = g * n
@@ -855,6 +906,15 @@ struct Round {
         return heldInSlot.isEmpty || q == 0 ? q : q - (heldInSlot[s] ?? 0)
     }
 
+    /// Of running jobs `jobs`, the one started last (ties: the larger ID).
+    func latest(_ jobs: [Int]) -> Int {
+        jobs.max { a, b in
+            let ra = snapshot.running[a]
+            let rb = snapshot.running[b]
+            return ra.startedAt != rb.startedAt ? ra.startedAt < rb.startedAt : ra.id < rb.id
+        }!
+    }
+
     /// The fewest, most recently started spot jobs whose GPUs make the job fit, or nil.
     mutating func preempt(for job: SchedulingSnapshot.PendingJob, noticeSeconds: Int64) -> Preemption? {
         let g = job.gpusPerNode
@@ -932,16 +992,19 @@ struct Round {
                     var released = NodeResources.zero
                     if room.count < g || !resourcesFit(i, job) {
                         let others = capacity.held[i] ?? [:]
-                        let candidates = (snapshot.prepared.preemptible[i] ?? []).filter { !victimTaken.contains($0.job) }
+                        // Most recently started first (a shared GPU by its latest sharer).
+                        let candidates = (snapshot.prepared.preemptible[i] ?? [])
+                            .filter { !$0.jobs.contains(where: victimTaken.contains) }
+                            .map { (c: $0, latest: snapshot.running[latest($0.jobs)]) }
                             .sorted { a, b in
-                                let ra = snapshot.running[a.job]
-                                let rb = snapshot.running[b.job]
-                                return ra.startedAt != rb.startedAt ? ra.startedAt > rb.startedAt : ra.id > rb.id
+                                a.latest.startedAt != b.latest.startedAt
+                                    ? a.latest.startedAt > b.latest.startedAt : a.latest.id > b.latest.id
                             }
+                            .map(\.c)
                         for c in candidates where room.count < g || !resourcesFit(i, job, adding: released) {
-                            victims.append(c.job)
+                            victims += c.jobs
                             room += c.gpus.filter { others[$0] == nil || others[$0] == job.id }
-                            released = released + snapshot.running[c.job].resources
+                            for v in c.jobs { released = released + snapshot.running[v].resources }
                         }
                     }
                     if room.count >= g, resourcesFit(i, job, adding: released) {

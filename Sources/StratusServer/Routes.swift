@@ -244,9 +244,12 @@ public struct API: Sendable {
             row.nodes += 1
             row.gpus += n.gpuCount
             row.byState[n.lostAt != nil ? "lost" : n.state.rawValue, default: 0] += 1
-            for holder in s.gpuHolders[id]! {
+            let shares = s.gpuShares[id] ?? [:]
+            for (g, holder) in s.gpuHolders[id]!.enumerated() {
                 if let job = holder.flatMap({ s.jobs[$0] }) {
                     row.byTier[job.spec.tier.rawValue, default: 0] += 1
+                } else if let share = shares[g] {
+                    row.byTier[share.tier.rawValue, default: 0] += 1
                 } else if n.isSchedulable {
                     row.free += 1
                 } else {

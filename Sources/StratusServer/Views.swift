@@ -182,7 +182,8 @@ struct JobView: Encodable {
         state = j.state.rawValue
         tier = j.spec.tier.rawValue
         resources = Resources(
-            accelerators: "\(j.spec.gpuModel):\(j.spec.gpusPerNode)",
+            accelerators:
+                "\(j.spec.gpuModel):\(j.spec.gpuShareMilli.map { DecimalText.format(Int64($0), scale: 1000) } ?? String(j.spec.gpusPerNode))",
             anyOf: j.spec.alternatives.isEmpty ? nil : j.spec.acceptable.map(\.description),
             cpus: j.spec.nodeResources.flatMap { $0.cpuMilli > 0 ? DecimalText.format(Int64($0.cpuMilli), scale: 1000) : nil },
             memory: j.spec.nodeResources.flatMap { $0.memoryMiB > 0 ? "\($0.memoryMiB)Mi" : nil })
@@ -236,16 +237,14 @@ struct NodeView: Encodable {
     init(_ s: State, _ id: NodeID, lastHeard: Timestamp?) {
         let n = s.nodes[id]!
         let site = s.racks[n.rack]!.site
-        let holders = s.gpuHolders[id]!
-        var jobs: [String] = []
-        for case let job? in holders where !jobs.contains(job.rawValue) { jobs.append(job.rawValue) }
+        let jobs = s.jobs(on: id).map(\.rawValue)
         name = id.rawValue
         rack = n.rack.rawValue
         self.site = site.rawValue
         region = s.sites[site]!.region.rawValue
         gpu = n.gpuModel
         gpus = n.gpuCount
-        gpusFree = holders.filter { $0 == nil }.count
+        gpusFree = n.gpuCount - s.busyGPUs(id)
         state = n.lostAt != nil ? "lost" : n.state == .draining && jobs.isEmpty ? "drained" : n.state.rawValue
         stateReason = n.stateReason
         lostAt = n.lostAt?.description

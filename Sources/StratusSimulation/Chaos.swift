@@ -137,13 +137,22 @@ extension Simulation {
             s.demand.append(
                 Scenario.Demand(
                     name: "d\(k)", tier: tier, model: "H100", arrivalsPerDayMilli: Int64(2_000 + pick(24_000)),
-                    sizes: [(1, 1 + pick(3)), (4, 1 + pick(3)), (8, 1 + pick(3)), (16, pick(2))],
+                    sizes: [(1000, 1 + pick(3)), (4000, 1 + pick(3)), (8000, 1 + pick(3)), (16_000, pick(2))],
                     meanSeconds: 300 + Int64(pick(14_400)), elasticityMilli: Int64(pick(2000)), referencePrice: nil,
                     orgs: 1 + pick(4), blockSeconds: 3600 * Int64(1 + pick(12)), leadSeconds: Int64(pick(3)) * 1800,
                     patienceSeconds: 600 + Int64(pick(40_000))))
         }
         if pick(2) == 0 { s.slas.append(Scenario.SLA(reservedAvailabilityPermille: 995, creditPercent: 10)) }
         s.faults = Scenario.Faults(perGPUYearMilli: Int64(pick(100_000)), repairSeconds: 600 + Int64(pick(14_400)))
+        // In a third of the seeds: nodes with CPU and memory, jobs asking for them, and
+        // jobs on fractions of a GPU (drawn last, so the other seeds stay as they were).
+        if pick(3) == 0 {
+            s.models["H100"]!.nodeResources = NodeResources(cpuMilli: 1000 * (16 + pick(48)), memoryMiB: 1024 * (64 + pick(448)))
+            for k in s.demand.indices {
+                s.demand[k].perGPU = NodeResources(cpuMilli: 500 * (1 + pick(16)), memoryMiB: 1024 * (1 + pick(64)))
+                if s.demand[k].tier != .reserved { s.demand[k].sizes.append((250 * (1 + pick(3)), 1 + pick(4))) }
+            }
+        }
         return s
     }
 

@@ -20,6 +20,7 @@ public enum Invariants {
         // The GPU table and the jobs' live allocations describe the same assignment.
         var live: [NodeID: [Int: JobID]] = [:]
         var resources: [NodeID: NodeResources] = [:]
+        var shares: [NodeID: [Int: GPUShare]] = [:]
         for (id, job) in s.jobs {
             let running = job.allocations.filter { !$0.isEnded }
             if job.state.isTerminal, !running.isEmpty {
@@ -30,6 +31,16 @@ public enum Invariants {
             }
             for a in running {
                 if let need = job.spec.nodeResources { resources[a.node] = resources[a.node, default: .zero] + need }
+                if let milli = job.spec.gpuShareMilli, let g = a.gpus.first {
+                    var share = shares[a.node]?[g] ?? GPUShare(org: job.org, tier: job.spec.tier, milli: 0, jobs: [])
+                    if share.org != job.org || share.tier != job.spec.tier {
+                        problems.append("GPU \(g) of \(a.node) is shared by \(share.org)/\(share.tier.rawValue) and \(id)")
+                    }
+                    share.milli += milli
+                    share.jobs.append(id)
+                    shares[a.node, default: [:]][g] = share
+                    continue
+                }
                 for g in a.gpus {
                     if let other = live[a.node]?[g] {
                         problems.append("GPU \(g) of \(a.node) is allocated to both \(other) and \(id)")
@@ -50,6 +61,27 @@ public enum Invariants {
                 )
             }
             if n.lostAt != nil, holders.contains(where: { $0 != nil }) { problems.append("\(node) is lost but holds work") }
+        }
+        // Shared GPUs: the table holds exactly the jobs on fractions, within the whole GPU,
+        // and no whole holder.
+        for node in Set(shares.keys).union(s.gpuShares.keys) {
+            let table = s.gpuShares[node] ?? [:]
+            let jobs = shares[node] ?? [:]
+            for g in Set(table.keys).union(jobs.keys) {
+                let t = table[g]
+                let j = jobs[g]
+                if t?.milli != j?.milli || Set(t?.jobs ?? []) != Set(j?.jobs ?? []) || t?.jobs.count != j?.jobs.count {
+                    problems.append(
+                        "GPU \(g) of \(node): the share table says \(String(describing: t)), the jobs \(String(describing: j))")
+                }
+                if let t, t.milli > 1000 {
+                    problems.append("GPU \(g) of \(node) is shared beyond the whole GPU: \(t.milli)/1000")
+                }
+                if s.gpuHolders[node]?[g] != nil, t != nil {
+                    problems.append("GPU \(g) of \(node) is both shared and held whole")
+                }
+                if live[node]?[g] != nil, j != nil { problems.append("GPU \(g) of \(node) is both shared and allocated whole") }
+            }
         }
         // CPU and memory: the table is the sum of the live allocations, within each node's own.
         for node in Set(resources.keys).union(s.resourcesInUse.keys) {

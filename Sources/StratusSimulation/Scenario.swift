@@ -44,6 +44,8 @@ public struct Scenario: Equatable, Sendable {
         public var omBasisPoints: Int64
         public var gpusPerNode: Int
         public var nodesPerRack: Int
+        /// Each node's CPU and memory (`node_cpus`, `node_memory`); nil: not limited.
+        public var nodeResources: NodeResources?
     }
 
     public struct Site: Equatable, Sendable {
@@ -120,7 +122,8 @@ public struct Scenario: Equatable, Sendable {
 
     /// External demand of one tier: Poisson arrivals at `arrivalsPerDayMilli` / 1000 a day
     /// when the tier's price is `referencePrice`, scaled by (reference / price) ^
-    /// elasticity as the price moves; sizes drawn from `sizes` (GPUs, weight); durations
+    /// elasticity as the price moves; sizes drawn from `sizes` (thousandths of a GPU, so
+    /// that a fraction of one GPU is a size too; weight); durations
     /// exponential with mean `meanSeconds`; spread over `orgs` organizations. For the
     /// reserved tier each arrival buys a capacity block of `blockSeconds` starting
     /// `leadSeconds` later and runs a job in it.
@@ -129,7 +132,7 @@ public struct Scenario: Equatable, Sendable {
         public var tier: Tier
         public var model: String
         public var arrivalsPerDayMilli: Int64
-        public var sizes: [(gpus: Int, weight: Int)]
+        public var sizes: [(milliGPUs: Int, weight: Int)]
         public var meanSeconds: Int64
         public var elasticityMilli: Int64
         public var referencePrice: Money?
@@ -138,10 +141,13 @@ public struct Scenario: Equatable, Sendable {
         public var leadSeconds: Int64
         /// How long a job waits in the queue before its owner gives up and cancels it.
         public var patienceSeconds: Int64
+        /// CPU and memory each job asks for per GPU (`cpus_per_gpu`, `memory_per_gpu`).
+        public var perGPU: NodeResources?
 
         public static func == (a: Demand, b: Demand) -> Bool {
             a.name == b.name && a.tier == b.tier && a.model == b.model && a.arrivalsPerDayMilli == b.arrivalsPerDayMilli
-                && a.sizes.map(\.gpus) == b.sizes.map(\.gpus) && a.sizes.map(\.weight) == b.sizes.map(\.weight)
+                && a.sizes.map(\.milliGPUs) == b.sizes.map(\.milliGPUs) && a.sizes.map(\.weight) == b.sizes.map(\.weight)
+                && a.perGPU == b.perGPU
                 && a.meanSeconds == b.meanSeconds && a.elasticityMilli == b.elasticityMilli
                 && a.referencePrice == b.referencePrice && a.orgs == b.orgs && a.blockSeconds == b.blockSeconds
                 && a.leadSeconds == b.leadSeconds && a.patienceSeconds == b.patienceSeconds
@@ -354,6 +360,8 @@ extension Scenario {
         let om = try percent(&m, "om")
         let perNode = try m.int("gpus_per_node")
         let perRack = try m.int("nodes_per_rack")
+        let resources = try NodeResources.parse(
+            &m, limit: Limits.maxNodeResources, cpuKey: "node_cpus", memoryKey: "node_memory")
         try m.finish()
         guard let capex = capex ?? base?.capex, let watts = watts ?? base?.itWatts else {
             throw StratusError(.invalidArgument, "\(path): capex and it_watts are required for \(model) (no default)")
@@ -370,7 +378,7 @@ extension Scenario {
         }
         return ModelCost(
             name: model, capex: capex, itWatts: watts, lifeYears: life, omBasisPoints: om ?? base?.omBasisPoints ?? 500,
-            gpusPerNode: node, nodesPerRack: rack)
+            gpusPerNode: node, nodesPerRack: rack, nodeResources: resources.isZero ? nil : resources)
     }
 
     static func parseSite(_ item: SpecValue, path: String, models: [String: ModelCost]) throws(StratusError) -> Site {
@@ -520,17 +528,26 @@ extension Scenario {
         guard let rate = try d.decimal("arrivals_per_day", scale: 1000), rate > 0, rate <= 100_000_000 else {
             throw StratusError(.invalidArgument, "\(d.field("arrivals_per_day")): required, above 0 and at most 100000")
         }
-        var sizes: [(gpus: Int, weight: Int)] = []
+        var sizes: [(milliGPUs: Int, weight: Int)] = []
         guard let sizeValue = d.value("sizes"), case .object(let pairs) = sizeValue, !pairs.isEmpty, pairs.count <= 32
         else {
             throw StratusError(
                 .invalidArgument, "\(d.field("sizes")): required, a mapping of GPUs to shares, e.g. {1: 50%, 8: 50%}")
         }
         for pair in pairs {
-            guard let gpus = Int(pair.key), gpus >= 1, gpus <= perNode || gpus % perNode == 0, gpus <= 100_000 else {
+            // A fraction of one GPU (0.25), or whole GPUs.
+            let milli = DecimalText.parse(pair.key, scale: 1000) ?? 0
+            let gpus = Int(milli / 1000)
+            guard milli >= 1, milli < 1000 || (milli % 1000 == 0 && (gpus <= perNode || gpus % perNode == 0) && gpus <= 100_000)
+            else {
                 throw StratusError(
                     .invalidArgument,
-                    "\(d.field("sizes")).\(pair.key): GPUs must be up to one node or whole nodes of \(perNode)")
+                    "\(d.field("sizes")).\(pair.key): GPUs must be a fraction of one, up to one node or whole nodes of \(perNode)"
+                )
+            }
+            if milli < 1000, tier == .reserved {
+                throw StratusError(
+                    .invalidArgument, "\(d.field("sizes")).\(pair.key): capacity blocks hold whole GPUs, not a fraction of one")
             }
             let share: Int64
             switch pair.value {
@@ -539,7 +556,7 @@ extension Scenario {
             default: throw StratusError(.invalidArgument, "\(d.field("sizes")).\(pair.key): a share such as 40%")
             }
             guard share > 0 else { throw StratusError(.invalidArgument, "\(d.field("sizes")).\(pair.key): above 0%") }
-            sizes.append((gpus, Int(share)))
+            sizes.append((Int(milli), Int(share)))
         }
         let mean = try DurationText.parseSeconds(d.string("mean_duration") ?? "4h", field: d.field("mean_duration"))
         let elasticity = try d.decimal("elasticity", scale: 1000) ?? 0
@@ -548,6 +565,8 @@ extension Scenario {
         let block = try DurationText.parseSeconds(d.string("block") ?? "7d", field: d.field("block"))
         let lead = try DurationText.parseSeconds(d.string("lead") ?? "1d", field: d.field("lead"))
         let patience = try DurationText.parseSeconds(d.string("patience") ?? "1d", field: d.field("patience"))
+        let resources = try NodeResources.parse(
+            &d, limit: Limits.maxNodeResources, cpuKey: "cpus_per_gpu", memoryKey: "memory_per_gpu")
         try d.finish()
         guard mean >= 60, mean <= Limits.maxJobDurationSeconds, elasticity >= 0, elasticity <= 10_000, orgs >= 1,
             orgs <= Int64(maxOrgsPerStream), block >= 3600, block <= 182 * 86400, lead >= 0, lead <= 56 * 86400,
@@ -561,7 +580,7 @@ extension Scenario {
         return Demand(
             name: name, tier: tier, model: model, arrivalsPerDayMilli: rate, sizes: sizes, meanSeconds: mean,
             elasticityMilli: elasticity, referencePrice: reference, orgs: Int(orgs), blockSeconds: block, leadSeconds: lead,
-            patienceSeconds: patience)
+            patienceSeconds: patience, perGPU: resources.isZero ? nil : resources)
     }
 
     /// The `gpu_model` field: a catalog model that `gpu_models` (or the defaults) cost.

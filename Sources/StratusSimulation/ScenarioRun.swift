@@ -125,10 +125,11 @@ extension Simulation {
         for (k, n) in cohort.nodes.enumerated() {
             let id = NodeID("\(cohort.site)-r\(firstRack + k / m.nodesPerRack + 1)-n\(k % m.nodesPerRack + 1)")
             nodeIDs[n] = id
-            spec.nodes.append(
-                FleetSpec.NodeSpec(
-                    id: id, rack: RackID("\(cohort.site)-r\(firstRack + k / m.nodesPerRack + 1)"), gpuModel: cohort.model,
-                    gpuCount: m.gpusPerNode, labels: [:]))
+            var node = FleetSpec.NodeSpec(
+                id: id, rack: RackID("\(cohort.site)-r\(firstRack + k / m.nodesPerRack + 1)"), gpuModel: cohort.model,
+                gpuCount: m.gpusPerNode, labels: [:])
+            node.resources = m.nodeResources
+            spec.nodes.append(node)
         }
         try engine.execute(.applyFleet(spec), at: now)
         installedGPUs += cohort.gpus
@@ -177,7 +178,7 @@ extension Simulation {
                         SetNodeState(
                             node: id, state: .draining, reason: "contract ended", requeue: true, noticeSeconds: notice,
                             by: "key-1")), at: now)
-                for case let job? in Set(engine.state.gpuHolders[id] ?? []) {
+                for job in engine.state.jobs(on: id) {
                     if let j = engine.state.jobs[job] {
                         heap.push(now.adding(seconds: notice), .stop(job, attempt: j.attempt))
                     }
@@ -190,7 +191,7 @@ extension Simulation {
         let id = nodeIDs[n]
         guard let node = engine.state.nodes[id], node.lostAt == nil, node.state == .ready else { return }
         var ending: [(Job, Allocation)] = []
-        for job in Set((engine.state.gpuHolders[id] ?? []).compactMap { $0 }).sorted() {
+        for job in engine.state.jobs(on: id).sorted() {
             guard let j = engine.state.jobs[job], let a = j.allocations.first(where: { $0.node == id && !$0.isEnded })
             else { continue }
             ending.append((j, a))
@@ -326,14 +327,16 @@ extension Simulation {
         try createOrg(org)
         let total = UInt64(d.sizes.reduce(0) { $0 + $1.weight })
         var pick = Int(random.next(below: total))
-        var gpus = d.sizes[0].gpus
+        var milli = d.sizes[0].milliGPUs
         for size in d.sizes {
             if pick < size.weight {
-                gpus = size.gpus
+                milli = size.milliGPUs
                 break
             }
             pick -= size.weight
         }
+        // A fraction of one GPU runs on one GPU it shares.
+        let gpus = max(1, milli / 1000)
         let perNode = s.models[d.model]!.gpusPerNode
         let nodes = max(1, gpus / perNode)
         let seconds = min(
@@ -352,8 +355,15 @@ extension Simulation {
                 stats.refusedByStream[k, default: 0] += 1
             }
         } else {
-            let spec = JobSpec(
+            var spec = JobSpec(
                 name: d.name, gpuModel: d.model, gpusPerNode: gpus / nodes, numNodes: nodes, tier: d.tier, run: "simulated")
+            if milli < 1000 { spec.gpuShareMilli = milli }
+            if let r = d.perGPU {
+                // Per node: the per-GPU amounts times its GPUs (or its share of one), rounded up.
+                let units = milli < 1000 ? milli : gpus / nodes * 1000
+                spec.nodeResources = NodeResources(
+                    cpuMilli: (r.cpuMilli * units + 999) / 1000, memoryMiB: (r.memoryMiB * units + 999) / 1000)
+            }
             if let id = try submit(spec, org: org, kind: .demand(k), duration: seconds) {
                 heap.push(now.adding(seconds: d.patienceSeconds), .abandon(id))
             }

@@ -142,6 +142,8 @@ public struct Simulation {
     var referencePrices: [Int: Money] = [:]
     /// When the simulated agents started each run (job/attempt/node), and what they ran.
     var starts: [String: Timestamp] = [:]
+    /// Running sharers of each shared GPU ("node#gpu").
+    var sharers: [String: Int] = [:]
     var ran = Invariants.Ran()
     var chaosRandom: SeededRandom
     var chaosStats = ChaosSummary()
@@ -347,6 +349,7 @@ public struct Simulation {
                 name: "trace-\(i)", gpuModel: config.gpuModel, gpusPerNode: shape.gpusPerNode, numNodes: shape.nodes,
                 tier: t.tier, run: "simulated")
             spec.nodeResources = t.resources
+            spec.gpuShareMilli = t.gpuShareMilli
             try submit(spec, org: t.org, kind: .trace, duration: t.durationSeconds)
         case .finish(let id, let attempt), .stop(let id, let attempt):
             guard let job = engine.state.jobs[id], job.attempt == attempt else { return }
@@ -420,10 +423,21 @@ public struct Simulation {
         let gpus = a.gpus.count
         let key = "\(job.id)/\(job.attempt)/\(a.node)"
         if let started = starts.removeValue(forKey: key) {
-            stats.busy[job.spec.tier, default: 0] -= gpus
+            if let g = a.gpus.first, job.spec.gpuShareMilli != nil {
+                // A shared GPU is allocated while any of its sharers runs.
+                let slot = "\(a.node)#\(g)"
+                sharers[slot, default: 0] -= 1
+                if sharers[slot] == 0 {
+                    sharers[slot] = nil
+                    stats.busy[job.spec.tier, default: 0] -= 1
+                }
+            } else {
+                stats.busy[job.spec.tier, default: 0] -= gpus
+            }
             if kinds[job.id] == .inference { stats.inferenceRunning -= gpus }
             ran.allocations += 1
-            ran.gpuMilliseconds += Int64(gpus) * started.milliseconds(until: now)
+            ran.gpuMilliseconds += UsageRecord.gpuMilliseconds(
+                gpus: gpus, share: job.spec.gpuShareMilli, milliseconds: started.milliseconds(until: now))
             if config.chaos {
                 endedRuns.append((job.id, job.attempt, a.node))
                 if endedRuns.count > 64 { endedRuns.removeFirst() }
@@ -449,7 +463,13 @@ public struct Simulation {
                 try engine.execute(report, at: now)
                 lastReport = report
                 starts["\(job.id)/\(job.attempt)/\(a.node)"] = now
-                stats.busy[job.spec.tier, default: 0] += a.gpus.count
+                if let g = a.gpus.first, job.spec.gpuShareMilli != nil {
+                    let slot = "\(a.node)#\(g)"
+                    sharers[slot, default: 0] += 1
+                    if sharers[slot] == 1 { stats.busy[job.spec.tier, default: 0] += 1 }
+                } else {
+                    stats.busy[job.spec.tier, default: 0] += a.gpus.count
+                }
                 if kinds[job.id] == .inference { stats.inferenceRunning += a.gpus.count }
             }
             if stats.firstStart[job.id] == nil { stats.firstStart[job.id] = now }
@@ -663,7 +683,9 @@ extension Simulation {
             costPerUsedGpuHour: busy > 0 ? Money(micros: Int64(Int128(f.cost) * 3_600_000 / Int128(busy))).description : nil)
         var packing: PackingSummary?
         if let target = config.packingBasisPoints {
-            let free = s.gpuHolders.values.reduce(0) { $0 + $1.filter { $0 == nil }.count }
+            let free =
+                s.gpuHolders.values.reduce(0) { $0 + $1.filter { $0 == nil }.count }
+                - s.gpuShares.values.reduce(0) { $0 + $1.count }
             let allocated = gpus - free
             let demand = s.jobs.values.reduce(0) { $0 + $1.spec.totalGPUs }
             packing = PackingSummary(

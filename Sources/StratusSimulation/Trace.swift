@@ -10,6 +10,8 @@ public struct TraceJob: Codable, Equatable, Sendable {
     public var tier: Tier
     /// CPU and memory it needs on each node; nil: none asked for.
     public var resources: NodeResources?
+    /// A fraction of one GPU (thousandths, with `gpus` 1); nil: whole GPUs.
+    public var gpuShareMilli: Int?
 
     public init(
         submit: Timestamp, durationSeconds: Int64, gpus: Int, org: String, tier: Tier = .onDemand,
@@ -116,11 +118,11 @@ public enum StratusTrace {
 /// `sn,cpu_milli,memory_mib,gpu,model`.
 ///
 /// What this importer does today, and does not: a pod becomes a job of `num_gpu` whole
-/// GPUs (a fractional request, `gpu_milli` below 1000, is rounded up to one whole GPU)
-/// with the pod's CPU and memory requests, that runs from its scheduled time (or
-/// creation) to its deletion; pods without GPUs are skipped; `BE` (best-effort) pods run
-/// as spot, the others on-demand; all pods belong to one org. GPU sharing and `gpu_spec`
-/// are not scheduled yet. The node table gives the fleet: one node per row with GPUs,
+/// GPUs, or of a fraction of one GPU (`gpu_milli` below 1000, shared with the org's
+/// other work of its tier), with the pod's CPU and memory requests, that runs from its
+/// scheduled time (or creation) to its deletion; pods without GPUs are skipped; `BE`
+/// (best-effort) pods run as spot, the others on-demand; all pods belong to one org.
+/// `gpu_spec` is not scheduled yet. The node table gives the fleet: one node per row with GPUs,
 /// with its GPU count, CPU and memory, of the GPU model the caller names (Alibaba's model
 /// names are not in the catalog).
 public enum AlibabaTrace {
@@ -132,13 +134,13 @@ public enum AlibabaTrace {
         public var jobs: [TraceJob]
         /// Pods without GPUs, or that never ran (no deletion time).
         public var skipped: Int
-        /// Pods whose fractional GPU request was rounded up to a whole GPU.
-        public var roundedUp: Int
+        /// Pods on a fraction of one GPU (`gpu_milli` below 1000).
+        public var fractional: Int
     }
 
     /// `start` is the wall time the trace's second 0 maps to.
     public static func parsePods(_ text: String, start: Timestamp, org: String = "alibaba") throws(StratusError) -> Import {
-        var out = Import(jobs: [], skipped: 0, roundedUp: 0)
+        var out = Import(jobs: [], skipped: 0, fractional: 0)
         for (n, line, f) in try CSVTable.rows(text, header: podsHeader, name: "alibaba pods") {
             guard f.count == 11, let gpus = Int(f[3]), gpus >= 0, let milli = Int(f[4].isEmpty ? "0" : f[4]), milli >= 0,
                 let created = Int64(f[8])
@@ -154,12 +156,15 @@ public enum AlibabaTrace {
                 out.skipped += 1
                 continue
             }
-            if gpus == 1, milli > 0, milli < 1000 { out.roundedUp += 1 }
             let resources = try resources(cpu: f[1], memory: f[2], line: n)
-            out.jobs.append(
-                TraceJob(
-                    submit: start.adding(seconds: created), durationSeconds: deleted - began, gpus: gpus, org: org,
-                    tier: f[6] == "BE" ? .spot : .onDemand, resources: resources))
+            var job = TraceJob(
+                submit: start.adding(seconds: created), durationSeconds: deleted - began, gpus: gpus, org: org,
+                tier: f[6] == "BE" ? .spot : .onDemand, resources: resources)
+            if gpus == 1, milli > 0, milli < 1000 {
+                out.fractional += 1
+                job.gpuShareMilli = milli
+            }
+            out.jobs.append(job)
         }
         out.jobs = out.jobs.enumerated().sorted { ($0.element.submit, $0.offset) < ($1.element.submit, $1.offset) }.map(
             \.element)

@@ -129,7 +129,7 @@ struct Sim: AsyncParsableCommand {
             let imported = try AlibabaTrace.parsePods(read(alibabaPods!), start: Timestamp(seconds: 1_798_761_600))
             FileHandle.standardError.write(
                 Data(
-                    "\(alibabaPods!): \(imported.jobs.count) GPU pods (\(imported.roundedUp) fractional requests rounded up to a whole GPU; \(imported.skipped) pods without GPUs or that never ran skipped)\n"
+                    "\(alibabaPods!): \(imported.jobs.count) GPU pods (\(imported.fractional) on a fraction of one GPU; \(imported.skipped) pods without GPUs or that never ran skipped)\n"
                         .utf8))
             jobs = imported.jobs
             if let nodes = alibabaNodes { fleet = try AlibabaTrace.parseNodes(read(nodes), model: "H100") }

@@ -159,6 +159,33 @@ import Testing
         #expect(try c.run() != ra)
     }
 
+    /// Nodes with 64 CPUs; jobs of 8 GPUs at 16 CPUs a GPU (128 a node: refused at
+    /// submission), of 1 GPU at 16 CPUs (at most 4 a node), and of a quarter GPU (4 CPUs,
+    /// sharing). With faults and every invariant checked after every step.
+    @Test func scenariosScheduleCPUMemoryAndFractions() throws {
+        let s = try Self.scenario(
+            #"{"start": "2027-01-01", "horizon_days": 2, "seed": 5,"#
+                + #""gpu_models": [{"name": "H100", "node_cpus": 64, "node_memory": "1024Gi"}],"#
+                + #""sites": [{"name": "dal", "build_out": [{"at": "2027-01-01", "mw": 0.1, "gpu_model": "H100"}]}],"#
+                + #""demand": [{"name": "od", "tier": "on_demand", "gpu_model": "H100", "arrivals_per_day": 200,"#
+                + #""sizes": {"0.25": "50%", "1": "40%", "8": "10%"}, "mean_duration": "2h", "cpus_per_gpu": 16,"#
+                + #""memory_per_gpu": "64Gi", "orgs": 2}],"#
+                + #""faults": {"failures_per_gpu_year": 20, "repair": "2h"}}"#)
+        #expect(s.models["H100"]?.nodeResources == NodeResources(cpuMilli: 64000, memoryMiB: 1 << 20))
+        #expect(s.demand[0].sizes.map(\.milliGPUs) == [250, 1000, 8000])
+        var config = Simulation.Config(scenario: s)
+        config.chaos = true
+        var sim = try Simulation(config)
+        let r = try sim.run()
+        let stream = try #require(r.demand.first)
+        #expect(stream.refused > 0, "8 GPUs x 16 CPUs is more than a node has")
+        #expect(r.completed > 50 && r.ledgerBalanced)
+        let quarter = sim.engine.state.jobs.values.filter { $0.spec.gpuShareMilli == 250 }
+        #expect(quarter.contains { $0.state == .succeeded })
+        #expect(quarter.allSatisfy { $0.spec.nodeResources == NodeResources(cpuMilli: 4000, memoryMiB: 16384) })
+        #expect(r.chaos.map { $0.checks > 100 } == true)
+    }
+
     @Test func badScenariosAreRefusedWithTheField() {
         let site = #""sites": [{"name": "dal", "build_out": [{"at": "2027-01-01", "mw": 1, "gpu_model": "H100"}]}]"#
         #expect(Self.error(#"{"start": "2027-01-01", \#(site), "colour": "red"}"#) == "colour: unknown field")
@@ -171,7 +198,15 @@ import Testing
         #expect(
             Self.error(
                 #"{"start": "2027-01-01", \#(site), "demand": [{"name": "x", "tier": "spot", "gpu_model": "H100", "arrivals_per_day": 1, "sizes": {"12": "100%"}}]}"#
-            )?.hasPrefix("demand[0].sizes.12: GPUs must be up to one node or whole nodes of 8") == true)
+            )?.hasPrefix("demand[0].sizes.12: GPUs must be a fraction of one, up to one node or whole nodes of 8") == true)
+        #expect(
+            Self.error(
+                #"{"start": "2027-01-01", \#(site), "demand": [{"name": "x", "tier": "reserved", "gpu_model": "H100", "arrivals_per_day": 1, "sizes": {"0.5": "100%"}}]}"#
+            ) == "demand[0].sizes.0.5: capacity blocks hold whole GPUs, not a fraction of one")
+        #expect(
+            Self.error(
+                #"{"start": "2027-01-01", \#(site), "demand": [{"name": "x", "tier": "spot", "gpu_model": "H100", "arrivals_per_day": 1, "sizes": {"8": "100%"}, "cpus_per_gpu": "lots"}]}"#
+            )?.hasPrefix("demand[0].cpus_per_gpu: 'lots' is not a number of cores") == true)
         #expect(
             Self.error(
                 #"{"start": "2027-01-01", "contracts": [{"name": "c", "gpu_model": "H100", "price_per_gpu_hour": 2, "ramp": [{"month": 0, "gpus": 12}]}]}"#

@@ -83,7 +83,7 @@ import Testing
         #expect(error("yesterday,60,8,acme,")?.contains("submit is not a UTC time") == true)
     }
 
-    /// Alibaba's openb tables: GPU pods become jobs (a half GPU rounded up to one, best
+    /// Alibaba's openb tables: GPU pods become jobs (a half GPU shared, best
     /// effort as spot), pods without GPUs or that never ended are skipped; the node table
     /// gives nodes of 8 and 2 GPUs (the CPU-only node is left out).
     @Test func alibabaPodsAndNodesImport() throws {
@@ -97,7 +97,8 @@ import Testing
             openb-pod-0003,32000,65536,8,1000,,Burstable,Succeeded,300,9000,600
             openb-pod-0004,1000,100,2,1000,,LS,Pending,400,,
             """, start: start)
-        #expect(pods.jobs.map(\.gpus) == [1, 1, 8] && pods.roundedUp == 1 && pods.skipped == 2)
+        #expect(pods.jobs.map(\.gpus) == [1, 1, 8] && pods.fractional == 1 && pods.skipped == 2)
+        #expect(pods.jobs.map(\.gpuShareMilli) == [nil, 500, nil])
         #expect(pods.jobs.map(\.durationSeconds) == [11_990, 3600, 8400])
         #expect(pods.jobs.map(\.tier) == [.onDemand, .spot, .onDemand])
         #expect(pods.jobs[2].submit == start.adding(seconds: 300))

@@ -66,6 +66,31 @@ import Testing
         }
     }
 
+    /// Two jobs on half a GPU each share one GPU, and each process is told its share.
+    @Test func jobsOnFractionsShareAGPU() async throws {
+        let cloud = try await TestCloud.make()
+        var jobs: [JobID] = []
+        for _ in 0..<2 {
+            var spec = JobSpec(
+                name: "half", gpuModel: "H100", gpusPerNode: 1,
+                run: "echo \"gpus=$CUDA_VISIBLE_DEVICES share=$STRATUS_GPU_SHARE\"")
+            spec.gpuShareMilli = 500
+            let outcome = try await cloud.plane.execute(
+                .submitJob(SubmitJob(org: "internal", spec: spec, idempotencyKey: nil, by: "key-1")))
+            jobs.append(JobID(outcome.id))
+        }
+        try await cloud.plane.schedule()
+        #expect(await cloud.plane.read { $0.gpuShares["node-1"]?[0]?.jobs } == jobs)
+        try await withAgent(cloud) {
+            for job in jobs {
+                let j = try await waitFor(cloud, job) { $0.state.isTerminal }
+                #expect(j.state == .succeeded)
+                #expect(log(cloud, job) == "gpus=0 share=0.5\n")
+            }
+        }
+        #expect(await cloud.plane.read { $0.gpuShares.isEmpty })
+    }
+
     @Test func enforcesMaxDuration() async throws {
         let cloud = try await TestCloud.make()
         let job = try await submit(cloud, run: "echo start; sleep 60", maxDuration: 1)
