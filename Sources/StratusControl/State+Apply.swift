@@ -12,6 +12,7 @@ extension State {
         if commit {
             precondition(entry.seq == seq + 1, "log entry \(entry.seq) applied after \(seq)")
         }
+        if !counters.valid { rebuildCounters() }
         let outcome: Outcome
         switch entry.command {
         case .bootstrap(let c): outcome = try bootstrap(c, at: entry.at, commit: commit)
@@ -253,6 +254,7 @@ extension State {
                 nodeSizes[model, default: [:]][n.gpuCount, default: 0] += 1
             }
         }
+        rebuildCounters()
         return .applied("fleet")
     }
 
@@ -874,6 +876,7 @@ extension State {
                 } else {
                     for g in a.gpus { gpuHolders[a.node]![g] = p.job }
                 }
+                recount(a.node)
                 if let need = job.spec.nodeResources {
                     resourcesInUse[a.node, default: .zero] = resourcesInUse[a.node, default: .zero] + need
                 }
@@ -997,6 +1000,7 @@ extension State {
             gpuShares[alloc.node]![g] = share.jobs.isEmpty ? nil : share
             if gpuShares[alloc.node]!.isEmpty { gpuShares[alloc.node] = nil }
         }
+        recount(alloc.node)
         if let need = job.spec.nodeResources, !alloc.isEnded, let used = resourcesInUse[alloc.node] {
             let left = used - need
             resourcesInUse[alloc.node] = left.isZero ? nil : left

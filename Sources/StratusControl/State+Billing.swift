@@ -258,7 +258,11 @@ extension State {
     public func spotSupply(at now: Timestamp) -> [SKU: SpotMarket.Supply] {
         var out: [SKU: SpotMarket.Supply] = [:]
         var internalUsed: [String: Int] = [:]
-        for id in nodeOrder {
+        if counters.valid {
+            out = counters.supply.filter { $0.value.gpus > 0 }
+            internalUsed = counters.internalUsed
+        }
+        for id in nodeOrder where !counters.valid {
             let node = nodes[id]!
             guard node.isSchedulable, let region = site(of: node)?.region.rawValue else { continue }
             let sku = SKU(gpuModel: node.gpuModel, region: region, tier: .spot)

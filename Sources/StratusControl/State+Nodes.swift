@@ -106,6 +106,8 @@ extension State {
             gpuHolders[c.node] = Array(repeating: nil, count: c.gpus.count)
             nodeSizes[model.name, default: [:]][c.gpus.count, default: 0] += 1
         }
+        // A new node changes the scheduler's numbering of nodes: rebuild.
+        if nodeOrder.last == c.node, counters.placement.count != nodeOrder.count { rebuildCounters() } else { recount(c.node) }
         return .applied(c.node.rawValue)
     }
 
@@ -151,6 +153,7 @@ extension State {
         }
         guard commit else { return .applied(c.node.rawValue) }
         nodes[c.node]!.lostAt = c.lastSeen
+        recount(c.node)
         for (job, i, record) in ending {
             var marked = jobs[job.id]!
             marked.lostNode = c.node
@@ -180,6 +183,7 @@ extension State {
         guard commit else { return .applied(c.node.rawValue) }
         nodes[c.node]!.state = c.state
         nodes[c.node]!.stateReason = c.reason
+        recount(c.node)
         guard moving else { return .applied(c.node.rawValue) }
         let deadline = at.adding(seconds: c.noticeSeconds)
         for id in jobs(on: c.node).sorted() {

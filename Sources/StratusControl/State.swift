@@ -28,6 +28,8 @@ public struct State: Codable, Equatable, Sendable {
     /// GPUs shared by jobs that each take a fraction of one: node -> GPU index -> share.
     /// A shared GPU has no whole holder in `gpuHolders`.
     public internal(set) var gpuShares: [NodeID: [Int: GPUShare]] = [:]
+    /// Power and spot supply per site and SKU, kept as the GPU table changes.
+    var counters = FleetCounters()
     /// CPU and memory that live allocations of jobs asking for them take on each node.
     public internal(set) var resourcesInUse: [NodeID: NodeResources] = [:]
 
@@ -95,10 +97,31 @@ public struct State: Codable, Equatable, Sendable {
     public var nextJobID: JobID { JobID("job-\(nextJob)") }
 
     /// The facts the scheduler needs, in deterministic order.
-    public func schedulingSnapshot() -> SchedulingSnapshot {
+    /// Racks and sites numbered in name order, blocks by "site/block" name, and each
+    /// node's rack, site and block numbers, in `nodeOrder`.
+    func schedulerIndex() -> (
+        racks: [RackID: Int], sites: [SiteID: Int], placement: [(rack: Int, site: Int, block: Int)]
+    ) {
         let rackIndex = Dictionary(uniqueKeysWithValues: racks.keys.sorted().enumerated().map { ($1, $0) })
+        let siteIndex = Dictionary(uniqueKeysWithValues: sites.keys.sorted().enumerated().map { ($1, $0) })
+        let blockNames = Set(racks.values.compactMap { r in r.block.map { "\(r.site.rawValue)/\($0)" } }).sorted()
+        let blockIndex = Dictionary(uniqueKeysWithValues: blockNames.enumerated().map { ($1, $0) })
+        let placement = nodeOrder.map { id -> (rack: Int, site: Int, block: Int) in
+            let node = nodes[id]!
+            let block = racks[node.rack].flatMap { r in r.block.flatMap { blockIndex["\(r.site.rawValue)/\($0)"] } } ?? -1
+            let site = racks[node.rack].map { siteIndex[$0.site] ?? 0 } ?? 0
+            return (rackIndex[node.rack] ?? 0, site, block)
+        }
+        return (rackIndex, siteIndex, placement)
+    }
+
+    public func schedulingSnapshot() -> SchedulingSnapshot {
+        let index =
+            counters.valid && counters.placement.count == nodeOrder.count
+            ? (racks: counters.rackIndex, sites: counters.siteIndex, placement: counters.placement) : schedulerIndex()
+        let rackIndex = index.racks
         let siteIDs = sites.keys.sorted()
-        let siteIndex = Dictionary(uniqueKeysWithValues: siteIDs.enumerated().map { ($1, $0) })
+        let siteIndex = index.sites
         let used = usedWattsBySite()
         let siteViews = siteIDs.map { id -> SchedulingSnapshot.SiteView in
             let site = sites[id]!
@@ -106,18 +129,15 @@ public struct State: Codable, Equatable, Sendable {
                 name: id.rawValue, region: site.region.rawValue, budgetWatts: site.powerBudgetKW * 1000,
                 usedWatts: used[id] ?? 0, pueMilli: site.pueMilli)
         }
-        let blockNames = Set(racks.values.compactMap { r in r.block.map { "\(r.site.rawValue)/\($0)" } }).sorted()
-        let blockIndex = Dictionary(uniqueKeysWithValues: blockNames.enumerated().map { ($1, $0) })
-        let nodeViews = nodeOrder.map { id -> SchedulingSnapshot.NodeView in
+        let nodeViews = nodeOrder.enumerated().map { k, id -> SchedulingSnapshot.NodeView in
             let node = nodes[id]!
-            let block = racks[node.rack].flatMap { r in r.block.flatMap { blockIndex["\(r.site.rawValue)/\($0)"] } } ?? -1
+            let (rack, site, block) = index.placement[k]
             let holders = gpuHolders[id] ?? []
             let shares = gpuShares[id]
             let free = holders.indices.filter { holders[$0] == nil && shares?[$0] == nil }
-            let site = racks[node.rack].map { siteIndex[$0.site] ?? 0 } ?? 0
             return .init(
                 id: id, gpuModel: node.gpuModel, schedulable: node.isSchedulable, freeGPUs: free, gpuCount: node.gpuCount,
-                rack: rackIndex[node.rack] ?? 0, site: site, labels: node.labels, block: block,
+                rack: rack, site: site, labels: node.labels, block: block,
                 freeResources: freeResources(node),
                 shares: shares.map { s in
                     s.keys.sorted().map { g in
@@ -252,6 +272,7 @@ public struct State: Codable, Equatable, Sendable {
 
     /// Power drawn by allocated GPUs per site (GPU power x PUE), in watts.
     public func usedWattsBySite() -> [SiteID: Int64] {
+        if counters.valid { return counters.wattsBySite.filter { $0.value != 0 } }
         var used: [SiteID: Int64] = [:]
         for id in nodeOrder {
             let node = nodes[id]!

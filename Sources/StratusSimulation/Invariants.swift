@@ -83,6 +83,8 @@ public enum Invariants {
                 if live[node]?[g] != nil, j != nil { problems.append("GPU \(g) of \(node) is both shared and allocated whole") }
             }
         }
+        // Power and spot supply kept as commands apply equal a count over the fleet.
+        problems += s.counterProblems()
         // CPU and memory: the table is the sum of the live allocations, within each node's own.
         for node in Set(resources.keys).union(s.resourcesInUse.keys) {
             let table = s.resourcesInUse[node] ?? .zero

@@ -208,8 +208,11 @@ public struct Simulation {
         // About 500 buckets over the run, at least an hour each.
         let span = start.milliseconds(until: end ?? config.jobs.last?.submit ?? start)
         series = Series(start: start, bucketMillis: max(3_600_000, (span / 500 + 3_599_999) / 3_600_000 * 3_600_000))
+        // Crashes replay the log; without them nothing reads it, so it is not kept.
         engine = try Engine(
-            store: MemoryStore(), scheduler: TieredScheduler(preemptionNoticeSeconds: config.preemptionNoticeSeconds))
+            store: MemoryStore(keepsLog: config.chaos),
+            scheduler: TieredScheduler(preemptionNoticeSeconds: config.preemptionNoticeSeconds))
+        if !config.chaos { engine.snapshotEvery = nil }
         try engine.execute(
             .bootstrap(
                 CreateKey(

@@ -10,6 +10,8 @@ public struct Engine: Sendable {
     public let store: any Store
     public let scheduler: any Scheduler
     private var commandsSinceSnapshot = 0
+    /// Commands between two snapshots; nil: never (a simulation without crashes).
+    public var snapshotEvery: Int? = Limits.snapshotEveryCommands
 
     /// Opens the store and rebuilds state from it.
     public init(store: any Store, scheduler: any Scheduler = TieredScheduler()) throws {
@@ -34,7 +36,7 @@ public struct Engine: Sendable {
         }
         precondition(outcome == predicted, "dry run predicted \(predicted), apply gave \(outcome)")
         commandsSinceSnapshot += 1
-        if commandsSinceSnapshot >= Limits.snapshotEveryCommands { try snapshot() }
+        if let every = snapshotEvery, commandsSinceSnapshot >= every { try snapshot() }
         return outcome
     }
 

@@ -7,18 +7,23 @@ public final class MemoryStore: Store {
     private struct Contents {
         var log: [LogEntry] = []
         var snapshot: State?
+        var last: UInt64 = 0
     }
     private let contents = Mutex(Contents())
+    /// False: entries are checked and counted but not kept (a simulation that never
+    /// recovers needs no log; a long one would hold millions of entries).
+    public let keepsLog: Bool
 
-    public init() {}
+    public init(keepsLog: Bool = true) { self.keepsLog = keepsLog }
 
     public func append(_ entries: [LogEntry]) throws {
         try contents.withLock { c in
             for e in entries {
-                guard e.seq == (c.log.last?.seq ?? c.snapshot?.seq ?? 0) + 1 else {
-                    throw StratusError(.internal, "log gap: appending \(e.seq) after \(c.log.last?.seq ?? 0)")
+                guard e.seq == max(c.last, c.snapshot?.seq ?? 0) + 1 else {
+                    throw StratusError(.internal, "log gap: appending \(e.seq) after \(c.last)")
                 }
-                c.log.append(e)
+                if keepsLog { c.log.append(e) }
+                c.last = e.seq
             }
         }
     }
@@ -36,5 +41,5 @@ public final class MemoryStore: Store {
 
     public func saveSnapshot(_ state: State) throws { contents.withLock { $0.snapshot = state } }
 
-    public func lastSeq() throws -> UInt64 { contents.withLock { $0.log.last?.seq ?? $0.snapshot?.seq ?? 0 } }
+    public func lastSeq() throws -> UInt64 { contents.withLock { max($0.last, $0.snapshot?.seq ?? 0) } }
 }

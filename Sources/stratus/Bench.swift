@@ -5,7 +5,8 @@ import StratusScheduler
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks that print numbers (build with -c release).", subcommands: [SchedulerBench.self, LedgerBench.self])
+        abstract: "Benchmarks that print numbers (build with -c release).",
+        subcommands: [SchedulerBench.self, LedgerBench.self, SimBench.self])
 }
 
 /// Measures `TieredScheduler.plan` on a synthetic fleet: half H100 in 8-GPU nodes (racks

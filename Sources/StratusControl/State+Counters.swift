@@ -1,0 +1,136 @@
+import StratusCore
+import StratusLedger
+
+extension KeyedDecodingContainer {
+    /// Counters are never read from an encoding (older snapshots do not have them): a
+    /// decoded state starts with empty, invalid counters and rebuilds them.
+    public func decode(_ type: FleetCounters.Type, forKey key: Key) throws -> FleetCounters { FleetCounters() }
+}
+
+/// Power and spot supply per node, summed per site and per spot SKU, kept as commands
+/// change the GPU table and node states, so that the scheduler's snapshot, plan checks and
+/// the spot market read them without walking the fleet. Derived, so not part of the
+/// state's value: encoded as nothing, always equal. `valid` is false after decoding;
+/// `apply` rebuilds them first.
+public struct FleetCounters: Codable, Equatable, Sendable {
+    struct NodeShare: Equatable, Sendable {
+        var site: SiteID?
+        var watts: Int64 = 0
+        var sku: SKU?
+        var gpus = 0
+        var committed = 0
+        var internalUsed = 0
+        var model = ""
+    }
+    var valid = false
+    /// The scheduler's indexes of racks, sites and blocks, and each node's (in `nodeOrder`).
+    var rackIndex: [RackID: Int] = [:]
+    var siteIndex: [SiteID: Int] = [:]
+    var placement: [(rack: Int, site: Int, block: Int)] = []
+    var byNode: [NodeID: NodeShare] = [:]
+    var wattsBySite: [SiteID: Int64] = [:]
+    var supply: [SKU: SpotMarket.Supply] = [:]
+    var internalUsed: [String: Int] = [:]
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws { self.init() }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encodeNil()
+    }
+
+    public static func == (a: FleetCounters, b: FleetCounters) -> Bool { true }
+
+    mutating func remove(_ s: NodeShare) {
+        if let site = s.site, s.watts != 0 { wattsBySite[site, default: 0] -= s.watts }
+        if let sku = s.sku {
+            supply[sku, default: .init(gpus: 0, committed: 0)].gpus -= s.gpus
+            supply[sku]!.committed -= s.committed
+        }
+        if s.internalUsed != 0 { internalUsed[s.model, default: 0] -= s.internalUsed }
+    }
+
+    mutating func add(_ s: NodeShare) {
+        if let site = s.site, s.watts != 0 { wattsBySite[site, default: 0] += s.watts }
+        if let sku = s.sku {
+            supply[sku, default: .init(gpus: 0, committed: 0)].gpus += s.gpus
+            supply[sku]!.committed += s.committed
+        }
+        if s.internalUsed != 0 { internalUsed[s.model, default: 0] += s.internalUsed }
+    }
+}
+
+extension State {
+    /// What node `id` adds to the counters now.
+    func share(of id: NodeID) -> FleetCounters.NodeShare {
+        guard let node = nodes[id] else { return .init() }
+        var s = FleetCounters.NodeShare(model: node.gpuModel)
+        let site = self.site(of: node)
+        s.site = site?.id
+        let busy = busyGPUs(id)
+        if let site, busy > 0 { s.watts = Self.wallWatts(model: node.gpuModel, gpus: busy, pueMilli: site.pueMilli) }
+        guard node.isSchedulable, let region = site?.region.rawValue else { return s }
+        s.sku = SKU(gpuModel: node.gpuModel, region: region, tier: .spot)
+        s.gpus = node.gpuCount
+        for case let holder? in gpuHolders[id] ?? [] {
+            guard let tier = jobs[holder]?.spec.tier, tier != .spot else { continue }
+            s.committed += 1
+            if tier == .internal { s.internalUsed += 1 }
+        }
+        for share in gpuShares[id]?.values ?? [:].values where share.tier != .spot {
+            s.committed += 1
+            if share.tier == .internal { s.internalUsed += 1 }
+        }
+        return s
+    }
+
+    /// After node `id` changed (its GPU table, state or loss): its part of the counters.
+    mutating func recount(_ id: NodeID) {
+        guard counters.valid else { return }
+        if let old = counters.byNode[id] { counters.remove(old) }
+        let new = share(of: id)
+        counters.add(new)
+        counters.byNode[id] = new
+    }
+
+    /// Rebuilds the counters from the whole fleet (after decoding, or a fleet change).
+    mutating func rebuildCounters() {
+        var c = FleetCounters()
+        for id in nodeOrder {
+            let s = share(of: id)
+            c.add(s)
+            c.byNode[id] = s
+        }
+        let index = schedulerIndex()
+        c.rackIndex = index.racks
+        c.siteIndex = index.sites
+        c.placement = index.placement
+        c.valid = true
+        counters = c
+    }
+}
+
+extension State {
+    /// Differences between the kept counters and counters rebuilt from scratch (empty when
+    /// they agree, or when they are not built yet): for invariant checks.
+    public func counterProblems() -> [String] {
+        guard counters.valid else { return [] }
+        var fresh = self
+        fresh.rebuildCounters()
+        var problems: [String] = []
+        let kept = counters.wattsBySite.filter { $0.value != 0 }
+        let rebuilt = fresh.counters.wattsBySite.filter { $0.value != 0 }
+        if kept != rebuilt { problems.append("power counters \(kept) differ from the fleet's \(rebuilt)") }
+        let keptSupply = counters.supply.filter { $0.value.gpus != 0 || $0.value.committed != 0 }
+        let freshSupply = fresh.counters.supply.filter { $0.value.gpus != 0 || $0.value.committed != 0 }
+        if keptSupply.mapValues({ [$0.gpus, $0.committed] }) != freshSupply.mapValues({ [$0.gpus, $0.committed] }) {
+            problems.append("spot supply counters differ from the fleet's")
+        }
+        if counters.internalUsed.filter({ $0.value != 0 }) != fresh.counters.internalUsed.filter({ $0.value != 0 }) {
+            problems.append("internal use counters differ from the fleet's")
+        }
+        return problems
+    }
+}
