@@ -881,6 +881,7 @@ extension State {
                     resourcesInUse[a.node, default: .zero] = resourcesInUse[a.node, default: .zero] + need
                 }
             }
+            if counters.valid { counters.holding.insert(p.job) }
             job.allocations = p.nodes.enumerated().map { rank, a in
                 Allocation(node: a.node, gpus: a.gpus.sorted(), rank: rank)
             }
@@ -1020,6 +1021,7 @@ extension State {
             updated.reason = "\(what) on \(alloc.node)"
         }
         if updated.allocations.allSatisfy(\.isEnded) {
+            if counters.valid { counters.holding.remove(job.id) }
             finish(&updated, at: at)
         }
         jobs[job.id] = updated

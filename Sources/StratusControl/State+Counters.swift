@@ -28,6 +28,8 @@ public struct FleetCounters: Codable, Equatable, Sendable {
     var siteIndex: [SiteID: Int] = [:]
     var placement: [(rack: Int, site: Int, block: Int)] = []
     var byNode: [NodeID: NodeShare] = [:]
+    /// Jobs holding GPUs (whole or a share).
+    var holding = Set<JobID>()
     var wattsBySite: [SiteID: Int64] = [:]
     var supply: [SKU: SpotMarket.Supply] = [:]
     var internalUsed: [String: Int] = [:]
@@ -103,6 +105,7 @@ extension State {
             c.add(s)
             c.byNode[id] = s
         }
+        c.holding = walkHoldingJobs()
         let index = schedulerIndex()
         c.rackIndex = index.racks
         c.siteIndex = index.sites
@@ -128,6 +131,7 @@ extension State {
         if keptSupply.mapValues({ [$0.gpus, $0.committed] }) != freshSupply.mapValues({ [$0.gpus, $0.committed] }) {
             problems.append("spot supply counters differ from the fleet's")
         }
+        if counters.holding != fresh.counters.holding { problems.append("the jobs holding GPUs differ from the GPU table's") }
         if counters.internalUsed.filter({ $0.value != 0 }) != fresh.counters.internalUsed.filter({ $0.value != 0 }) {
             problems.append("internal use counters differ from the fleet's")
         }

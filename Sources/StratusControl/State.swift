@@ -353,7 +353,9 @@ extension State {
     }
 
     /// Every job holding GPUs now (whole or a share).
-    public func holdingJobs() -> Set<JobID> {
+    public func holdingJobs() -> Set<JobID> { counters.valid ? counters.holding : walkHoldingJobs() }
+
+    func walkHoldingJobs() -> Set<JobID> {
         var holding = Set<JobID>()
         for holders in gpuHolders.values {
             for case let id? in holders { holding.insert(id) }

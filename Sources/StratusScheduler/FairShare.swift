@@ -24,8 +24,9 @@ public struct FairShare: Sendable {
         public let share: Double
     }
 
-    /// Every org's standing at `now`, lowest score (first in line) first.
-    public func standings(_ snapshot: SchedulingSnapshot, now: Timestamp) -> [Standing] {
+    /// Every org's standing at `now` (or only those in `orgs`: shares are then among
+    /// them), lowest score (first in line) first.
+    public func standings(_ snapshot: SchedulingSnapshot, now: Timestamp, only orgs: Set<OrgID>? = nil) -> [Standing] {
         // Running work counts GPUs x (now - start), from the snapshot's per-org sums.
         var running: [OrgID: (ms: Double, gpus: Int)] = [:]
         for (org, r) in snapshot.prepared.runningByOrg {
@@ -33,7 +34,7 @@ public struct FairShare: Sendable {
         }
         let halfLifeMs = Double(max(1, halfLifeSeconds) * 1000)
         var rows: [(OrgID, Int, Double, Int)] = []
-        for (org, usage) in snapshot.tenants {
+        for (org, usage) in snapshot.tenants where orgs?.contains(org) ?? true {
             var ms = running[org]?.ms ?? 0
             for (day, dayMs) in usage.dailyGPUMilliseconds {
                 let age = Double(max(0, now.milliseconds - (day * 86_400_000 + 43_200_000)))
@@ -56,16 +57,8 @@ public struct FairShare: Sendable {
         if x < -1000 { return 0 }
         let whole = x.rounded(.down)
         let frac = x - whole
-        var result = 1.0
-        var n = Int(whole)
-        while n < 0 {
-            result /= 2
-            n += 1
-        }
-        while n > 0 {
-            result *= 2
-            n -= 1
-        }
+        // 2^whole exactly (whole is -1000 or more: a normal Double).
+        let result = Self.exactPow2(Int(whole))
         // e^(frac ln 2), frac in [0, 1): 12 terms are exact to double precision.
         let y = frac * 0.693_147_180_559_945_3
         var term = 1.0
@@ -75,5 +68,10 @@ public struct FairShare: Sendable {
             sum += term
         }
         return result * sum
+    }
+
+    /// 2^n for n in -1022...1023: the exponent field set directly.
+    static func exactPow2(_ n: Int) -> Double {
+        Double(sign: .plus, exponent: max(-1022, min(1023, n)), significand: 1)
     }
 }

@@ -49,7 +49,8 @@ public struct TieredScheduler: Scheduler {
         var plan = Plan()
         // Tier first; within a tier the org with the lowest fair-share score; then FIFO.
         let rank = Dictionary(
-            uniqueKeysWithValues: fairShare.standings(snapshot, now: now).enumerated().map { ($1.org, $0) })
+            uniqueKeysWithValues: fairShare.standings(snapshot, now: now, only: Set(snapshot.pending.map(\.org)))
+                .enumerated().map { ($1.org, $0) })
         var tierRank: [Tier: Int] = [:]
         for (i, tier) in snapshot.tiers.enumerated() { tierRank[tier] = i }
         let keys = snapshot.pending.enumerated().map { i, job in
