@@ -876,10 +876,10 @@ extension State {
                 } else {
                     for g in a.gpus { gpuHolders[a.node]![g] = p.job }
                 }
-                recount(a.node)
                 if let need = job.spec.nodeResources {
                     resourcesInUse[a.node, default: .zero] = resourcesInUse[a.node, default: .zero] + need
                 }
+                recount(a.node)
             }
             if counters.valid { counters.holding.insert(p.job) }
             job.allocations = p.nodes.enumerated().map { rank, a in
@@ -1001,11 +1001,11 @@ extension State {
             gpuShares[alloc.node]![g] = share.jobs.isEmpty ? nil : share
             if gpuShares[alloc.node]!.isEmpty { gpuShares[alloc.node] = nil }
         }
-        recount(alloc.node)
         if let need = job.spec.nodeResources, !alloc.isEnded, let used = resourcesInUse[alloc.node] {
             let left = used - need
             resourcesInUse[alloc.node] = left.isZero ? nil : left
         }
+        recount(alloc.node)
         var updated = job
         updated.allocations[i].endedAt = endedAt
         updated.allocations[i].exitCode = exitCode

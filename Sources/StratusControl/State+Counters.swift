@@ -1,5 +1,6 @@
 import StratusCore
 import StratusLedger
+import StratusScheduler
 
 extension KeyedDecodingContainer {
     /// Counters are never read from an encoding (older snapshots do not have them): a
@@ -27,6 +28,9 @@ public struct FleetCounters: Codable, Equatable, Sendable {
     var rackIndex: [RackID: Int] = [:]
     var siteIndex: [SiteID: Int] = [:]
     var placement: [(rack: Int, site: Int, block: Int)] = []
+    /// How the scheduler sees each node, in `nodeOrder`, and each node's position there.
+    var nodeViews: [SchedulingSnapshot.NodeView] = []
+    var position: [NodeID: Int] = [:]
     var byNode: [NodeID: NodeShare] = [:]
     /// Jobs holding GPUs (whole or a share).
     var holding = Set<JobID>()
@@ -95,6 +99,9 @@ extension State {
         let new = share(of: id)
         counters.add(new)
         counters.byNode[id] = new
+        if let k = counters.position[id], k < counters.placement.count {
+            counters.nodeViews[k] = nodeView(id, counters.placement[k])
+        }
     }
 
     /// Rebuilds the counters from the whole fleet (after decoding, or a fleet change).
@@ -110,6 +117,8 @@ extension State {
         c.rackIndex = index.racks
         c.siteIndex = index.sites
         c.placement = index.placement
+        c.nodeViews = nodeOrder.enumerated().map { k, id in nodeView(id, index.placement[k]) }
+        c.position = Dictionary(uniqueKeysWithValues: nodeOrder.enumerated().map { ($1, $0) })
         c.valid = true
         counters = c
     }
@@ -130,6 +139,15 @@ extension State {
         let freshSupply = fresh.counters.supply.filter { $0.value.gpus != 0 || $0.value.committed != 0 }
         if keptSupply.mapValues({ [$0.gpus, $0.committed] }) != freshSupply.mapValues({ [$0.gpus, $0.committed] }) {
             problems.append("spot supply counters differ from the fleet's")
+        }
+        for (k, view) in counters.nodeViews.enumerated() where k < fresh.counters.nodeViews.count {
+            let other = fresh.counters.nodeViews[k]
+            if view.id != other.id || view.freeGPUs != other.freeGPUs || view.schedulable != other.schedulable
+                || view.shares != other.shares || view.freeResources != other.freeResources || view.labels != other.labels
+            {
+                problems.append("the scheduler's view of \(view.id) differs from the node's")
+                break
+            }
         }
         if counters.holding != fresh.counters.holding { problems.append("the jobs holding GPUs differ from the GPU table's") }
         if counters.internalUsed.filter({ $0.value != 0 }) != fresh.counters.internalUsed.filter({ $0.value != 0 }) {

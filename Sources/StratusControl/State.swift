@@ -129,22 +129,9 @@ public struct State: Codable, Equatable, Sendable {
                 name: id.rawValue, region: site.region.rawValue, budgetWatts: site.powerBudgetKW * 1000,
                 usedWatts: used[id] ?? 0, pueMilli: site.pueMilli)
         }
-        let nodeViews = nodeOrder.enumerated().map { k, id -> SchedulingSnapshot.NodeView in
-            let node = nodes[id]!
-            let (rack, site, block) = index.placement[k]
-            let holders = gpuHolders[id] ?? []
-            let shares = gpuShares[id]
-            let free = holders.indices.filter { holders[$0] == nil && shares?[$0] == nil }
-            return .init(
-                id: id, gpuModel: node.gpuModel, schedulable: node.isSchedulable, freeGPUs: free, gpuCount: node.gpuCount,
-                rack: rack, site: site, labels: node.labels, block: block,
-                freeResources: freeResources(node),
-                shares: shares.map { s in
-                    s.keys.sorted().map { g in
-                        SchedulingSnapshot.SharedGPU(gpu: g, org: s[g]!.org, tier: s[g]!.tier, freeMilli: 1000 - s[g]!.milli)
-                    }
-                } ?? [])
-        }
+        let nodeViews =
+            counters.valid && counters.nodeViews.count == nodeOrder.count
+            ? counters.nodeViews : nodeOrder.enumerated().map { k, id in nodeView(id, index.placement[k]) }
         let pending = queue.compactMap { id -> SchedulingSnapshot.PendingJob? in
             guard let job = jobs[id] else { return nil }
             return pendingView(
@@ -176,6 +163,23 @@ public struct State: Codable, Equatable, Sendable {
             nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants, quotas: quotas,
             quotaUsed: quotaUsage(), reserves: reserves.keys.sorted().map { reserves[$0]! }, reservations: blocks,
             tiers: tiers)
+    }
+
+    /// How the scheduler sees node `id`, numbered as `placement` says.
+    func nodeView(_ id: NodeID, _ placement: (rack: Int, site: Int, block: Int)) -> SchedulingSnapshot.NodeView {
+        let node = nodes[id]!
+        let holders = gpuHolders[id] ?? []
+        let shares = gpuShares[id]
+        let free = holders.indices.filter { holders[$0] == nil && shares?[$0] == nil }
+        return .init(
+            id: id, gpuModel: node.gpuModel, schedulable: node.isSchedulable, freeGPUs: free, gpuCount: node.gpuCount,
+            rack: placement.rack, site: placement.site, labels: node.labels, block: placement.block,
+            freeResources: freeResources(node),
+            shares: shares.map { s in
+                s.keys.sorted().map { g in
+                    SchedulingSnapshot.SharedGPU(gpu: g, org: s[g]!.org, tier: s[g]!.tier, freeMilli: 1000 - s[g]!.milli)
+                }
+            } ?? [])
     }
 
     /// CPU and memory not yet taken on `node`; nil when it declares none (not limited).
