@@ -96,7 +96,6 @@ public struct State: Codable, Equatable, Sendable {
     /// The next job ID `submitJob` would assign (for callers that want to log it).
     public var nextJobID: JobID { JobID("job-\(nextJob)") }
 
-    /// The facts the scheduler needs, in deterministic order.
     /// Racks and sites numbered in name order, blocks by "site/block" name, and each
     /// node's rack, site and block numbers, in `nodeOrder`.
     func schedulerIndex() -> (
@@ -115,7 +114,9 @@ public struct State: Codable, Equatable, Sendable {
         return (rackIndex, siteIndex, placement)
     }
 
-    public func schedulingSnapshot() -> SchedulingSnapshot {
+    /// The facts the scheduler needs, in deterministic order. Fair-share usage is given for
+    /// every org with `allTenants`, else only for the orgs with queued jobs (all a round ranks).
+    public func schedulingSnapshot(allTenants: Bool = true) -> SchedulingSnapshot {
         let index =
             counters.valid && counters.placement.count == nodeOrder.count
             ? (racks: counters.rackIndex, sites: counters.siteIndex, placement: counters.placement) : schedulerIndex()
@@ -148,9 +149,15 @@ public struct State: Codable, Equatable, Sendable {
                 expectedEnd: Self.expectedEnd(job), reservation: job.spec.reservation,
                 resources: job.spec.nodeResources ?? .zero, gpuShareMilli: job.spec.gpuShareMilli)
         }
+        let ranked = allTenants ? Array(orgs.keys) : Array(Set(pending.map(\.org)))
         let tenants = Dictionary(
-            uniqueKeysWithValues: orgs.values.map { org in
-                (org.id, SchedulingSnapshot.TenantUsage(weight: org.weight, dailyGPUMilliseconds: usageByOrgDay[org.id] ?? [:]))
+            uniqueKeysWithValues: ranked.compactMap { id in
+                orgs[id].map { org in
+                    (
+                        org.id,
+                        SchedulingSnapshot.TenantUsage(weight: org.weight, dailyGPUMilliseconds: usageByOrgDay[org.id] ?? [:])
+                    )
+                }
             })
         var blocks: [ReservationID: SchedulingSnapshot.ReservationView] = [:]
         let use = reservations.isEmpty ? [:] : reservationUse()
@@ -162,7 +169,7 @@ public struct State: Codable, Equatable, Sendable {
         return SchedulingSnapshot(
             nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants, quotas: quotas,
             quotaUsed: quotaUsage(), reserves: reserves.keys.sorted().map { reserves[$0]! }, reservations: blocks,
-            tiers: tiers)
+            tiers: tiers, nodeIndex: counters.valid && counters.position.count == nodeViews.count ? counters.position : nil)
     }
 
     /// How the scheduler sees node `id`, numbered as `placement` says.

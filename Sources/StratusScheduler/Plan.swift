@@ -240,7 +240,7 @@ public struct SchedulingSnapshot: Sendable {
         nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = [], sites: [SiteView] = [],
         tenants: [OrgID: TenantUsage] = [:], quotas: [QuotaScope: Int] = [:], quotaUsed: [QuotaScope: Int] = [:],
         reserves: [InternalReserve] = [], reservations: [ReservationID: ReservationView] = [:],
-        tiers: [Tier] = Tier.allCases
+        tiers: [Tier] = Tier.allCases, nodeIndex: [NodeID: Int]? = nil
     ) {
         self.tiers = tiers
         self.reservations = reservations
@@ -255,7 +255,7 @@ public struct SchedulingSnapshot: Sendable {
         self.prepared = Prepared(
             nodes: nodes, pending: pending, running: running, reserves: reserves,
             reservedModels: Set(reservations.values.map(\.gpuModel)),
-            rackBlocks: Set(reservations.values.flatMap(\.racks)))
+            rackBlocks: Set(reservations.values.flatMap(\.racks)), nodeIndex: nodeIndex)
     }
 
     private init(_ base: SchedulingSnapshot, pending: [PendingJob]) {

@@ -34,7 +34,7 @@ struct Prepared: Sendable {
     init(
         nodes: [SchedulingSnapshot.NodeView], pending: [SchedulingSnapshot.PendingJob],
         running: [SchedulingSnapshot.RunningJob], reserves: [InternalReserve],
-        reservedModels: Set<String> = [], rackBlocks: Set<Int> = []
+        reservedModels: Set<String> = [], rackBlocks: Set<Int> = [], nodeIndex: [NodeID: Int]? = nil
     ) {
         var nodesInRackBlocks: [Int: [Int]] = [:]
         if !rackBlocks.isEmpty {
@@ -43,9 +43,12 @@ struct Prepared: Sendable {
             }
         }
         self.nodesInRackBlocks = nodesInRackBlocks
-        var index: [NodeID: Int] = [:]
-        index.reserveCapacity(nodes.count)
-        for (i, n) in nodes.enumerated() { index[n.id] = i }
+        // Node lookup: given (the state keeps it), or built.
+        var index: [NodeID: Int] = nodeIndex ?? [:]
+        if nodeIndex == nil {
+            index.reserveCapacity(nodes.count)
+            for (i, n) in nodes.enumerated() { index[n.id] = i }
+        }
         var held: [Int: [Int: JobID]] = [:]
         for job in pending {
             for a in job.nominated ?? [] {

@@ -44,7 +44,7 @@ public struct Engine: Sendable {
     /// applies the plan. Returns the whole plan, waits included.
     @discardableResult
     public mutating func schedule(at now: Timestamp) throws -> Plan {
-        let plan = scheduler.plan(state.schedulingSnapshot(), now: now)
+        let plan = scheduler.plan(state.schedulingSnapshot(allTenants: false), now: now)
         if !plan.isEmpty {
             try execute(.applyPlan(plan.decisions), at: now)
         }
