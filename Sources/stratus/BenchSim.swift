@@ -113,7 +113,7 @@ struct SimBench: AsyncParsableCommand {
                 config.gpusPerNode = 8
                 var p = try Simulation(config)
                 _ = try p.run()
-                phillyRun = .init(jobs: trace.count, wallS: Sim.seconds(clock.now - p0))
+                phillyRun = .init(jobs: trace.count, wallS: (Sim.seconds(clock.now - p0) * 10).rounded() / 10)
             }
             let report = Report(
                 gpus: summary.gpus, jobs: summary.jobs, completed: summary.completed, simulatedDays: summary.simulatedDays,
