@@ -31,6 +31,8 @@ public struct FleetCounters: Codable, Equatable, Sendable {
     /// How the scheduler sees each node, in `nodeOrder`, and each node's position there.
     var nodeViews: [SchedulingSnapshot.NodeView] = []
     var position: [NodeID: Int] = [:]
+    /// The scheduler's capacity index over `nodeViews`.
+    var capacity: KeptCapacity?
     var byNode: [NodeID: NodeShare] = [:]
     /// Jobs holding GPUs (whole or a share).
     var holding = Set<JobID>()
@@ -100,7 +102,10 @@ extension State {
         counters.add(new)
         counters.byNode[id] = new
         if let k = counters.position[id], k < counters.placement.count {
-            counters.nodeViews[k] = nodeView(id, counters.placement[k])
+            let view = nodeView(id, counters.placement[k])
+            counters.nodeViews[k] = view
+            // A node in or out of service moves between pools: rebuild the index then.
+            if counters.capacity?.update(k, view) != true { counters.capacity = KeptCapacity(nodes: counters.nodeViews) }
         }
     }
 
@@ -119,6 +124,7 @@ extension State {
         c.placement = index.placement
         c.nodeViews = nodeOrder.enumerated().map { k, id in nodeView(id, index.placement[k]) }
         c.position = Dictionary(uniqueKeysWithValues: nodeOrder.enumerated().map { ($1, $0) })
+        c.capacity = KeptCapacity(nodes: c.nodeViews)
         c.valid = true
         counters = c
     }
@@ -148,6 +154,10 @@ extension State {
                 problems.append("the scheduler's view of \(view.id) differs from the node's")
                 break
             }
+        }
+        if let kept = counters.capacity {
+            let diff = kept.differences(from: fresh.counters.nodeViews)
+            if !diff.isEmpty { problems.append("the kept capacity index differs from the fleet's: \(diff)") }
         }
         if counters.holding != fresh.counters.holding { problems.append("the jobs holding GPUs differ from the GPU table's") }
         if counters.internalUsed.filter({ $0.value != 0 }) != fresh.counters.internalUsed.filter({ $0.value != 0 }) {

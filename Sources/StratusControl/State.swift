@@ -169,7 +169,8 @@ public struct State: Codable, Equatable, Sendable {
         return SchedulingSnapshot(
             nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants, quotas: quotas,
             quotaUsed: quotaUsage(), reserves: reserves.keys.sorted().map { reserves[$0]! }, reservations: blocks,
-            tiers: tiers, nodeIndex: counters.valid && counters.position.count == nodeViews.count ? counters.position : nil)
+            tiers: tiers, nodeIndex: counters.valid && counters.position.count == nodeViews.count ? counters.position : nil,
+            capacity: counters.valid && counters.nodeViews.count == nodeOrder.count ? counters.capacity : nil)
     }
 
     /// How the scheduler sees node `id`, numbered as `placement` says.

@@ -242,6 +242,27 @@ struct CapacityIndex: Sendable {
         recount(i)
     }
 
+    /// Sets node `i`'s free GPUs (the fleet changed) and moves it in its slot's summaries.
+    mutating func setFree(_ i: Int, _ set: GPUSet) {
+        free[i] = set
+        recount(i)
+    }
+
+    /// How this index differs from `other` (empty when they describe the same capacity).
+    func differences(from other: CapacityIndex, nodes: Int) -> [String] {
+        var out: [String] = []
+        if pools.map(\.hist) != other.pools.map(\.hist) || pools.map(\.available) != other.pools.map(\.available) {
+            out.append("pool histograms")
+        }
+        if pools.map(\.buckets) != other.pools.map(\.buckets) { out.append("pool buckets") }
+        if slotAvailable != other.slotAvailable || slotHist != other.slotHist { out.append("slot summaries") }
+        for i in 0..<nodes where free[i] != other.free[i] || availableCount[i] != other.availableCount[i] {
+            out.append("node #\(i)")
+            break
+        }
+        return out
+    }
+
     mutating func hold(_ i: Int, _ gpus: [Int], for job: JobID) {
         var h = held[i] ?? [:]
         for g in gpus { h[g] = job }

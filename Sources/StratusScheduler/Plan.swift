@@ -240,8 +240,10 @@ public struct SchedulingSnapshot: Sendable {
         nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = [], sites: [SiteView] = [],
         tenants: [OrgID: TenantUsage] = [:], quotas: [QuotaScope: Int] = [:], quotaUsed: [QuotaScope: Int] = [:],
         reserves: [InternalReserve] = [], reservations: [ReservationID: ReservationView] = [:],
-        tiers: [Tier] = Tier.allCases, nodeIndex: [NodeID: Int]? = nil
+        tiers: [Tier] = Tier.allCases, nodeIndex: [NodeID: Int]? = nil, capacity: KeptCapacity? = nil
     ) {
+        self.nodeIndex = nodeIndex
+        self.kept = capacity
         self.tiers = tiers
         self.reservations = reservations
         self.nodes = nodes
@@ -255,7 +257,7 @@ public struct SchedulingSnapshot: Sendable {
         self.prepared = Prepared(
             nodes: nodes, pending: pending, running: running, reserves: reserves,
             reservedModels: Set(reservations.values.map(\.gpuModel)),
-            rackBlocks: Set(reservations.values.flatMap(\.racks)), nodeIndex: nodeIndex)
+            rackBlocks: Set(reservations.values.flatMap(\.racks)), nodeIndex: nodeIndex, kept: capacity)
     }
 
     private init(_ base: SchedulingSnapshot, pending: [PendingJob]) {
@@ -270,6 +272,8 @@ public struct SchedulingSnapshot: Sendable {
         reservations = base.reservations
         tiers = base.tiers
         prepared = base.prepared
+        nodeIndex = base.nodeIndex
+        kept = base.kept
     }
 
     /// The same facts with another queue. The indexes are reused unless either queue
@@ -278,13 +282,17 @@ public struct SchedulingSnapshot: Sendable {
         if self.pending.contains(where: { $0.nominated != nil }) || pending.contains(where: { $0.nominated != nil }) {
             return SchedulingSnapshot(
                 nodes: nodes, pending: pending, running: running, sites: sites, tenants: tenants, quotas: quotas,
-                quotaUsed: quotaUsed, reserves: reserves, reservations: reservations, tiers: tiers)
+                quotaUsed: quotaUsed, reserves: reserves, reservations: reservations, tiers: tiers, nodeIndex: nodeIndex,
+                capacity: kept)
         }
         return SchedulingSnapshot(self, pending: pending)
     }
 
     /// Indexes built once per snapshot, so that each decision is cheap.
     let prepared: Prepared
+    /// What the fleet's owner keeps across rounds (node lookup, capacity), if given.
+    let nodeIndex: [NodeID: Int]?
+    let kept: KeptCapacity?
 }
 
 /// One node's part of a placement.

@@ -1,5 +1,31 @@
 import StratusCore
 
+/// The capacity index kept across rounds by the owner of the fleet (the state): built
+/// once, then told each node's new view as it changes; a change of a node's
+/// schedulability (which moves it in or out of its pool) needs a rebuild.
+public struct KeptCapacity: Sendable {
+    var index: CapacityIndex
+    var schedulable: [Bool]
+
+    public init(nodes: [SchedulingSnapshot.NodeView]) {
+        index = CapacityIndex(nodes: nodes, held: [:])
+        schedulable = nodes.map(\.schedulable)
+    }
+
+    /// Node `i` now looks like `view`; false when the index must be rebuilt instead.
+    public mutating func update(_ i: Int, _ view: SchedulingSnapshot.NodeView) -> Bool {
+        guard i < schedulable.count, schedulable[i] == view.schedulable else { return false }
+        index.setFree(i, GPUSet(indices: view.freeGPUs))
+        return true
+    }
+
+    /// How the kept index differs from one built from `nodes` (empty when it does not).
+    public func differences(from nodes: [SchedulingSnapshot.NodeView]) -> [String] {
+        guard nodes.count == schedulable.count else { return ["\(schedulable.count) nodes kept, \(nodes.count) in the fleet"] }
+        return index.differences(from: CapacityIndex(nodes: nodes, held: [:]), nodes: nodes.count)
+    }
+}
+
 /// What a snapshot precomputes once, so that each decision costs what it touches: the
 /// capacity index, node lookup, spot work by node and by recency, running work's ends,
 /// running GPU time per org and the GPUs sold under capacity protection.
@@ -34,7 +60,8 @@ struct Prepared: Sendable {
     init(
         nodes: [SchedulingSnapshot.NodeView], pending: [SchedulingSnapshot.PendingJob],
         running: [SchedulingSnapshot.RunningJob], reserves: [InternalReserve],
-        reservedModels: Set<String> = [], rackBlocks: Set<Int> = [], nodeIndex: [NodeID: Int]? = nil
+        reservedModels: Set<String> = [], rackBlocks: Set<Int> = [], nodeIndex: [NodeID: Int]? = nil,
+        kept: KeptCapacity? = nil
     ) {
         var nodesInRackBlocks: [Int: [Int]] = [:]
         if !rackBlocks.isEmpty {
@@ -56,7 +83,18 @@ struct Prepared: Sendable {
                 for g in a.gpus { held[i, default: [:]][g] = job.id }
             }
         }
-        capacity = CapacityIndex(nodes: nodes, held: held)
+        if let kept, kept.schedulable.count == nodes.count {
+            // The kept index, with this round's holds for preemptions under way.
+            var c = kept.index
+            for i in held.keys.sorted() {
+                var byJob: [JobID: [Int]] = [:]
+                for (g, job) in held[i]! { byJob[job, default: []].append(g) }
+                for job in byJob.keys.sorted() { c.hold(i, byJob[job]!.sorted(), for: job) }
+            }
+            capacity = c
+        } else {
+            capacity = CapacityIndex(nodes: nodes, held: held)
+        }
         var preemptible: [Int: [(jobs: [Int], gpus: [Int])]] = [:]
         // Spot jobs sharing a GPU: node -> gpu -> running jobs; a GPU with one sharer
         // stopping already is not offered.
