@@ -51,6 +51,11 @@ struct SimBench: AsyncParsableCommand {
         // Sizes: 1: 30%, 8: 40%, 64: 25%, 512: 5% -> 45.1 GPUs on average.
         let meanGPUs = 0.3 + 3.2 + 16 + 25.6
         let meanSeconds = Double(load) / 100 * Double(racks * 32) * 86400 / (perDay * meanGPUs)
+        // 70% of the arrivals on-demand, 30% spot, each spread over 1,000 orgs (YAML flow style).
+        let streams = [("od", "on_demand", 0.7), ("spot", "spot", 0.3)].map { name, tier, share in
+            "  - {name: \(name), tier: \(tier), gpu_model: H100, arrivals_per_day: \(String(format: "%.3f", perDay * share)), "
+                + "sizes: {1: 30%, 8: 40%, 64: 25%, 512: 5%}, mean_duration: \(Int(meanSeconds))s, orgs: 1000, patience: 30d}"
+        }.joined(separator: "\n")
         let yaml = """
             name: bench
             seed: \(seed)
@@ -62,22 +67,7 @@ struct SimBench: AsyncParsableCommand {
                 pue: 1.25
                 build_out: [{at: 2027-01-01, mw: \(DecimalText.format(kw, scale: 1000)), gpu_model: H100}]
             demand:
-              - name: od
-                tier: on_demand
-                gpu_model: H100
-                arrivals_per_day: \(String(format: "%.3f", perDay * 0.7))
-                sizes: {1: 30%, 8: 40%, 64: 25%, 512: 5%}
-                mean_duration: \(Int(meanSeconds))s
-                orgs: 1000
-                patience: 30d
-              - name: spot
-                tier: spot
-                gpu_model: H100
-                arrivals_per_day: \(String(format: "%.3f", perDay * 0.3))
-                sizes: {1: 30%, 8: 40%, 64: 25%, 512: 5%}
-                mean_duration: \(Int(meanSeconds))s
-                orgs: 1000
-                patience: 30d
+            \(streams)
             """
         return try Scenario.parse(SpecDocument.parseYAML(yaml))
     }
