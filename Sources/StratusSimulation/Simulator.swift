@@ -302,7 +302,7 @@ public struct Simulation {
             advance(to: end)
             try stopAll()
         }
-        if config.chaos { try verify() }
+        if config.chaos { try verify(final: true) }
         return summary(unfinished: running)
     }
 

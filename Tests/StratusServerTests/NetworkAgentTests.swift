@@ -147,12 +147,12 @@ import Testing
             num_nodes: 2
             run: |
               echo "rank=$NODE_RANK nnodes=$NNODES world=$WORLD_SIZE per_node=$GPUS_PER_NODE master=$MASTER_ADDR:$MASTER_PORT job=$STRATUS_JOB_ID cuda=$CUDA_VISIBLE_DEVICES nvidia=$NVIDIA_VISIBLE_DEVICES"
-              sleep 20
+              sleep 30
             """)
-        // The job runs 20 s (samples every 1 s) so that a busy CI machine, where each CLI
-        // call takes a while, still sees it running with its samples.
+        // The job runs 30 s (samples every 1 s) so that a busy CI machine, where each CLI
+        // call and each process start takes a while, still sees it running with its samples.
         var top: [String: Any] = [:]
-        try await waitFor("samples of the running job") {
+        try await waitFor("samples of the running job", seconds: 45) {
             top = c.cli(["top", job, "--json"]).json
             return (top["gpus"] as? [[String: Any]] ?? []).count == 4
         }
