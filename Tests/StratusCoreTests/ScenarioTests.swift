@@ -164,10 +164,10 @@ import Testing
     /// sharing). With faults and every invariant checked after every step.
     @Test func scenariosScheduleCPUMemoryAndFractions() throws {
         let s = try Self.scenario(
-            #"{"start": "2027-01-01", "horizon_days": 2, "seed": 5,"#
+            #"{"start": "2027-01-01", "horizon_days": 1, "seed": 5,"#
                 + #""gpu_models": [{"name": "H100", "node_cpus": 64, "node_memory": "1024Gi"}],"#
                 + #""sites": [{"name": "dal", "build_out": [{"at": "2027-01-01", "mw": 0.1, "gpu_model": "H100"}]}],"#
-                + #""demand": [{"name": "od", "tier": "on_demand", "gpu_model": "H100", "arrivals_per_day": 200,"#
+                + #""demand": [{"name": "od", "tier": "on_demand", "gpu_model": "H100", "arrivals_per_day": 150,"#
                 + #""sizes": {"0.25": "50%", "1": "40%", "8": "10%"}, "mean_duration": "2h", "cpus_per_gpu": 16,"#
                 + #""memory_per_gpu": "64Gi", "orgs": 2}],"#
                 + #""faults": {"failures_per_gpu_year": 20, "repair": "2h"}}"#)

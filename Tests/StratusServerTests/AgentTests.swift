@@ -33,7 +33,7 @@ import Testing
         await task.value
     }
 
-    func waitFor(_ cloud: TestCloud, _ job: JobID, seconds: Int = 30, _ done: @escaping @Sendable (Job) -> Bool) async throws
+    func waitFor(_ cloud: TestCloud, _ job: JobID, seconds: Int = 90, _ done: @escaping @Sendable (Job) -> Bool) async throws
         -> Job
     {
         let deadline = ContinuousClock.now + .seconds(seconds)
