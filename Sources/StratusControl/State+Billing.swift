@@ -256,29 +256,9 @@ extension State {
     /// Per spot SKU (model x region of the fleet): GPUs in service and GPUs spoken for by
     /// internal, reserved and on-demand work plus the unused part of the internal reserve.
     public func spotSupply(at now: Timestamp) -> [SKU: SpotMarket.Supply] {
-        var out: [SKU: SpotMarket.Supply] = [:]
-        var internalUsed: [String: Int] = [:]
-        if counters.valid {
-            out = counters.supply.filter { $0.value.gpus > 0 }
-            internalUsed = counters.internalUsed
-        }
-        for id in nodeOrder where !counters.valid {
-            let node = nodes[id]!
-            guard node.isSchedulable, let region = site(of: node)?.region.rawValue else { continue }
-            let sku = SKU(gpuModel: node.gpuModel, region: region, tier: .spot)
-            var s = out[sku] ?? SpotMarket.Supply(gpus: 0, committed: 0)
-            s.gpus += node.gpuCount
-            for case let holder? in gpuHolders[id] ?? [] {
-                guard let tier = jobs[holder]?.spec.tier, tier != .spot else { continue }
-                s.committed += 1
-                if tier == .internal { internalUsed[node.gpuModel, default: 0] += 1 }
-            }
-            for share in gpuShares[id]?.values ?? [:].values where share.tier != .spot {
-                s.committed += 1
-                if share.tier == .internal { internalUsed[node.gpuModel, default: 0] += 1 }
-            }
-            out[sku] = s
-        }
+        let c = currentCounters
+        var out = c.supply.filter { $0.value.gpus > 0 }
+        let internalUsed = c.internalUsed
         // The internal reserve not yet used, spread over the model's regions by size.
         for r in reserves.values {
             let unused = max(0, r.gpus(at: now) - (internalUsed[r.gpuModel] ?? 0))

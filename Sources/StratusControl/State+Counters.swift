@@ -109,6 +109,15 @@ extension State {
         }
     }
 
+    /// The counters; before the first command after decoding (when they are not built
+    /// yet), what a rebuild gives: one way to count, whichever the caller.
+    var currentCounters: FleetCounters {
+        if counters.valid { return counters }
+        var copy = self
+        copy.rebuildCounters()
+        return copy.counters
+    }
+
     /// Rebuilds the counters from the whole fleet (after decoding, or a fleet change).
     mutating func rebuildCounters() {
         var c = FleetCounters()

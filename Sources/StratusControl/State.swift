@@ -28,7 +28,8 @@ public struct State: Codable, Equatable, Sendable {
     /// GPUs shared by jobs that each take a fraction of one: node -> GPU index -> share.
     /// A shared GPU has no whole holder in `gpuHolders`.
     public internal(set) var gpuShares: [NodeID: [Int: GPUShare]] = [:]
-    /// Power and spot supply per site and SKU, kept as the GPU table changes.
+    /// Power, spot supply, the jobs holding GPUs and the scheduler's node views and
+    /// capacity index, kept as commands change the fleet and the GPU table (derived).
     var counters = FleetCounters()
     /// CPU and memory that live allocations of jobs asking for them take on each node.
     public internal(set) var resourcesInUse: [NodeID: NodeResources] = [:]
@@ -284,15 +285,7 @@ public struct State: Codable, Equatable, Sendable {
 
     /// Power drawn by allocated GPUs per site (GPU power x PUE), in watts.
     public func usedWattsBySite() -> [SiteID: Int64] {
-        if counters.valid { return counters.wattsBySite.filter { $0.value != 0 } }
-        var used: [SiteID: Int64] = [:]
-        for id in nodeOrder {
-            let node = nodes[id]!
-            let busy = busyGPUs(id)
-            guard busy > 0, let site = site(of: node) else { continue }
-            used[site.id, default: 0] += Self.wallWatts(model: node.gpuModel, gpus: busy, pueMilli: site.pueMilli)
-        }
-        return used
+        currentCounters.wattsBySite.filter { $0.value != 0 }
     }
 
     /// Largest GPU count of any node of `model`, or nil when the fleet has none.
