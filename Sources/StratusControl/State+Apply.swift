@@ -50,6 +50,7 @@ extension State {
         case .nodeLost(let c): outcome = try nodeLost(c, at: entry.at, commit: commit)
         case .setNodeState(let c): outcome = try setNodeState(c, at: entry.at, commit: commit)
         }
+        syncRunning()
         if commit, case .applied = outcome { seq = entry.seq }
         return outcome
     }

@@ -34,8 +34,11 @@ public struct FleetCounters: Codable, Equatable, Sendable {
     /// The scheduler's capacity index over `nodeViews`.
     var capacity: KeptCapacity?
     var byNode: [NodeID: NodeShare] = [:]
-    /// Jobs holding GPUs (whole or a share).
+    /// Jobs holding GPUs (whole or a share), and how the scheduler sees them.
     var holding = Set<JobID>()
+    var running = RunningTable()
+    /// Positions (in `nodeOrder`) of nodes with GPUs shared on fractions.
+    var sharedNodes = Set<Int>()
     var wattsBySite: [SiteID: Int64] = [:]
     var supply: [SKU: SpotMarket.Supply] = [:]
     var internalUsed: [String: Int] = [:]
@@ -104,6 +107,7 @@ extension State {
         if let k = counters.position[id], k < counters.placement.count {
             let view = nodeView(id, counters.placement[k])
             counters.nodeViews[k] = view
+            if view.shares.isEmpty { counters.sharedNodes.remove(k) } else { counters.sharedNodes.insert(k) }
             // A node in or out of service moves between pools: rebuild the index then.
             if counters.capacity?.update(k, view) != true { counters.capacity = KeptCapacity(nodes: counters.nodeViews) }
         }
@@ -134,8 +138,22 @@ extension State {
         c.nodeViews = nodeOrder.enumerated().map { k, id in nodeView(id, index.placement[k]) }
         c.position = Dictionary(uniqueKeysWithValues: nodeOrder.enumerated().map { ($1, $0) })
         c.capacity = KeptCapacity(nodes: c.nodeViews)
+        c.sharedNodes = Set(c.nodeViews.indices.filter { !c.nodeViews[$0].shares.isEmpty })
+        c.running = RunningTable(
+            c.holding.sorted().compactMap { runningView($0) }, nodes: c.nodeViews, position: c.position)
         c.valid = true
         counters = c
+        _ = jobs.takeTouched()
+    }
+
+    /// After a command: the scheduler's view of each job it changed.
+    mutating func syncRunning() {
+        let touched = jobs.takeTouched()
+        guard counters.valid, !touched.isEmpty else { return }
+        for id in touched {
+            let view = counters.holding.contains(id) ? runningView(id) : nil
+            counters.running.set(id, view, nodes: counters.nodeViews, position: counters.position)
+        }
     }
 }
 
@@ -169,6 +187,8 @@ extension State {
             if !diff.isEmpty { problems.append("the kept capacity index differs from the fleet's: \(diff)") }
         }
         if counters.holding != fresh.counters.holding { problems.append("the jobs holding GPUs differ from the GPU table's") }
+        problems += counters.running.differences(from: fresh.counters.running)
+        if counters.sharedNodes != fresh.counters.sharedNodes { problems.append("the nodes with shared GPUs differ") }
         if counters.internalUsed.filter({ $0.value != 0 }) != fresh.counters.internalUsed.filter({ $0.value != 0 }) {
             problems.append("internal use counters differ from the fleet's")
         }

@@ -34,7 +34,7 @@ public struct State: Codable, Equatable, Sendable {
     /// CPU and memory that live allocations of jobs asking for them take on each node.
     public internal(set) var resourcesInUse: [NodeID: NodeResources] = [:]
 
-    public internal(set) var jobs: [JobID: Job] = [:]
+    public internal(set) var jobs = JobTable()
     /// Queued jobs in submission order.
     public internal(set) var queue: [JobID] = []
     var idempotency: [String: JobID] = [:]
@@ -118,37 +118,21 @@ public struct State: Codable, Equatable, Sendable {
     /// The facts the scheduler needs, in deterministic order. Fair-share usage is given for
     /// every org with `allTenants`, else only for the orgs with queued jobs (all a round ranks).
     public func schedulingSnapshot(allTenants: Bool = true) -> SchedulingSnapshot {
-        let index =
-            counters.valid && counters.placement.count == nodeOrder.count
-            ? (racks: counters.rackIndex, sites: counters.siteIndex, placement: counters.placement) : schedulerIndex()
-        let rackIndex = index.racks
+        let counters = currentCounters
         let siteIDs = sites.keys.sorted()
-        let siteIndex = index.sites
-        let used = usedWattsBySite()
+        let siteIndex = counters.siteIndex
+        let rackIndex = counters.rackIndex
+        let used = counters.wattsBySite
         let siteViews = siteIDs.map { id -> SchedulingSnapshot.SiteView in
             let site = sites[id]!
             return .init(
                 name: id.rawValue, region: site.region.rawValue, budgetWatts: site.powerBudgetKW * 1000,
                 usedWatts: used[id] ?? 0, pueMilli: site.pueMilli)
         }
-        let nodeViews =
-            counters.valid && counters.nodeViews.count == nodeOrder.count
-            ? counters.nodeViews : nodeOrder.enumerated().map { k, id in nodeView(id, index.placement[k]) }
         let pending = queue.compactMap { id -> SchedulingSnapshot.PendingJob? in
             guard let job = jobs[id] else { return nil }
             return pendingView(
                 id: id, job.spec, org: job.org, project: projects[job.project]?.name ?? "", nominated: nominations[id])
-        }
-        let running = holdingJobs().sorted().compactMap { id -> SchedulingSnapshot.RunningJob? in
-            guard let job = jobs[id] else { return nil }
-            let live = job.allocations.filter { !$0.isEnded }
-            return .init(
-                id: id, tier: job.spec.tier, org: job.org, project: projects[job.project]?.name ?? "",
-                startedAt: job.startedAt ?? job.submittedAt,
-                allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
-                stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested),
-                expectedEnd: Self.expectedEnd(job), reservation: job.spec.reservation,
-                resources: job.spec.nodeResources ?? .zero, gpuShareMilli: job.spec.gpuShareMilli)
         }
         let ranked = allTenants ? Array(orgs.keys) : Array(Set(pending.map(\.org)))
         let tenants = Dictionary(
@@ -168,10 +152,23 @@ public struct State: Codable, Equatable, Sendable {
                 end: r.end, used: use[r.id] ?? 0, holdFrom: r.holdFrom, racks: Set(r.racks.compactMap { rackIndex[$0] }))
         }
         return SchedulingSnapshot(
-            nodes: nodeViews, pending: pending, running: running, sites: siteViews, tenants: tenants, quotas: quotas,
+            nodes: counters.nodeViews, pending: pending, sites: siteViews, tenants: tenants, quotas: quotas,
             quotaUsed: quotaUsage(), reserves: reserves.keys.sorted().map { reserves[$0]! }, reservations: blocks,
-            tiers: tiers, nodeIndex: counters.valid && counters.position.count == nodeViews.count ? counters.position : nil,
-            capacity: counters.valid && counters.nodeViews.count == nodeOrder.count ? counters.capacity : nil)
+            tiers: tiers, nodeIndex: counters.position, capacity: counters.capacity, runningTable: counters.running,
+            sharedNodes: counters.sharedNodes.sorted())
+    }
+
+    /// How the scheduler sees job `id` while it holds GPUs (nil: it does not).
+    func runningView(_ id: JobID) -> SchedulingSnapshot.RunningJob? {
+        guard let job = jobs[id] else { return nil }
+        let live = job.allocations.filter { !$0.isEnded }
+        return .init(
+            id: id, tier: job.spec.tier, org: job.org, project: projects[job.project]?.name ?? "",
+            startedAt: job.startedAt ?? job.submittedAt,
+            allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
+            stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested),
+            expectedEnd: Self.expectedEnd(job), reservation: job.spec.reservation,
+            resources: job.spec.nodeResources ?? .zero, gpuShareMilli: job.spec.gpuShareMilli)
     }
 
     /// How the scheduler sees node `id`, numbered as `placement` says.

@@ -27,7 +27,7 @@ extension TieredScheduler {
         var round = start
         round.blocked = []
         let snapshot = start.snapshot
-        let ends = snapshot.prepared.ends
+        let ends = snapshot.table.ends
         var cursor = 0
         var time = now
         var steps = 0
@@ -40,7 +40,7 @@ extension TieredScheduler {
             guard cursor < ends.count, steps <= Limits.maxEstimateSteps else { return nil }
             time = max(ends[cursor].at, now)
             while cursor < ends.count, max(ends[cursor].at, now) == time {
-                round.release(snapshot.running[ends[cursor].job])
+                round.release(snapshot.table[ends[cursor].job])
                 cursor += 1
             }
         }

@@ -29,7 +29,7 @@ public struct FairShare: Sendable {
     public func standings(_ snapshot: SchedulingSnapshot, now: Timestamp, only orgs: Set<OrgID>? = nil) -> [Standing] {
         // Running work counts GPUs x (now - start), from the snapshot's per-org sums.
         var running: [OrgID: (ms: Double, gpus: Int)] = [:]
-        for (org, r) in snapshot.prepared.runningByOrg {
+        for (org, r) in snapshot.table.runningByOrg {
             running[org] = (Double(Int64(r.gpus) * now.milliseconds - r.gpuStartMs), r.gpus)
         }
         let halfLifeMs = Double(max(1, halfLifeSeconds) * 1000)

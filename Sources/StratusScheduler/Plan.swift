@@ -74,7 +74,7 @@ public struct SchedulingSnapshot: Sendable {
     }
 
     /// Work that holds GPUs now, as preemption sees it.
-    public struct RunningJob: Sendable {
+    public struct RunningJob: Sendable, Equatable {
         public let id: JobID
         public let tier: Tier
         public let org: OrgID
@@ -176,8 +176,10 @@ public struct SchedulingSnapshot: Sendable {
     public let nodes: [NodeView]
     /// Queued jobs in submission order.
     public let pending: [PendingJob]
-    /// Jobs holding GPUs.
-    public let running: [RunningJob]
+    /// Jobs holding GPUs (in the table's slot order).
+    public var running: [RunningJob] { table.slots.compactMap { $0 } }
+    /// Jobs holding GPUs, with the indexes preemption, backfill and fair share read.
+    public let table: RunningTable
     /// Sites by the index in `NodeView.site`; empty means no location or power limits.
     public let sites: [SiteView]
     /// Each org's fair-share weight and recent GPU time.
@@ -240,30 +242,41 @@ public struct SchedulingSnapshot: Sendable {
         nodes: [NodeView], pending: [PendingJob], running: [RunningJob] = [], sites: [SiteView] = [],
         tenants: [OrgID: TenantUsage] = [:], quotas: [QuotaScope: Int] = [:], quotaUsed: [QuotaScope: Int] = [:],
         reserves: [InternalReserve] = [], reservations: [ReservationID: ReservationView] = [:],
-        tiers: [Tier] = Tier.allCases, nodeIndex: [NodeID: Int]? = nil, capacity: KeptCapacity? = nil
+        tiers: [Tier] = Tier.allCases, nodeIndex: [NodeID: Int]? = nil, capacity: KeptCapacity? = nil,
+        runningTable: RunningTable? = nil, sharedNodes: [Int]? = nil
     ) {
-        self.nodeIndex = nodeIndex
+        let index = nodeIndex ?? Self.positions(nodes)
+        self.nodeIndex = index
         self.kept = capacity
         self.tiers = tiers
         self.reservations = reservations
         self.nodes = nodes
         self.pending = pending
-        self.running = running
+        self.table = runningTable ?? RunningTable(running, nodes: nodes, position: index)
         self.sites = sites
         self.tenants = tenants
         self.quotas = quotas
         self.quotaUsed = quotaUsed
         self.reserves = reserves
+        self.sharedNodes = sharedNodes
         self.prepared = Prepared(
-            nodes: nodes, pending: pending, running: running, reserves: reserves,
+            nodes: nodes, pending: pending, running: table, reserves: reserves,
             reservedModels: Set(reservations.values.map(\.gpuModel)),
-            rackBlocks: Set(reservations.values.flatMap(\.racks)), nodeIndex: nodeIndex, kept: capacity)
+            rackBlocks: Set(reservations.values.flatMap(\.racks)), index: index, kept: capacity, sharedNodes: sharedNodes)
+    }
+
+    /// Each node's position in `nodes`.
+    static func positions(_ nodes: [NodeView]) -> [NodeID: Int] {
+        var index: [NodeID: Int] = [:]
+        index.reserveCapacity(nodes.count)
+        for (i, n) in nodes.enumerated() { index[n.id] = i }
+        return index
     }
 
     private init(_ base: SchedulingSnapshot, pending: [PendingJob]) {
         nodes = base.nodes
         self.pending = pending
-        running = base.running
+        table = base.table
         sites = base.sites
         tenants = base.tenants
         quotas = base.quotas
@@ -274,6 +287,7 @@ public struct SchedulingSnapshot: Sendable {
         prepared = base.prepared
         nodeIndex = base.nodeIndex
         kept = base.kept
+        sharedNodes = base.sharedNodes
     }
 
     /// The same facts with another queue. The indexes are reused unless either queue
@@ -281,18 +295,20 @@ public struct SchedulingSnapshot: Sendable {
     public func replacingPending(_ pending: [PendingJob]) -> SchedulingSnapshot {
         if self.pending.contains(where: { $0.nominated != nil }) || pending.contains(where: { $0.nominated != nil }) {
             return SchedulingSnapshot(
-                nodes: nodes, pending: pending, running: running, sites: sites, tenants: tenants, quotas: quotas,
+                nodes: nodes, pending: pending, sites: sites, tenants: tenants, quotas: quotas,
                 quotaUsed: quotaUsed, reserves: reserves, reservations: reservations, tiers: tiers, nodeIndex: nodeIndex,
-                capacity: kept)
+                capacity: kept, runningTable: table, sharedNodes: sharedNodes)
         }
         return SchedulingSnapshot(self, pending: pending)
     }
 
     /// Indexes built once per snapshot, so that each decision is cheap.
     let prepared: Prepared
-    /// What the fleet's owner keeps across rounds (node lookup, capacity), if given.
-    let nodeIndex: [NodeID: Int]?
+    /// Each node's position in `nodes` (given by the fleet's owner, or built).
+    let nodeIndex: [NodeID: Int]
+    /// What the fleet's owner keeps across rounds (capacity, nodes with shared GPUs), if given.
     let kept: KeptCapacity?
+    let sharedNodes: [Int]?
 }
 
 /// One node's part of a placement.

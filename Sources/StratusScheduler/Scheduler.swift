@@ -161,8 +161,8 @@ public struct TieredScheduler: Scheduler {
         }
         // Work in a capacity block stops when the block ends (notice first), or soon after
         // the block is cancelled.
-        for j in snapshot.prepared.inReservations {
-            let r = snapshot.running[j]
+        for j in snapshot.table.inReservations {
+            let r = snapshot.table[j]
             guard !r.stopping, let id = r.reservation else { continue }
             if let block = snapshot.reservations[id] {
                 guard now >= block.end.adding(seconds: -preemptionNoticeSeconds) else { continue }
@@ -910,8 +910,8 @@ struct Round {
     /// Of running jobs `jobs`, the one started last (ties: the larger ID).
     func latest(_ jobs: [Int]) -> Int {
         jobs.max { a, b in
-            let ra = snapshot.running[a]
-            let rb = snapshot.running[b]
+            let ra = snapshot.table[a]
+            let rb = snapshot.table[b]
             return ra.startedAt != rb.startedAt ? ra.startedAt < rb.startedAt : ra.id < rb.id
         }!
     }
@@ -951,7 +951,7 @@ struct Round {
         var scanned = 0
         if job.numNodes == 1 {
             // One victim is the fewest: the most recently started spot job whose GPUs are enough alone.
-            let spot = snapshot.prepared.spotByRecency[job.gpuModel] ?? []
+            let spot = snapshot.table.spotByRecency[job.gpuModel] ?? []
             // Within a round GPUs only get scarcer, so a spot job that was taken, or whose
             // GPUs were not enough for `g`, stays so: unconstrained jobs resume after them.
             let unconstrained = !selector && eligible.count == pools.count && fenced.isEmpty && allowedRacks == nil
@@ -964,11 +964,11 @@ struct Round {
                     scanned += 1
                     if scanned > Limits.maxNodesScannedPerJob { break }
                     var best: Option?
-                    for a in snapshot.prepared.placedOn[j] {
+                    for a in snapshot.table.placedOn[j] {
                         let i = a.node
                         guard nodeOK(i), best == nil || i < best!.i else { continue }
                         let room = pool(i, adding: a.gpus)
-                        if room.count >= g, resourcesFit(i, job, adding: snapshot.running[j].resources) {
+                        if room.count >= g, resourcesFit(i, job, adding: snapshot.table[j].resources) {
                             best = Option(i: i, victims: [j], target: Array(room.sorted().prefix(g)))
                         }
                     }
@@ -994,9 +994,9 @@ struct Round {
                     if room.count < g || !resourcesFit(i, job) {
                         let others = capacity.held[i] ?? [:]
                         // Most recently started first (a shared GPU by its latest sharer).
-                        let candidates = (snapshot.prepared.preemptible[i] ?? [])
+                        let candidates = (snapshot.table.preemptible[i] ?? [])
                             .filter { !$0.jobs.contains(where: victimTaken.contains) }
-                            .map { (c: $0, latest: snapshot.running[latest($0.jobs)]) }
+                            .map { (c: $0, latest: snapshot.table[latest($0.jobs)]) }
                             .sorted { a, b in
                                 a.latest.startedAt != b.latest.startedAt
                                     ? a.latest.startedAt > b.latest.startedAt : a.latest.id > b.latest.id
@@ -1005,7 +1005,7 @@ struct Round {
                         for c in candidates where room.count < g || !resourcesFit(i, job, adding: released) {
                             victims += c.jobs
                             room += c.gpus.filter { others[$0] == nil || others[$0] == job.id }
-                            for v in c.jobs { released = released + snapshot.running[v].resources }
+                            for v in c.jobs { released = released + snapshot.table[v].resources }
                         }
                     }
                     if room.count >= g, resourcesFit(i, job, adding: released) {
@@ -1015,8 +1015,8 @@ struct Round {
             }
             func cheaper(_ a: Option, _ b: Option) -> Bool {
                 if a.victims.count != b.victims.count { return a.victims.count < b.victims.count }
-                let la = a.victims.map { snapshot.running[$0].startedAt }.max() ?? .zero
-                let lb = b.victims.map { snapshot.running[$0].startedAt }.max() ?? .zero
+                let la = a.victims.map { snapshot.table[$0].startedAt }.max() ?? .zero
+                let lb = b.victims.map { snapshot.table[$0].startedAt }.max() ?? .zero
                 return la != lb ? la > lb : a.i < b.i
             }
             if job.numNodes == 1 {
@@ -1054,7 +1054,7 @@ struct Round {
         for o in chosen { for v in o.victims where !victimIDs.contains(v) { victimIDs.append(v) } }
         for v in victimIDs { victimTaken.insert(v) }
         for o in chosen { capacity.hold(o.i, o.target, for: job.id) }
-        let ids = victimIDs.map { snapshot.running[$0].id }
+        let ids = victimIDs.map { snapshot.table[$0].id }
         return Preemption(
             job: job.id, victims: ids,
             target: chosen.map { NodeAssignment(node: snapshot.nodes[$0.i].id, gpus: $0.target) },
@@ -1087,15 +1087,12 @@ struct Round {
             let model = QuotaScope(org: r.org, project: r.project, gpuModel: job.gpuModel)
             return [scope, model].contains { s in snapshot.quotas[s].map { (quotaUsed[s] ?? 0) > $0 } ?? false }
         }
-        let candidates = snapshot.running.enumerated()
+        let candidates = snapshot.table.occupied.map { (offset: $0, element: snapshot.table[$0]) }
             .filter { j, r in
                 !victimTaken.contains(j) && r.tier == .spot && !r.stopping && r.org == job.org && r.project != job.project
                     && borrowing(r)
             }
-            .sorted { a, b in
-                a.element.startedAt != b.element.startedAt
-                    ? a.element.startedAt > b.element.startedAt : a.element.id > b.element.id
-            }
+            .sorted { a, b in RunningTable.recent(a.element, before: b.element) }
         var freed = 0
         var victims: [Int] = []
         for (index, r) in candidates where freed < over {
@@ -1104,7 +1101,7 @@ struct Round {
         }
         guard freed >= over else { return nil }
         for v in victims { victimTaken.insert(v) }
-        let ids = victims.map { snapshot.running[$0].id }
+        let ids = victims.map { snapshot.table[$0].id }
         return Preemption(
             job: job.id, victims: ids, target: [], noticeSeconds: noticeSeconds,
             reason: "quota: reclaiming \(freed) GPUs of org \(job.org) borrowed by \(ids.map(\.rawValue).joined(separator: ", "))"

@@ -1,0 +1,265 @@
+import StratusCore
+
+/// The work holding GPUs, as the scheduler sees it, with the indexes preemption,
+/// backfill and fair share read: kept across rounds by the owner of the state (which
+/// tells it each job whose view changes), so that a round costs what it touches, not
+/// what runs. Jobs live in stable slots (a freed slot is reused); every order the
+/// scheduler reads is by the jobs' own fields (start, end, ID), never by slot, so a
+/// table built at once and one kept through a history give the same plans.
+public struct RunningTable: Sendable {
+    public typealias RunningJob = SchedulingSnapshot.RunningJob
+    /// Running jobs by slot; nil: a free slot.
+    public private(set) var slots: [RunningJob?] = []
+    var freeSlots: [Int] = []
+    var slotOf: [JobID: Int] = [:]
+    /// Each slot's allocations by node index (nodes the index does not know are left out).
+    var placedOn: [[(node: Int, gpus: [Int])]] = []
+    /// Slots with an allocation on each node.
+    var onNode: [Int: [Int]] = [:]
+    /// Spot work that may be preempted: node -> [(slots, their GPUs there)]: one job with
+    /// its GPUs, or every job sharing one GPU (they free it together).
+    var preemptible: [Int: [(jobs: [Int], gpus: [Int])]] = [:]
+    /// Spot jobs on whole GPUs not being stopped, by the model of their first node, most
+    /// recently started first (ties: the larger ID).
+    var spotByRecency: [String: [Int]] = [:]
+    /// Jobs on whole GPUs with a known end, earliest first (ties: the smaller ID).
+    var ends: [(job: Int, at: Timestamp)] = []
+    /// Per org: GPUs held and the sum of GPUs x start time (ms), for fair share.
+    var runningByOrg: [OrgID: (gpus: Int, gpuStartMs: Int64)] = [:]
+    /// Slots of jobs in a capacity block, by job ID.
+    var inReservations: [Int] = []
+    /// Whole GPUs held by non-spot work outside any block, and by on-demand and reserved
+    /// work, per model (key -1 fleet-wide, then per site); no zero entries.
+    var outside: [String: [Int: Int]] = [:]
+    var sold: [String: [Int: Int]] = [:]
+
+    public init() {}
+
+    /// A table of `running`, in slots 0..<count.
+    public init(_ running: [RunningJob], nodes: [SchedulingSnapshot.NodeView], position: [NodeID: Int]) {
+        for r in running { set(r.id, r, nodes: nodes, position: position) }
+    }
+
+    public var count: Int { slotOf.count }
+
+    /// The running job in slot `j`.
+    subscript(_ j: Int) -> RunningJob { slots[j]! }
+
+    /// Occupied slots, in slot order.
+    var occupied: [Int] { slots.indices.filter { slots[$0] != nil } }
+
+    /// Job `id` now looks like `view` (nil: it holds no GPUs any more).
+    public mutating func set(
+        _ id: JobID, _ view: RunningJob?, nodes: [SchedulingSnapshot.NodeView], position: [NodeID: Int]
+    ) {
+        if let j = slotOf[id] {
+            remove(j, nodes: nodes)
+            if let view {
+                fill(j, view, nodes: nodes, position: position)
+            } else {
+                slots[j] = nil
+                placedOn[j] = []
+                slotOf[id] = nil
+                freeSlots.append(j)
+            }
+        } else if let view {
+            let j: Int
+            if let reused = freeSlots.popLast() {
+                j = reused
+            } else {
+                j = slots.count
+                slots.append(nil)
+                placedOn.append([])
+            }
+            slotOf[id] = j
+            fill(j, view, nodes: nodes, position: position)
+        }
+    }
+
+    static func gpus(_ r: RunningJob) -> Int { r.allocations.reduce(0) { $0 + $1.gpus.count } }
+
+    /// Takes slot `j`'s job out of every index (its slot stays).
+    private mutating func remove(_ j: Int, nodes: [SchedulingSnapshot.NodeView]) {
+        let r = slots[j]!
+        let gpus = Self.gpus(r)
+        if var o = runningByOrg[r.org] {
+            o.gpus -= gpus
+            o.gpuStartMs -= Int64(gpus) * r.startedAt.milliseconds
+            runningByOrg[r.org] = o.gpus == 0 && o.gpuStartMs == 0 ? nil : o
+        }
+        let on = placedOn[j]
+        if r.reservation != nil, let k = inReservations.firstIndex(of: j) { inReservations.remove(at: k) }
+        if r.gpuShareMilli == nil {
+            if r.expectedEnd != nil, let k = endPosition(j, r) { ends.remove(at: k) }
+            if r.tier == .spot, !r.stopping, let first = on.first {
+                let model = nodes[first.node].gpuModel
+                if let k = spotPosition(j, r, model: model) { spotByRecency[model]!.remove(at: k) }
+            }
+            count(r, on, nodes: nodes, sign: -1)
+        }
+        for a in on {
+            onNode[a.node]?.removeAll { $0 == j }
+            if onNode[a.node]?.isEmpty == true { onNode[a.node] = nil }
+        }
+        for node in Set(on.map(\.node)) { refreshPreemptible(node) }
+    }
+
+    /// Puts `view` in slot `j` and into every index.
+    private mutating func fill(
+        _ j: Int, _ r: RunningJob, nodes: [SchedulingSnapshot.NodeView], position: [NodeID: Int]
+    ) {
+        slots[j] = r
+        let on = r.allocations.compactMap { a in position[a.node].map { (node: $0, gpus: a.gpus) } }
+        placedOn[j] = on
+        let gpus = Self.gpus(r)
+        var o = runningByOrg[r.org] ?? (0, 0)
+        o.gpus += gpus
+        o.gpuStartMs += Int64(gpus) * r.startedAt.milliseconds
+        runningByOrg[r.org] = o.gpus == 0 && o.gpuStartMs == 0 ? nil : o
+        if r.reservation != nil {
+            let k = lowerBound(inReservations) { self[$0].id < r.id }
+            inReservations.insert(j, at: k)
+        }
+        if r.gpuShareMilli == nil {
+            if let at = r.expectedEnd {
+                let k = lowerBound(ends) { e in e.at != at ? e.at < at : self[e.job].id < r.id }
+                ends.insert((j, at), at: k)
+            }
+            if r.tier == .spot, !r.stopping, let first = on.first {
+                let model = nodes[first.node].gpuModel
+                var list = spotByRecency[model] ?? []
+                let k = lowerBound(list) { s in Self.recent(self[s], before: r) }
+                list.insert(j, at: k)
+                spotByRecency[model] = list
+            }
+            count(r, on, nodes: nodes, sign: 1)
+        }
+        for a in on { onNode[a.node, default: []].append(j) }
+        for node in Set(on.map(\.node)) { refreshPreemptible(node) }
+    }
+
+    /// Whether `a` comes before `b` in `spotByRecency`: started later, or at the same
+    /// time with the larger ID.
+    static func recent(_ a: RunningJob, before b: RunningJob) -> Bool {
+        a.startedAt != b.startedAt ? a.startedAt > b.startedAt : a.id > b.id
+    }
+
+    private func endPosition(_ j: Int, _ r: RunningJob) -> Int? {
+        guard let at = r.expectedEnd else { return nil }
+        let k = lowerBound(ends) { e in e.at != at ? e.at < at : self[e.job].id < r.id }
+        return k < ends.count && ends[k].job == j ? k : nil
+    }
+
+    private func spotPosition(_ j: Int, _ r: RunningJob, model: String) -> Int? {
+        guard let list = spotByRecency[model] else { return nil }
+        let k = lowerBound(list) { s in Self.recent(self[s], before: r) }
+        return k < list.count && list[k] == j ? k : nil
+    }
+
+    /// The first position in sorted `list` whose element is not `before` the sought one.
+    private func lowerBound<T>(_ list: [T], _ before: (T) -> Bool) -> Int {
+        var lo = 0
+        var hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if before(list[mid]) { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Adds (or with `sign` -1 takes away) a whole-GPU job's part of `outside` and `sold`.
+    private mutating func count(
+        _ r: RunningJob, _ on: [(node: Int, gpus: [Int])], nodes: [SchedulingSnapshot.NodeView], sign: Int
+    ) {
+        let isOutside = r.reservation == nil && r.tier != .spot
+        let isSold = r.tier == .onDemand || r.tier == .reserved
+        guard isOutside || isSold else { return }
+        for a in on {
+            let n = nodes[a.node]
+            if isOutside { outside.adjust(sign * a.gpus.count, model: n.gpuModel, site: n.site) }
+            if isSold { sold.adjust(sign * a.gpus.count, model: n.gpuModel, site: n.site) }
+        }
+    }
+
+    /// Recomputes node `i`'s preemptible entries from the jobs on it: each spot job on
+    /// whole GPUs not being stopped, by ID, then each GPU spot jobs share (in GPU order)
+    /// unless one of its sharers is being stopped.
+    private mutating func refreshPreemptible(_ i: Int) {
+        let here = (onNode[i] ?? []).sorted { self[$0].id < self[$1].id }
+        var entries: [(jobs: [Int], gpus: [Int])] = []
+        var shared: [Int: [Int]] = [:]
+        var stopping = Set<Int>()
+        for j in here {
+            let r = self[j]
+            guard r.tier == .spot, let a = placedOn[j].first(where: { $0.node == i }) else { continue }
+            if r.gpuShareMilli != nil {
+                // Sharers are keyed by their first node only (they have one).
+                guard placedOn[j].first?.node == i, let g = a.gpus.first else { continue }
+                if r.stopping { stopping.insert(g) }
+                shared[g, default: []].append(j)
+            } else if !r.stopping {
+                entries.append(([j], a.gpus))
+            }
+        }
+        for g in shared.keys.sorted() where !stopping.contains(g) { entries.append((shared[g]!, [g])) }
+        preemptible[i] = entries.isEmpty ? nil : entries
+    }
+
+    /// How this table differs from `other` (empty when they hold the same jobs and give
+    /// the same indexes): for invariant checks.
+    public func differences(from other: RunningTable) -> [String] {
+        var problems: [String] = []
+        let mine = Dictionary(uniqueKeysWithValues: slotOf.map { ($0.key, self[$0.value]) })
+        let theirs = Dictionary(uniqueKeysWithValues: other.slotOf.map { ($0.key, other[$0.value]) })
+        if mine.keys.sorted() != theirs.keys.sorted() {
+            problems.append("running jobs \(mine.count) kept, \(theirs.count) holding GPUs")
+            return problems
+        }
+        for (id, r) in mine where r != theirs[id]! {
+            problems.append("the scheduler's view of running job \(id) is stale")
+            break
+        }
+        func ids(_ slots: [Int], _ t: RunningTable) -> [JobID] { slots.map { t[$0].id } }
+        if ends.map({ "\(self[$0.job].id)@\($0.at)" }) != other.ends.map({ "\(other[$0.job].id)@\($0.at)" }) {
+            problems.append("running work's ends differ")
+        }
+        if spotByRecency.filter({ !$0.value.isEmpty }).mapValues({ ids($0, self) })
+            != other.spotByRecency.filter({ !$0.value.isEmpty }).mapValues({ ids($0, other) })
+        {
+            problems.append("spot work by recency differs")
+        }
+        if ids(inReservations, self) != ids(other.inReservations, other) {
+            problems.append("work in capacity blocks differs")
+        }
+        if runningByOrg.mapValues({ [Int64($0.gpus), $0.gpuStartMs] })
+            != other.runningByOrg.mapValues({ [Int64($0.gpus), $0.gpuStartMs] })
+        {
+            problems.append("running GPUs per org differ")
+        }
+        if outside != other.outside || sold != other.sold { problems.append("GPUs outside blocks or sold differ") }
+        let nodesWith = Set(preemptible.keys).union(other.preemptible.keys)
+        for i in nodesWith.sorted() {
+            let a = (preemptible[i] ?? []).map { e in "\(e.jobs.map { self[$0].id })\(e.gpus)" }
+            let b = (other.preemptible[i] ?? []).map { e in "\(e.jobs.map { other[$0].id })\(e.gpus)" }
+            if a != b {
+                problems.append("preemptible work on node \(i) differs")
+                break
+            }
+        }
+        return problems
+    }
+}
+
+extension Dictionary where Key == String, Value == [Int: Int] {
+    /// Adds `n` (which may be negative) to the model's fleet-wide (-1) and site counts,
+    /// dropping entries that reach zero.
+    mutating func adjust(_ n: Int, model: String, site: Int) {
+        guard n != 0 else { return }
+        var counts = self[model] ?? [:]
+        for key in [-1, site] {
+            let v = (counts[key] ?? 0) + n
+            counts[key] = v == 0 ? nil : v
+        }
+        self[model] = counts.isEmpty ? nil : counts
+    }
+}
