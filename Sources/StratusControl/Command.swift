@@ -61,6 +61,9 @@ public enum Command: Codable, Equatable, Sendable {
     case nodeLost(NodeLost)
     /// Cordon, drain or return a node to service.
     case setNodeState(SetNodeState)
+    /// Forget jobs that ended before a moment, with their usage records (their money is
+    /// in the ledger; the usage book keeps their totals), like Slurm's `MinJobAge`.
+    case retireJobs(RetireJobs)
 
     public var name: String {
         switch self {
@@ -98,6 +101,7 @@ public enum Command: Codable, Equatable, Sendable {
         case .registerNode: "register_node"
         case .nodeLost: "node_lost"
         case .setNodeState: "set_node_state"
+        case .retireJobs: "retire_jobs"
         }
     }
 }
@@ -174,6 +178,14 @@ public struct SubmitJob: Codable, Equatable, Sendable {
         self.spec = spec
         self.idempotencyKey = idempotencyKey
         self.by = by
+    }
+}
+
+public struct RetireJobs: Codable, Equatable, Sendable {
+    /// Jobs that ended before this moment are forgotten.
+    public var endedBefore: Timestamp
+    public init(endedBefore: Timestamp) {
+        self.endedBefore = endedBefore
     }
 }
 

@@ -49,10 +49,34 @@ extension State {
         case .registerNode(let c): outcome = try registerNode(c, at: entry.at, commit: commit)
         case .nodeLost(let c): outcome = try nodeLost(c, at: entry.at, commit: commit)
         case .setNodeState(let c): outcome = try setNodeState(c, at: entry.at, commit: commit)
+        case .retireJobs(let c): outcome = try retireJobs(c, at: entry.at, commit: commit)
         }
         syncRunning()
         if commit, case .applied = outcome { seq = entry.seq }
         return outcome
+    }
+
+    // MARK: retention
+
+    /// Forgets jobs that ended before `c.endedBefore` (which may not be in the future),
+    /// their idempotency keys and their usage records; the usage book keeps the records'
+    /// count and GPU time, and the ledger and invoices already hold their money. At most
+    /// `Limits.maxJobsRetiredPerCommand` at a time, oldest first.
+    mutating func retireJobs(_ c: RetireJobs, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
+        guard c.endedBefore <= at else {
+            throw StratusError(.invalidArgument, "ended_before: \(c.endedBefore) is after now (\(at))")
+        }
+        var ended: [(at: Timestamp, id: JobID)] = []
+        for job in jobs.values where job.state.isTerminal {
+            if let e = job.endedAt, e < c.endedBefore { ended.append((e, job.id)) }
+        }
+        ended.sort { $0.at != $1.at ? $0.at < $1.at : $0.id < $1.id }
+        let retired = Set(ended.prefix(Limits.maxJobsRetiredPerCommand).map(\.id))
+        guard commit else { return .applied("\(retired.count)") }
+        for id in retired { jobs[id] = nil }
+        idempotency = idempotency.filter { !retired.contains($0.value) }
+        usage.retire { retired.contains($0.job) }
+        return .applied("\(retired.count)")
     }
 
     // MARK: tenancy

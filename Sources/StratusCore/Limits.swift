@@ -41,6 +41,8 @@ public enum Limits {
     public static let snapshotEveryCommands = 10_000
     /// Events kept per job (the oldest are dropped first).
     public static let maxJobEvents = 100
+    /// Jobs one `retire_jobs` command forgets at most (the oldest first).
+    public static let maxJobsRetiredPerCommand = 100_000
     /// Most times a job may be requeued by its retry policy.
     public static let maxRetries = 100
     /// Requeues after node losses a job gets by default (its spec's `retry` may say otherwise).

@@ -49,8 +49,37 @@ public struct UsageRecord: Codable, Equatable, Sendable {
 public struct UsageMeter: Codable, Equatable, Sendable {
     public private(set) var records: [UsageRecord] = []
     private var ids: Set<String> = []
+    /// Records forgotten with their jobs (`retire`): how many, and their GPU time.
+    public private(set) var retiredRecords = 0
+    public private(set) var retiredGPUMilliseconds: Int64 = 0
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey { case records, ids, retiredRecords, retiredGPUMilliseconds }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        records = try c.decode([UsageRecord].self, forKey: .records)
+        ids = try c.decode(Set<String>.self, forKey: .ids)
+        retiredRecords = try c.decodeIfPresent(Int.self, forKey: .retiredRecords) ?? 0
+        retiredGPUMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .retiredGPUMilliseconds) ?? 0
+    }
+
+    /// Forgets the records `forget` picks, keeping their count and GPU time.
+    public mutating func retire(_ forget: (UsageRecord) -> Bool) {
+        var kept: [UsageRecord] = []
+        kept.reserveCapacity(records.count)
+        for r in records {
+            if forget(r) {
+                retiredRecords += 1
+                retiredGPUMilliseconds += r.gpuMilliseconds
+                ids.remove(r.id)
+            } else {
+                kept.append(r)
+            }
+        }
+        records = kept
+    }
 
     public enum Outcome: Equatable, Sendable {
         case recorded
@@ -76,7 +105,10 @@ public struct UsageMeter: Codable, Equatable, Sendable {
         return outcome
     }
 
-    public static func == (lhs: UsageMeter, rhs: UsageMeter) -> Bool { lhs.records == rhs.records }
+    public static func == (lhs: UsageMeter, rhs: UsageMeter) -> Bool {
+        lhs.records == rhs.records && lhs.retiredRecords == rhs.retiredRecords
+            && lhs.retiredGPUMilliseconds == rhs.retiredGPUMilliseconds
+    }
 }
 
 /// Dimensions usage can be grouped by.

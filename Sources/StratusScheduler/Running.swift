@@ -14,7 +14,7 @@ public struct RunningTable: Sendable {
     var slotOf: [JobID: Int] = [:]
     /// Each slot's allocations by node index (nodes the index does not know are left out).
     var placedOn: [[(node: Int, gpus: [Int])]] = []
-    /// Slots with an allocation on each node.
+    /// Slots of spot work with an allocation on each node.
     var onNode: [Int: [Int]] = [:]
     /// Spot work that may be preempted: node -> [(slots, their GPUs there)]: one job with
     /// its GPUs, or every job sharing one GPU (they free it together).
@@ -53,6 +53,10 @@ public struct RunningTable: Sendable {
         _ id: JobID, _ view: RunningJob?, nodes: [SchedulingSnapshot.NodeView], position: [NodeID: Int]
     ) {
         if let j = slotOf[id] {
+            if let view, let old = slots[j] {
+                if old == view { return }
+                if shrink(j, old, to: view, nodes: nodes) { return }
+            }
             remove(j, nodes: nodes)
             if let view {
                 fill(j, view, nodes: nodes, position: position)
@@ -97,11 +101,13 @@ public struct RunningTable: Sendable {
             }
             count(r, on, nodes: nodes, sign: -1)
         }
-        for a in on {
-            onNode[a.node]?.removeAll { $0 == j }
-            if onNode[a.node]?.isEmpty == true { onNode[a.node] = nil }
+        if r.tier == .spot {
+            for a in on {
+                onNode[a.node]?.removeAll { $0 == j }
+                if onNode[a.node]?.isEmpty == true { onNode[a.node] = nil }
+            }
+            for node in Set(on.map(\.node)) { refreshPreemptible(node) }
         }
-        for node in Set(on.map(\.node)) { refreshPreemptible(node) }
     }
 
     /// Puts `view` in slot `j` and into every index.
@@ -134,8 +140,11 @@ public struct RunningTable: Sendable {
             }
             count(r, on, nodes: nodes, sign: 1)
         }
-        for a in on { onNode[a.node, default: []].append(j) }
-        for node in Set(on.map(\.node)) { refreshPreemptible(node) }
+        // Only spot work can be preempted: other work is not listed by node.
+        if r.tier == .spot {
+            for a in on { onNode[a.node, default: []].append(j) }
+            for node in Set(on.map(\.node)) { refreshPreemptible(node) }
+        }
     }
 
     /// Whether `a` comes before `b` in `spotByRecency`: started later, or at the same
@@ -167,18 +176,62 @@ public struct RunningTable: Sendable {
         return lo
     }
 
-    /// Adds (or with `sign` -1 takes away) a whole-GPU job's part of `outside` and `sold`.
+    /// Adds (or with `sign` -1 takes away) a whole-GPU job's part of `outside` and `sold`
+    /// on nodes `on`.
     private mutating func count(
         _ r: RunningJob, _ on: [(node: Int, gpus: [Int])], nodes: [SchedulingSnapshot.NodeView], sign: Int
     ) {
         let isOutside = r.reservation == nil && r.tier != .spot
         let isSold = r.tier == .onDemand || r.tier == .reserved
-        guard isOutside || isSold else { return }
+        guard isOutside || isSold, r.gpuShareMilli == nil else { return }
+        // GPUs per (model, site): a gang's nodes are mostly of one.
+        var sums: [(model: String, site: Int, gpus: Int)] = []
         for a in on {
             let n = nodes[a.node]
-            if isOutside { outside.adjust(sign * a.gpus.count, model: n.gpuModel, site: n.site) }
-            if isSold { sold.adjust(sign * a.gpus.count, model: n.gpuModel, site: n.site) }
+            if let k = sums.firstIndex(where: { $0.site == n.site && $0.model == n.gpuModel }) {
+                sums[k].gpus += a.gpus.count
+            } else {
+                sums.append((n.gpuModel, n.site, a.gpus.count))
+            }
         }
+        for (model, site, gpus) in sums {
+            if isOutside { outside.adjust(sign * gpus, model: model, site: site) }
+            if isSold { sold.adjust(sign * gpus, model: model, site: site) }
+        }
+    }
+
+    /// Slot `j`'s job lost some allocations (they ended) and nothing else changed: takes
+    /// out only those. False when the change is another kind (the caller redoes the slot).
+    private mutating func shrink(_ j: Int, _ old: RunningJob, to new: RunningJob, nodes: [SchedulingSnapshot.NodeView]) -> Bool {
+        guard old.startedAt == new.startedAt, old.stopping == new.stopping, old.expectedEnd == new.expectedEnd,
+            old.tier == new.tier, old.org == new.org, old.reservation == new.reservation,
+            old.gpuShareMilli == nil, new.gpuShareMilli == nil, new.allocations.count < old.allocations.count,
+            !new.allocations.isEmpty
+        else { return false }
+        let kept = Set(new.allocations.map(\.node))
+        guard new.allocations.allSatisfy({ a in old.allocations.contains(a) }) else { return false }
+        let before = placedOn[j]
+        let after = before.filter { a in kept.contains(nodes[a.node].id) }
+        // Spot work is listed by its first node's model: a new first node may move it.
+        if old.tier == .spot, !old.stopping, before.first?.node != after.first?.node { return false }
+        let gone = before.filter { a in !kept.contains(nodes[a.node].id) }
+        let gpus = gone.reduce(0) { $0 + $1.gpus.count }
+        if var o = runningByOrg[old.org] {
+            o.gpus -= gpus
+            o.gpuStartMs -= Int64(gpus) * old.startedAt.milliseconds
+            runningByOrg[old.org] = o.gpus == 0 && o.gpuStartMs == 0 ? nil : o
+        }
+        count(old, gone, nodes: nodes, sign: -1)
+        slots[j] = new
+        placedOn[j] = after
+        if old.tier == .spot {
+            for a in gone {
+                onNode[a.node]?.removeAll { $0 == j }
+                if onNode[a.node]?.isEmpty == true { onNode[a.node] = nil }
+            }
+            for node in Set(gone.map(\.node)) { refreshPreemptible(node) }
+        }
+        return true
     }
 
     /// Recomputes node `i`'s preemptible entries from the jobs on it: each spot job on
@@ -255,11 +308,14 @@ extension Dictionary where Key == String, Value == [Int: Int] {
     /// dropping entries that reach zero.
     mutating func adjust(_ n: Int, model: String, site: Int) {
         guard n != 0 else { return }
-        var counts = self[model] ?? [:]
         for key in [-1, site] {
-            let v = (counts[key] ?? 0) + n
-            counts[key] = v == 0 ? nil : v
+            let v = (self[model]?[key] ?? 0) + n
+            if v == 0 {
+                self[model]?[key] = nil
+            } else {
+                self[model, default: [:]][key] = v
+            }
         }
-        self[model] = counts.isEmpty ? nil : counts
+        if self[model]?.isEmpty == true { self[model] = nil }
     }
 }

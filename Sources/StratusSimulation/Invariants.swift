@@ -125,10 +125,12 @@ public enum Invariants {
         let records = s.usage.records
         if Set(records.map(\.id)).count != records.count { problems.append("a usage record is counted twice") }
         if let ran {
-            let total = records.reduce(Int64(0)) { $0 + $1.gpuMilliseconds }
-            if records.count != ran.allocations || total != ran.gpuMilliseconds {
+            // Records of retired jobs count by their kept totals.
+            let total = records.reduce(s.usage.retiredGPUMilliseconds) { $0 + $1.gpuMilliseconds }
+            let count = records.count + s.usage.retiredRecords
+            if count != ran.allocations || total != ran.gpuMilliseconds {
                 problems.append(
-                    "usage: \(records.count) records of \(total) GPU-ms, but the agents ran \(ran.allocations) of \(ran.gpuMilliseconds)"
+                    "usage: \(count) records of \(total) GPU-ms, but the agents ran \(ran.allocations) of \(ran.gpuMilliseconds)"
                 )
             }
         }

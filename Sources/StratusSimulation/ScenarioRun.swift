@@ -287,9 +287,9 @@ extension Simulation {
                 guard let current = engine.state.jobs[id] else { break }
                 try end(current, a, reason: "scaled down")
             }
-            if engine.state.jobs[id]?.state.isTerminal == true, stats.ended[id] == nil {
+            if let job = engine.state.jobs[id], job.state.isTerminal, kinds[id] != nil {
                 stats.finished += 1
-                stats.ended[id] = now
+                ended(job)
             }
         }
         let hour = Timestamp(milliseconds: (now.milliseconds / 3_600_000 + 1) * 3_600_000)

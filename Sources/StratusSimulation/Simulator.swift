@@ -30,6 +30,11 @@ public struct Simulation {
         /// late and reordered agent reports, control-plane crashes replayed from the log;
         /// node failures come from the scenario) and check `Invariants` after every step.
         public var chaos = false
+        /// Forget jobs this long after they end (`retire_jobs`, daily or sooner), so that a long run
+        /// keeps only recent and live jobs; nil: keep every job.
+        public var retainJobsSeconds: Int64?
+        /// How often retired jobs are swept: the retention, between 10 minutes and a day.
+        var retireEverySeconds: Int64 { min(86_400, max(600, retainJobsSeconds ?? 86_400)) }
 
         public init(fleet: FleetSpec, jobs: [TraceJob]) {
             self.fleet = fleet
@@ -73,6 +78,8 @@ public struct Simulation {
         /// stop notice is due).
         case wake
         case round
+        /// Forget jobs that ended more than the retention ago (daily, or sooner).
+        case retire
 
         static func < (a: Event, b: Event) -> Bool { a.order < b.order }
 
@@ -96,6 +103,7 @@ public struct Simulation {
             case .arrival(let i): (12, "", i)
             case .wake: (13, "", 0)
             case .round: (14, "", 0)
+            case .retire: (15, "", 0)
             }
         }
     }
@@ -162,8 +170,18 @@ public struct Simulation {
         var finished = 0
         var preemptions = 0
         var failures = 0
+        /// First start of each job not yet ended.
         var firstStart: [JobID: Timestamp] = [:]
-        var ended: [JobID: Timestamp] = [:]
+        /// Per tier, as jobs go: submitted, seconds queued before the first start, seconds
+        /// from submission to success.
+        var submitted: [Tier: Int] = [:]
+        var delays: [Tier: [Int64]] = [:]
+        var completions: [Tier: [Int64]] = [:]
+        var succeeded = 0
+        var trainingJobs = 0
+        var trainingDelays: [Int64] = []
+        /// GPUs every submitted job asks for (packing experiments).
+        var demandGPUs = 0
         /// GPU-milliseconds allocated, by tier.
         var busyGPUMillis: [Tier: Int64] = [:]
         var busy: [Tier: Int] = [:]
@@ -259,6 +277,7 @@ public struct Simulation {
                 heap.push(job.submit, .arrival(i))
             }
         }
+        if config.retainJobsSeconds != nil { heap.push(start.adding(seconds: config.retireEverySeconds), .retire) }
     }
 
     mutating func createOrg(_ org: String) throws {
@@ -377,6 +396,13 @@ public struct Simulation {
         case .monthEnd(let p):
             try closeMonth(Period(index: p))
             return
+        case .retire:
+            if let retain = config.retainJobsSeconds {
+                try engine.execute(.retireJobs(RetireJobs(endedBefore: now.adding(seconds: -retain))), at: now)
+                // Only while something else is due (a trace run ends when nothing is).
+                if !heap.isEmpty { heap.push(now.adding(seconds: config.retireEverySeconds), .retire) }
+            }
+            return
         case .spotTick:
             // Only a price that moved can change what the scheduler decides.
             if try !spotTick() { return }
@@ -390,6 +416,7 @@ public struct Simulation {
             try engine.execute(.cancelJob(CancelJob(job: id, by: "key-1")), at: now)
             if case .demand(let k) = kinds[id] { stats.abandonedByStream[k, default: 0] += 1 }
             stats.finished += 1
+            if let job = engine.state.jobs[id] { ended(job) }
         }
         dirty = true
     }
@@ -403,6 +430,9 @@ public struct Simulation {
             let id = JobID(outcome.id)
             kinds[id] = kind
             if let duration { durations[id] = duration }
+            stats.submitted[spec.tier, default: 0] += 1
+            stats.demandGPUs += spec.totalGPUs
+            if case .training = kind { stats.trainingJobs += 1 }
             return id
         } catch is StratusError {
             stats.refused += 1
@@ -448,9 +478,20 @@ public struct Simulation {
         }
         if let after = engine.state.jobs[job.id], after.state.isTerminal {
             stats.finished += 1
-            stats.ended[job.id] = now
             durations[job.id] = nil
             if kinds[job.id] == .inference { inferenceReplicas.removeAll { $0 == job.id } }
+            ended(after)
+        }
+    }
+
+    /// Job `job` ended (once: later calls do nothing): its completion time counts, and the
+    /// simulator forgets it.
+    mutating func ended(_ job: Job) {
+        guard kinds.removeValue(forKey: job.id) != nil else { return }
+        stats.firstStart[job.id] = nil
+        if job.state == .succeeded {
+            stats.succeeded += 1
+            stats.completions[job.spec.tier, default: []].append(job.submittedAt.milliseconds(until: now) / 1000)
         }
     }
 
@@ -475,7 +516,12 @@ public struct Simulation {
                 }
                 if kinds[job.id] == .inference { stats.inferenceRunning += a.gpus.count }
             }
-            if stats.firstStart[job.id] == nil { stats.firstStart[job.id] = now }
+            if stats.firstStart[job.id] == nil {
+                stats.firstStart[job.id] = now
+                let delay = job.submittedAt.milliseconds(until: now) / 1000
+                stats.delays[job.spec.tier, default: []].append(delay)
+                if case .training = kinds[job.id] { stats.trainingDelays.append(delay) }
+            }
             // Work placed in a capacity block gets its stop notice from a round when the
             // block is about to end; make sure one runs then (also after a requeue).
             if let r = job.spec.reservation, let block = engine.state.reservations[r] {
@@ -659,14 +705,10 @@ extension Simulation {
         let span = max(1, start.milliseconds(until: runEnd))
         let busy = stats.busyGPUMillis.values.reduce(0, +)
         var tiers: [String: TierSummary] = [:]
-        let byTier = Dictionary(grouping: s.jobs.values, by: \.spec.tier)
-        for (tier, jobs) in byTier {
-            let delays = jobs.compactMap { j in stats.firstStart[j.id].map { j.submittedAt.milliseconds(until: $0) / 1000 } }
-            let completions = jobs.compactMap { j in
-                stats.ended[j.id].flatMap { e in j.state == .succeeded ? j.submittedAt.milliseconds(until: e) / 1000 : nil }
-            }
+        for (tier, jobs) in stats.submitted {
+            let completions = stats.completions[tier] ?? []
             tiers[tier.rawValue] = TierSummary(
-                jobs: jobs.count, completed: completions.count, queueDelaySeconds: Distribution(delays),
+                jobs: jobs, completed: completions.count, queueDelaySeconds: Distribution(stats.delays[tier] ?? []),
                 completionSeconds: Distribution(completions), gpuHours: (stats.busyGPUMillis[tier] ?? 0) / 3_600_000,
                 revenue: s.billing.ledger.balance(.revenue(tier)).description)
         }
@@ -690,7 +732,7 @@ extension Simulation {
                 s.gpuHolders.values.reduce(0) { $0 + $1.filter { $0 == nil }.count }
                 - s.gpuShares.values.reduce(0) { $0 + $1.count }
             let allocated = gpus - free
-            let demand = s.jobs.values.reduce(0) { $0 + $1.spec.totalGPUs }
+            let demand = stats.demandGPUs
             packing = PackingSummary(
                 targetBasisPoints: target, demandGpus: demand, allocatedGpus: allocated,
                 allocatedBasisPoints: Int64(allocated) * 10_000 / Int64(max(1, gpus)), freeGpus: free,
@@ -698,14 +740,13 @@ extension Simulation {
         }
         var internalDemand: InternalSummary?
         if let scenario = config.scenario, scenario.inference != nil || !scenario.training.isEmpty {
-            let training = s.jobs.values.filter { if case .training = kinds[$0.id] { true } else { false } }
-            let delays = training.compactMap { j in stats.firstStart[j.id].map { j.submittedAt.milliseconds(until: $0) / 1000 } }
+            let delays = stats.trainingDelays
             internalDemand = InternalSummary(
                 inferenceDemandGpuHours: stats.inferenceTargetMillis / 3_600_000,
                 inferenceServedGpuHours: stats.inferenceServedMillis / 3_600_000,
                 inferenceServedBasisPoints: stats.inferenceTargetMillis > 0
                     ? stats.inferenceServedMillis * 10_000 / stats.inferenceTargetMillis : 10_000,
-                trainingJobs: training.count, trainingStarted: delays.count, trainingQueueDelaySeconds: Distribution(delays))
+                trainingJobs: stats.trainingJobs, trainingStarted: delays.count, trainingQueueDelaySeconds: Distribution(delays))
         }
         let streams = (config.scenario?.demand ?? []).enumerated().map { k, d in
             StreamSummary(
@@ -714,7 +755,7 @@ extension Simulation {
         }
         return Summary(
             name: config.scenario?.name, gpus: gpus, jobs: stats.arrived, refused: stats.refused,
-            completed: s.jobs.values.filter { $0.state == .succeeded }.count, unfinished: unfinished,
+            completed: stats.succeeded, unfinished: unfinished,
             preemptions: stats.preemptions, nodeFailures: stats.failures, events: stats.events, start: start.description,
             end: runEnd.description, simulatedDays: (Double(span) / 86_400_000 * 100).rounded() / 100,
             utilizationBasisPoints: Int64(Int128(busy) * 10_000 / max(1, f.installedMillis)), tiers: tiers,

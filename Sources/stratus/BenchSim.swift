@@ -83,7 +83,11 @@ struct SimBench: AsyncParsableCommand {
             let clock = ContinuousClock()
             let t0 = clock.now
             let s = try scenario()
-            var sim = try Simulation(.init(scenario: s))
+            var config = Simulation.Config(scenario: s)
+            // Jobs are forgotten a day after they end (their money is in the ledger), as a
+            // long-running control plane would, so memory follows the live work.
+            config.retainJobsSeconds = 86_400
+            var sim = try Simulation(config)
             let summary = try sim.run { p in
                 guard Sim.terminal else { return }
                 let rate = Double(p.events) / max(0.001, Sim.seconds(clock.now - t0))
