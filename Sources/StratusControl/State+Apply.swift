@@ -913,7 +913,7 @@ extension State {
             job.state = .starting
             job.reason = p.reason
             closeOutages(job.id, reservation: job.spec.reservation, at: at)
-            job.record("placed", "\(p.reason): \(p.nodes.map { "\($0.node)\($0.gpus)" }.joined(separator: " "))", at: at)
+            job.record("placed", "\(p.reason): \(Self.describe(p.nodes))", at: at)
             jobs[p.job] = job
             nominations[p.job] = nil
         }
@@ -1050,6 +1050,18 @@ extension State {
             finish(&updated, at: at)
         }
         jobs[job.id] = updated
+    }
+
+    /// Where a placement puts a job, for its events: each node with its GPUs
+    /// ("node-1[0, 1]"), the first `Limits.nodesNamedPerEvent` of a large gang, then how
+    /// many more.
+    static func describe(_ nodes: [NodeAssignment]) -> String {
+        var parts: [String] = []
+        for a in nodes.prefix(Limits.nodesNamedPerEvent) {
+            parts.append(a.node.rawValue + "[" + a.gpus.map { String($0) }.joined(separator: ", ") + "]")
+        }
+        if nodes.count > Limits.nodesNamedPerEvent { parts.append("and \(nodes.count - Limits.nodesNamedPerEvent) more nodes") }
+        return parts.joined(separator: " ")
     }
 
     /// Decides what a job whose processes have all ended becomes: done, or back in the

@@ -224,10 +224,10 @@ extension State {
         guard commit else { return .applied("\(c.prices.count) spot prices") }
         for p in c.prices { billing.prices.set(p.sku, p.point) }
         // Running spot work bidding less than its region's new price gets its notice: the
-        // jobs holding GPUs, not every job there ever was.
+        // spot jobs holding GPUs with a max price (kept as jobs change), not every job.
         let changed = Dictionary(
             c.prices.map { ("\($0.sku.gpuModel)@\($0.sku.region)", $0.point.price) }, uniquingKeysWith: { $1 })
-        for id in holdingJobs().sorted() {
+        for id in currentCounters.bidders.sorted() {
             guard var job = jobs[id], job.spec.tier == .spot, let bid = job.spec.maxPrice,
                 job.state == .starting || job.state == .running,
                 !job.cancelRequested, job.preemptedBy == nil

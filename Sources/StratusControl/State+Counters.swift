@@ -37,6 +37,8 @@ public struct FleetCounters: Codable, Equatable, Sendable {
     /// Jobs holding GPUs (whole or a share), and how the scheduler sees them.
     var holding = Set<JobID>()
     var running = RunningTable()
+    /// Spot jobs holding GPUs with a `max_price`: what a new spot price may stop.
+    var bidders = Set<JobID>()
     /// Positions (in `nodeOrder`) of nodes with GPUs shared on fractions.
     var sharedNodes = Set<Int>()
     var wattsBySite: [SiteID: Int64] = [:]
@@ -85,8 +87,11 @@ extension State {
         guard node.isSchedulable, let region = site?.region.rawValue else { return s }
         s.sku = SKU(gpuModel: node.gpuModel, region: region, tier: .spot)
         s.gpus = node.gpuCount
+        // A job usually holds neighbouring GPUs: look each holder up once.
+        var last: (job: JobID, tier: Tier?)?
         for case let holder? in gpuHolders[id] ?? [] {
-            guard let tier = jobs[holder]?.spec.tier, tier != .spot else { continue }
+            if last?.job != holder { last = (holder, jobs.all[holder]?.spec.tier) }
+            guard let tier = last?.tier, tier != .spot else { continue }
             s.committed += 1
             if tier == .internal { s.internalUsed += 1 }
         }
@@ -141,6 +146,7 @@ extension State {
         c.sharedNodes = Set(c.nodeViews.indices.filter { !c.nodeViews[$0].shares.isEmpty })
         c.running = RunningTable(
             c.holding.sorted().compactMap { runningView($0) }, nodes: c.nodeViews, position: c.position)
+        c.bidders = c.holding.filter(isBidder)
         c.valid = true
         counters = c
         _ = jobs.takeTouched()
@@ -153,7 +159,18 @@ extension State {
         for id in touched {
             let view = counters.holding.contains(id) ? runningView(id) : nil
             counters.running.set(id, view, nodes: counters.nodeViews, position: counters.position)
+            if view?.tier == .spot, isBidder(id) {
+                counters.bidders.insert(id)
+            } else {
+                counters.bidders.remove(id)
+            }
         }
+    }
+
+    /// Whether job `id` is spot work with a `max_price` (a new spot price may stop it).
+    func isBidder(_ id: JobID) -> Bool {
+        guard let job = jobs.all[id] else { return false }
+        return job.spec.tier == .spot && job.spec.maxPrice != nil
     }
 }
 
@@ -189,6 +206,7 @@ extension State {
         if counters.holding != fresh.counters.holding { problems.append("the jobs holding GPUs differ from the GPU table's") }
         problems += counters.running.differences(from: fresh.counters.running)
         if counters.sharedNodes != fresh.counters.sharedNodes { problems.append("the nodes with shared GPUs differ") }
+        if counters.bidders != fresh.counters.bidders { problems.append("the spot jobs with a max price differ") }
         if counters.internalUsed.filter({ $0.value != 0 }) != fresh.counters.internalUsed.filter({ $0.value != 0 }) {
             problems.append("internal use counters differ from the fleet's")
         }

@@ -27,20 +27,20 @@ public struct FairShare: Sendable {
     /// Every org's standing at `now` (or only those in `orgs`: shares are then among
     /// them), lowest score (first in line) first.
     public func standings(_ snapshot: SchedulingSnapshot, now: Timestamp, only orgs: Set<OrgID>? = nil) -> [Standing] {
-        // Running work counts GPUs x (now - start), from the snapshot's per-org sums.
-        var running: [OrgID: (ms: Double, gpus: Int)] = [:]
-        for (org, r) in snapshot.table.runningByOrg {
-            running[org] = (Double(Int64(r.gpus) * now.milliseconds - r.gpuStartMs), r.gpus)
+        // Running work counts GPUs x (now - start), from the running table's per-org sums.
+        func running(_ org: OrgID) -> (ms: Double, gpus: Int)? {
+            snapshot.table.runningByOrg[org].map { r in (Double(Int64(r.gpus) * now.milliseconds - r.gpuStartMs), r.gpus) }
         }
         let halfLifeMs = Double(max(1, halfLifeSeconds) * 1000)
         var rows: [(OrgID, Int, Double, Int)] = []
         for (org, usage) in snapshot.tenants where orgs?.contains(org) ?? true {
-            var ms = running[org]?.ms ?? 0
+            let current = running(org)
+            var ms = current?.ms ?? 0
             for (day, dayMs) in usage.dailyGPUMilliseconds {
                 let age = Double(max(0, now.milliseconds - (day * 86_400_000 + 43_200_000)))
                 ms += Double(dayMs) * pow2(-age / halfLifeMs)
             }
-            rows.append((org, max(1, usage.weight), ms / 3_600_000, running[org]?.gpus ?? 0))
+            rows.append((org, max(1, usage.weight), ms / 3_600_000, current?.gpus ?? 0))
         }
         let total = rows.reduce(0.0) { $0 + $1.2 / Double($1.1) }
         return rows.map { org, weight, hours, gpus in

@@ -208,14 +208,30 @@ public struct RunningTable: Sendable {
             old.gpuShareMilli == nil, new.gpuShareMilli == nil, new.allocations.count < old.allocations.count,
             !new.allocations.isEmpty
         else { return false }
-        let kept = Set(new.allocations.map(\.node))
-        guard new.allocations.allSatisfy({ a in old.allocations.contains(a) }) else { return false }
+        // The new allocations are the old ones less those that ended, in the same order:
+        // one walk over both finds them (and refuses anything else).
         let before = placedOn[j]
-        let after = before.filter { a in kept.contains(nodes[a.node].id) }
+        var after: [(node: Int, gpus: [Int])] = []
+        var gone: [(node: Int, gpus: [Int])] = []
+        after.reserveCapacity(new.allocations.count)
+        var k = 0
+        var p = 0
+        for a in old.allocations {
+            // `before` lists the allocations on nodes the index knows, in the same order.
+            let placed: (node: Int, gpus: [Int])? = p < before.count && nodes[before[p].node].id == a.node ? before[p] : nil
+            if placed != nil { p += 1 }
+            if k < new.allocations.count, new.allocations[k] == a {
+                k += 1
+                if let placed { after.append(placed) }
+            } else if let placed {
+                gone.append(placed)
+            }
+        }
+        guard k == new.allocations.count else { return false }
         // Spot work is listed by its first node's model: a new first node may move it.
         if old.tier == .spot, !old.stopping, before.first?.node != after.first?.node { return false }
-        let gone = before.filter { a in !kept.contains(nodes[a.node].id) }
-        let gpus = gone.reduce(0) { $0 + $1.gpus.count }
+        // Fair share counts every GPU, on nodes the index knows or not.
+        let gpus = Self.gpus(old) - Self.gpus(new)
         if var o = runningByOrg[old.org] {
             o.gpus -= gpus
             o.gpuStartMs -= Int64(gpus) * old.startedAt.milliseconds

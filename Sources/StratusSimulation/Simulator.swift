@@ -149,7 +149,13 @@ public struct Simulation {
     var inferenceReplicas: [JobID] = []
     var referencePrices: [Int: Money] = [:]
     /// When the simulated agents started each run (job/attempt/node), and what they ran.
-    var starts: [String: Timestamp] = [:]
+    var starts: [Run: Timestamp] = [:]
+    /// One run of a job on one node.
+    struct Run: Hashable {
+        let job: JobID
+        let attempt: Int
+        let node: NodeID
+    }
     /// Running sharers of each shared GPU ("node#gpu").
     var sharers: [String: Int] = [:]
     var ran = Invariants.Ran()
@@ -454,7 +460,7 @@ public struct Simulation {
     /// lost node).
     mutating func released(_ job: Job, _ a: Allocation) {
         let gpus = a.gpus.count
-        let key = "\(job.id)/\(job.attempt)/\(a.node)"
+        let key = Run(job: job.id, attempt: job.attempt, node: a.node)
         if let started = starts.removeValue(forKey: key) {
             if let g = a.gpus.first, job.spec.gpuShareMilli != nil {
                 // A shared GPU is allocated while any of its sharers runs.
@@ -506,7 +512,7 @@ public struct Simulation {
                 let report = Command.allocationStarted(AllocationStarted(job: job.id, node: a.node, attempt: job.attempt))
                 try engine.execute(report, at: now)
                 lastReport = report
-                starts["\(job.id)/\(job.attempt)/\(a.node)"] = now
+                starts[Run(job: job.id, attempt: job.attempt, node: a.node)] = now
                 if let g = a.gpus.first, job.spec.gpuShareMilli != nil {
                     let slot = "\(a.node)#\(g)"
                     sharers[slot, default: 0] += 1

@@ -1,3 +1,4 @@
+import Foundation
 import StratusControl
 import StratusCore
 import StratusScheduler
@@ -32,5 +33,17 @@ enum Fixture {
         throws -> JobID
     {
         JobID(try e.execute(.submitJob(SubmitJob(org: org, spec: spec, idempotencyKey: key, by: "key-1")), at: at).id)
+    }
+}
+
+/// Runs CPU-heavy synchronous work (a simulation) on a thread of its own and waits for it,
+/// so that it does not hold one of Swift concurrency's cooperative threads: a 2-core
+/// machine has two, and the agent tests running beside it need them to make progress.
+/// Assertions belong after it, on the test's own task.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result(catching: body)) }
+        thread.stackSize = 16 << 20
+        thread.start()
     }
 }

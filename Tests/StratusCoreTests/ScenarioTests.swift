@@ -28,15 +28,17 @@ import Testing
     /// per GPU: O&M 5% x 47,500 + 2% x 16,415.10 = 2,703.302, power 1,754 W x 8,760 h x
     /// $80/MWh = 1,229.2032: 3,932.5052; for January (744 h of 8,760): x 544 x 744 / 8,760
     /// = 181,692.514226. With no demand there is no revenue and no payback in sight.
-    @Test func aSiteCostsWhatItsEconomicsSay() throws {
+    @Test func aSiteCostsWhatItsEconomicsSay() async throws {
         let s = try Self.scenario(
             #"{"name": "one MW", "start": "2027-01-01", "horizon_days": 31,"#
                 + #""sites": [{"name": "dal", "build_out": [{"at": "2027-01-01", "mw": 1, "gpu_model": "H100"}]}]}"#)
         #expect(s.gpus(of: s.sites[0].phases[0], in: s.sites[0]) == 544)
         let e = s.economics(model: "H100", site: s.sites[0])
         #expect(e.facilityCapexPerGPU.description == "16415.10" && e.wallWatts == 1754)
-        var sim = try Simulation(.init(scenario: s))
-        let r = try sim.run()
+        let r = try await offPool {
+            var sim = try Simulation(.init(scenario: s))
+            return try sim.run()
+        }
         #expect(r.gpus == 544 && r.jobs == 0)
         #expect(r.finance.capex == "34769814.40")
         #expect(r.finance.months.count == 1)
@@ -57,13 +59,15 @@ import Testing
     /// February: 16 x 672 x 2 = 21,504; paid in the run 33,408 (33.40% drawn down). Over
     /// the term it pays 11,904 + 16 x (672 + 744) x 2 = 57,216: 42,784 short of the
     /// commitment (take-or-pay; the term ends after the run).
-    @Test func aContractIsPaidPerDeliveredGPUHourAndDrawsDown() throws {
+    @Test func aContractIsPaidPerDeliveredGPUHourAndDrawsDown() async throws {
         let s = try Self.scenario(
             #"{"start": "2027-01-01", "horizon_days": 59, "contracts": [{"name": "neo", "gpu_model": "H100","#
                 + #""price_per_gpu_hour": 2, "term_months": 3, "commitment": 100000,"#
                 + #""ramp": [{"month": 0, "gpus": 8}, {"month": 1, "gpus": 16}]}]}"#)
-        var sim = try Simulation(.init(scenario: s))
-        let r = try sim.run()
+        let r = try await offPool {
+            var sim = try Simulation(.init(scenario: s))
+            return try sim.run()
+        }
         #expect(r.gpus == 16)
         #expect(r.finance.months.map(\.contracts) == ["11904.00", "21504.00"])
         #expect(r.finance.months.map(\.installedGpus) == [8, 16])
@@ -76,14 +80,16 @@ import Testing
         let short = try Self.scenario(
             #"{"start": "2027-01-01", "horizon_days": 31, "contracts": [{"name": "neo", "gpu_model": "H100","#
                 + #""price_per_gpu_hour": 2, "term_months": 1, "commitment": 20000, "ramp": [{"month": 0, "gpus": 8}]}]}"#)
-        var sim2 = try Simulation(.init(scenario: short))
-        let r2 = try sim2.run()
+        let r2 = try await offPool {
+            var sim2 = try Simulation(.init(scenario: short))
+            return try sim2.run()
+        }
         #expect(r2.contracts[0].paid == "20000.00" && r2.contracts[0].projectedShortfall == "8096.00")
         #expect(r2.finance.months.map(\.contracts) == ["20000.00"])
     }
 
     /// The daily cycle: 80 GPUs at 20:00, 80 / 2.5 = 32 at 08:00, and halfway (56) at 14:00.
-    @Test func internalInferenceFollowsItsDailyCycleAndIsServedFirst() throws {
+    @Test func internalInferenceFollowsItsDailyCycleAndIsServedFirst() async throws {
         let s = try Self.scenario(
             #"{"start": "2027-01-01", "horizon_days": 2, "seed": 3,"#
                 + #""sites": [{"name": "dal", "build_out": [{"at": "2027-01-01", "mw": 0.2, "gpu_model": "H100"}]}],"#
@@ -97,8 +103,10 @@ import Testing
         #expect(Simulation.inferenceReplicas(inf, at: day.adding(seconds: 14 * 3600)) == 7)
         // 0.2 MW holds 96 GPUs; inference peaks at 80, and on-demand work fills the rest
         // without taking what inference needs (the reserve holds 80 back from sales).
-        var sim = try Simulation(.init(scenario: s))
-        let r = try sim.run()
+        let r = try await offPool {
+            var sim = try Simulation(.init(scenario: s))
+            return try sim.run()
+        }
         #expect(r.gpus == 96)
         var wanted: Int64 = 0
         for h in 0..<48 { wanted += Int64(Simulation.inferenceReplicas(inf, at: day.adding(seconds: Int64(h) * 3600)) * 8) }
@@ -139,30 +147,35 @@ import Testing
     /// Nodes fail (30 per GPU-year on 96 GPUs: about 79 in 10 days) and come back; their
     /// work is requeued and finishes elsewhere; blocks, spot and on-demand all run; the
     /// ledger balances; and the same seed gives the same run while another seed does not.
-    @Test func faultsRequeueWorkAndTheSameSeedGivesTheSameRun() throws {
+    @Test func faultsRequeueWorkAndTheSameSeedGivesTheSameRun() async throws {
         let s = try Self.scenario(Self.faulty)
-        var a = try Simulation(.init(scenario: s))
-        let ra = try a.run()
+        let (ra, aState) = try await offPool {
+            var a = try Simulation(.init(scenario: s))
+            return (try a.run(), a.engine.state)
+        }
         #expect(ra.nodeFailures > 40)
         #expect(ra.ledgerBalanced)
         #expect(ra.tiers["internal"]?.completed ?? 0 >= 1)
         #expect((ra.tiers["reserved"]?.jobs ?? 0) >= 1 && (ra.tiers["spot"]?.gpuHours ?? 0) > 0)
-        let lost = a.engine.state.jobs.values.filter { $0.events.contains { $0.kind == "node_lost" } }
+        let lost = aState.jobs.values.filter { $0.events.contains { $0.kind == "node_lost" } }
         #expect(!lost.isEmpty, "failures hit running work")
         #expect(lost.contains { $0.state == .succeeded }, "lost work ran again and finished")
-        var b = try Simulation(.init(scenario: s))
-        #expect(try b.run() == ra)
-        #expect(b.engine.state == a.engine.state)
         var other = s
         other.seed = 12
-        var c = try Simulation(.init(scenario: other))
-        #expect(try c.run() != ra)
+        let (rb, bState, rc) = try await offPool { [other] in
+            var b = try Simulation(.init(scenario: s))
+            var c = try Simulation(.init(scenario: other))
+            return (try b.run(), b.engine.state, try c.run())
+        }
+        #expect(rb == ra)
+        #expect(bState == aState)
+        #expect(rc != ra)
     }
 
     /// Nodes with 64 CPUs; jobs of 8 GPUs at 16 CPUs a GPU (128 a node: refused at
     /// submission), of 1 GPU at 16 CPUs (at most 4 a node), and of a quarter GPU (4 CPUs,
     /// sharing). With faults and every invariant checked after every step.
-    @Test func scenariosScheduleCPUMemoryAndFractions() throws {
+    @Test func scenariosScheduleCPUMemoryAndFractions() async throws {
         let s = try Self.scenario(
             #"{"start": "2027-01-01", "horizon_days": 1, "seed": 5,"#
                 + #""gpu_models": [{"name": "H100", "node_cpus": 64, "node_memory": "1024Gi"}],"#
@@ -175,12 +188,14 @@ import Testing
         #expect(s.demand[0].sizes.map(\.milliGPUs) == [250, 1000, 8000])
         var config = Simulation.Config(scenario: s)
         config.chaos = true
-        var sim = try Simulation(config)
-        let r = try sim.run()
+        let (r, state) = try await offPool { [config] in
+            var sim = try Simulation(config)
+            return (try sim.run(), sim.engine.state)
+        }
         let stream = try #require(r.demand.first)
         #expect(stream.refused > 0, "8 GPUs x 16 CPUs is more than a node has")
         #expect(r.completed > 50 && r.ledgerBalanced)
-        let quarter = sim.engine.state.jobs.values.filter { $0.spec.gpuShareMilli == 250 }
+        let quarter = state.jobs.values.filter { $0.spec.gpuShareMilli == 250 }
         #expect(quarter.contains { $0.state == .succeeded })
         #expect(quarter.allSatisfy { $0.spec.nodeResources == NodeResources(cpuMilli: 4000, memoryMiB: 16384) })
         #expect(r.chaos.map { $0.checks > 100 } == true)
