@@ -56,6 +56,46 @@ import Testing
         #expect(other != first)
     }
 
+    /// `retire_jobs` forgets jobs that ended before the given moment, with their
+    /// idempotency keys and usage records (whose count and GPU time the usage book keeps);
+    /// live and later jobs stay; a moment in the future is refused and changes nothing.
+    @Test func retiringForgetsEndedJobsAndKeepsTheirTotals() throws {
+        var e = try Fixture.engine()
+        let old = try Fixture.submit(&e, Fixture.spec(2), key: "old")
+        let live = try Fixture.submit(&e, Fixture.spec(4))
+        try e.schedule(at: Fixture.t0)
+        for job in [old, live] {
+            try e.execute(.allocationStarted(AllocationStarted(job: job, node: "node-1")), at: Fixture.t0)
+        }
+        try e.execute(
+            .allocationExited(AllocationExited(job: old, node: "node-1", exitCode: 0, reason: nil)),
+            at: Fixture.t0.adding(seconds: 60))
+        let later = try Fixture.submit(&e, Fixture.spec(1), at: Fixture.t0.adding(seconds: 120))
+        try e.execute(.cancelJob(CancelJob(job: later, by: "key-1")), at: Fixture.t0.adding(seconds: 120))
+        #expect(e.state.jobs[later]?.state == .cancelled)
+        let revenue = e.state.billing.ledger.balance(.revenue(.onDemand))
+
+        let future = e.state
+        #expect(throws: StratusError.self) {
+            try e.execute(
+                .retireJobs(RetireJobs(endedBefore: Fixture.t0.adding(seconds: 999))), at: Fixture.t0.adding(seconds: 200))
+        }
+        #expect(e.state == future)
+
+        let outcome = try e.execute(
+            .retireJobs(RetireJobs(endedBefore: Fixture.t0.adding(seconds: 100))), at: Fixture.t0.adding(seconds: 200))
+        #expect(outcome == .applied("1"))
+        #expect(e.state.jobs[old] == nil)
+        #expect(e.state.jobs[live]?.state == .running && e.state.jobs[later]?.state == .cancelled)
+        #expect(e.state.usage.records.isEmpty)
+        #expect(e.state.usage.retiredRecords == 1 && e.state.usage.retiredGPUMilliseconds == 2 * 60_000)
+        #expect(e.state.billing.ledger.balance(.revenue(.onDemand)) == revenue)
+        #expect(e.state.counterProblems().isEmpty)
+        // Its idempotency key went with it: the same key makes a new job.
+        let again = try Fixture.submit(&e, Fixture.spec(2), key: "old", at: Fixture.t0.adding(seconds: 200))
+        #expect(again != old)
+    }
+
     @Test func jobLifecycleRecordsUsageOnce() throws {
         var e = try Fixture.engine()
         let job = try Fixture.submit(&e, Fixture.spec(4))
