@@ -180,7 +180,7 @@ public struct JobSpec: Codable, Equatable, Sendable {
         var placement = PlacementConstraints.anywhere
         placement.regions = try o.nameList("regions")
         placement.sites = try o.nameList("sites")
-        placement.nodeSelector = try o.stringMap("node_selector") ?? [:]
+        (placement.nodeSelector, placement.nodeSelectorAnyOf) = try o.selector("node_selector")
         var budgetFallback: Tier?
         switch try o.string("on_budget") {
         case nil, "refuse": budgetFallback = nil
@@ -498,17 +498,48 @@ public struct RetryPolicy: Codable, Equatable, Sendable {
 public struct PlacementConstraints: Codable, Equatable, Sendable {
     public var regions: [String]
     public var sites: [String]
+    /// Labels a node must have, with these values.
     public var nodeSelector: [String: String]
+    /// Labels a node must have with one of several values (`node_selector: {gpu: [a, b]}`,
+    /// like Kubernetes' `In`): key -> the values accepted.
+    public var nodeSelectorAnyOf: [String: [String]]
 
-    public init(regions: [String] = [], sites: [String] = [], nodeSelector: [String: String] = [:]) {
+    public init(
+        regions: [String] = [], sites: [String] = [], nodeSelector: [String: String] = [:],
+        nodeSelectorAnyOf: [String: [String]] = [:]
+    ) {
         self.regions = regions
         self.sites = sites
         self.nodeSelector = nodeSelector
+        self.nodeSelectorAnyOf = nodeSelectorAnyOf
+    }
+
+    enum CodingKeys: String, CodingKey { case regions, sites, nodeSelector, nodeSelectorAnyOf }
+
+    /// Specs logged before any-of selectors existed decode with none.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        regions = try c.decode([String].self, forKey: .regions)
+        sites = try c.decode([String].self, forKey: .sites)
+        nodeSelector = try c.decode([String: String].self, forKey: .nodeSelector)
+        nodeSelectorAnyOf = try c.decodeIfPresent([String: [String]].self, forKey: .nodeSelectorAnyOf) ?? [:]
+    }
+
+    /// Encodes any-of selectors only when there are some, so specs without them encode as before.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(regions, forKey: .regions)
+        try c.encode(sites, forKey: .sites)
+        try c.encode(nodeSelector, forKey: .nodeSelector)
+        if !nodeSelectorAnyOf.isEmpty { try c.encode(nodeSelectorAnyOf, forKey: .nodeSelectorAnyOf) }
     }
 
     public static let anywhere = PlacementConstraints()
 
-    public var isAnywhere: Bool { regions.isEmpty && sites.isEmpty && nodeSelector.isEmpty }
+    public var isAnywhere: Bool { regions.isEmpty && sites.isEmpty && !selectsLabels }
+
+    /// Whether the job asks for node labels (so nodes must be checked one by one).
+    public var selectsLabels: Bool { !nodeSelector.isEmpty || !nodeSelectorAnyOf.isEmpty }
 
     public func allows(region: String, site: String) -> Bool {
         (regions.isEmpty || regions.contains(region)) && (sites.isEmpty || sites.contains(site))
@@ -516,6 +547,14 @@ public struct PlacementConstraints: Codable, Equatable, Sendable {
 
     public func matches(_ labels: [String: String]) -> Bool {
         nodeSelector.allSatisfy { labels[$0.key] == $0.value }
+            && nodeSelectorAnyOf.allSatisfy { key, values in labels[key].map(values.contains) ?? false }
+    }
+
+    /// The labels asked for, in words ("fabric=infiniband,gpu in (a|b)").
+    public var labelsDescription: String {
+        let exact = nodeSelector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let anyOf = nodeSelectorAnyOf.sorted { $0.key < $1.key }.map { "\($0.key) in (\($0.value.joined(separator: "|")))" }
+        return (exact + anyOf).joined(separator: ",")
     }
 }
 

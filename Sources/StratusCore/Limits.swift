@@ -41,6 +41,8 @@ public enum Limits {
     public static let snapshotEveryCommands = 10_000
     /// Events kept per job (the oldest are dropped first).
     public static let maxJobEvents = 100
+    /// Values one node-selector label may accept (`{gpu: [a, b]}`).
+    public static let maxSelectorValues = 64
     /// Nodes a job event names (a large gang's placement names the first, then a count).
     public static let nodesNamedPerEvent = 16
     /// Jobs one `retire_jobs` command forgets at most (the oldest first).

@@ -210,6 +210,42 @@ public struct SpecObject {
         return out
     }
 
+    /// A node selector: labels to values, where a list of values means any one of them
+    /// (`{fabric: infiniband, gpu: [V100M16, V100M32]}`); a list of one is that value.
+    public mutating func selector(_ key: String) throws(StratusError) -> ([String: String], [String: [String]]) {
+        guard let v = value(key) else { return ([:], [:]) }
+        guard case .object(let pairs) = v else {
+            throw StratusError(.invalidArgument, "\(field(key)): expected a mapping, got \(v.kindName)")
+        }
+        var exact: [String: String] = [:]
+        var anyOf: [String: [String]] = [:]
+        for pair in pairs {
+            func text(_ item: SpecValue) throws(StratusError) -> String {
+                switch item {
+                case .string(let s): return s
+                case .int(let i): return String(i)
+                case .bool(let b): return b ? "true" : "false"
+                case .double(let d): return String(d)
+                default:
+                    throw StratusError(
+                        .invalidArgument, "\(field(key)).\(pair.key): expected a string or a list of them, got \(item.kindName)")
+                }
+            }
+            if case .array(let items) = pair.value {
+                guard !items.isEmpty, items.count <= Limits.maxSelectorValues else {
+                    throw StratusError(
+                        .invalidArgument, "\(field(key)).\(pair.key): 1 to \(Limits.maxSelectorValues) values")
+                }
+                var values: [String] = []
+                for item in items { values.append(try text(item)) }
+                if values.count == 1 { exact[pair.key] = values[0] } else { anyOf[pair.key] = values }
+            } else {
+                exact[pair.key] = try text(pair.value)
+            }
+        }
+        return (exact, anyOf)
+    }
+
     /// A list of names (`[us-east, eu-west]`) or one name.
     public mutating func nameList(_ key: String) throws(StratusError) -> [String] {
         guard let v = value(key) else { return [] }

@@ -578,7 +578,7 @@ struct Round {
         guard let pools = capacity.poolsByModel[model] else {
             return .failure(Failure(reasons: ["capacity: no \(model) nodes in the fleet"]))
         }
-        let labels = !job.placement.nodeSelector.isEmpty
+        let labels = job.placement.selectsLabels
         let asks = !job.resources.isZero
         // Node labels, CPU and memory, and a block's own racks need a scan to count;
         // backfill holds and racks fenced for blocks are few nodes, counted from their lists.
@@ -697,8 +697,7 @@ struct Round {
             reasons.append("placement: \(outside) of \(ofModel) \(model) nodes are outside \(allowed)")
         }
         if unlabeled > 0 {
-            let selector = job.placement.nodeSelector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-                .joined(separator: ",")
+            let selector = job.placement.labelsDescription
             reasons.append("labels: \(unlabeled) of \(ofModel) \(model) nodes lack \(selector)")
         }
         if quotaBlocked > 0, let quotaReason { reasons.insert(quotaReason, at: 0) }
@@ -869,7 +868,7 @@ struct Round {
 
     /// Whether node `i` passes the job's per-node checks: node labels and backfill holds.
     func usable(_ i: Int, _ job: SchedulingSnapshot.PendingJob) -> Bool {
-        (job.placement.nodeSelector.isEmpty || job.placement.matches(snapshot.nodes[i].labels)) && !blocked.contains(i)
+        (!job.placement.selectsLabels || job.placement.matches(snapshot.nodes[i].labels)) && !blocked.contains(i)
             && !fenced.contains(i) && (allowedRacks?.contains(snapshot.nodes[i].rack) ?? true) && resourcesFit(i, job)
     }
 
@@ -930,7 +929,7 @@ struct Round {
             if protectionBlock(job, site: site, need: g * job.numNodes, delay: noticeSeconds) != nil { continue }
             eligible.insert(p)
         }
-        let selector = !job.placement.nodeSelector.isEmpty
+        let selector = job.placement.selectsLabels
         func nodeOK(_ i: Int) -> Bool {
             guard let p = capacity.pool(ofNode: i), eligible.contains(p) else { return false }
             if !fenced.isEmpty, fenced.contains(i) { return false }

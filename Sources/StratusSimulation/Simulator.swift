@@ -378,6 +378,7 @@ public struct Simulation {
                 tier: t.tier, run: "simulated")
             spec.nodeResources = t.resources
             spec.gpuShareMilli = t.gpuShareMilli
+            if let placement = t.placement { spec.placement = placement }
             try submit(spec, org: t.org, kind: .trace, duration: t.durationSeconds)
         case .finish(let id, let attempt), .stop(let id, let attempt):
             guard let job = engine.state.jobs[id], job.attempt == attempt else { return }

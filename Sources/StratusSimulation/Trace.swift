@@ -12,6 +12,8 @@ public struct TraceJob: Codable, Equatable, Sendable {
     public var resources: NodeResources?
     /// A fraction of one GPU (thousandths, with `gpus` 1); nil: whole GPUs.
     public var gpuShareMilli: Int?
+    /// Where it may run (node labels, e.g. the GPU types an Alibaba pod accepts); nil: anywhere.
+    public var placement: PlacementConstraints?
 
     public init(
         submit: Timestamp, durationSeconds: Int64, gpus: Int, org: String, tier: Tier = .onDemand,
@@ -122,9 +124,11 @@ public enum StratusTrace {
 /// other work of its tier), with the pod's CPU and memory requests, that runs from its
 /// scheduled time (or creation) to its deletion; pods without GPUs are skipped; `BE`
 /// (best-effort) pods run as spot, the others on-demand; all pods belong to one org.
-/// `gpu_spec` is not scheduled yet. The node table gives the fleet: one node per row with GPUs,
-/// with its GPU count, CPU and memory, of the GPU model the caller names (Alibaba's model
-/// names are not in the catalog).
+/// A pod's `gpu_spec` (the GPU types it accepts) becomes a node selector on the label
+/// `alibaba-model`, which the node table's `model` sets: the pod runs only on those types.
+/// The node table gives the fleet: one node per row with GPUs, with its GPU count, CPU and
+/// memory, labelled with its Alibaba GPU type; the catalog's GPU model (power, prices) is
+/// the one the caller names, since Alibaba's types (V100M16, T4, A10...) are not in it.
 public enum AlibabaTrace {
     public static let podsHeader =
         "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time"
@@ -136,7 +140,12 @@ public enum AlibabaTrace {
         public var skipped: Int
         /// Pods on a fraction of one GPU (`gpu_milli` below 1000).
         public var fractional: Int
+        /// Pods that accept only some GPU types (`gpu_spec`).
+        public var typed = 0
     }
+
+    /// The node label that carries a node's Alibaba GPU type.
+    public static let modelLabel = "alibaba-model"
 
     /// `start` is the wall time the trace's second 0 maps to.
     public static func parsePods(_ text: String, start: Timestamp, org: String = "alibaba") throws(StratusError) -> Import {
@@ -164,6 +173,22 @@ public enum AlibabaTrace {
                 out.fractional += 1
                 job.gpuShareMilli = milli
             }
+            // `gpu_spec`: the accepted types, `|`-separated (empty: any).
+            let types = f[5].split(separator: "|").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty }
+            if !types.isEmpty {
+                guard types.count <= Limits.maxSelectorValues else {
+                    throw StratusError(
+                        .invalidArgument, "alibaba pods: line \(n): gpu_spec lists more than \(Limits.maxSelectorValues) types")
+                }
+                out.typed += 1
+                var placement = PlacementConstraints()
+                if types.count == 1 {
+                    placement.nodeSelector = [modelLabel: types[0]]
+                } else {
+                    placement.nodeSelectorAnyOf = [modelLabel: types]
+                }
+                job.placement = placement
+            }
             out.jobs.append(job)
         }
         out.jobs = out.jobs.enumerated().sorted { ($0.element.submit, $0.offset) < ($1.element.submit, $1.offset) }.map(
@@ -175,13 +200,13 @@ public enum AlibabaTrace {
     public static func parseNodes(_ text: String, model: String, nodesPerRack: Int = 4) throws(StratusError) -> FleetSpec {
         var spec = FleetSpec()
         spec.regions = ["sim"]
-        var nodes: [(String, Int, NodeResources?)] = []
+        var nodes: [(String, Int, NodeResources?, String)] = []
         for (n, line, f) in try CSVTable.rows(text, header: nodesHeader, name: "alibaba nodes") {
             guard f.count == 5, let gpus = Int(f[3]), gpus >= 0, gpus <= Limits.maxGPUsPerNode else {
                 throw StratusError(.invalidArgument, "alibaba nodes: line \(n) is malformed: '\(line.prefix(120))'")
             }
             let resources = try resources(cpu: f[1], memory: f[2], line: n, table: "alibaba nodes")
-            if gpus > 0 { nodes.append((String(f[0]), gpus, resources)) }
+            if gpus > 0 { nodes.append((String(f[0]), gpus, resources, String(f[4]).trimmingSpaces())) }
         }
         guard !nodes.isEmpty else { throw StratusError(.invalidArgument, "alibaba nodes: no node with GPUs") }
         let watts = Int64(nodes.reduce(0) { $0 + $1.1 }) * Int64(GPUCatalog.model(named: model)?.powerWatts ?? 1000) * 2
@@ -192,7 +217,7 @@ public enum AlibabaTrace {
         for (k, node) in nodes.enumerated() {
             var n = FleetSpec.NodeSpec(
                 id: NodeID("node-\(k + 1)"), rack: RackID("rack-\(k / nodesPerRack + 1)"), gpuModel: model, gpuCount: node.1,
-                labels: ["alibaba-sn": node.0])
+                labels: node.3.isEmpty ? ["alibaba-sn": node.0] : ["alibaba-sn": node.0, modelLabel: node.3])
             n.resources = node.2
             spec.nodes.append(n)
         }

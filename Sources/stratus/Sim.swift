@@ -129,10 +129,17 @@ struct Sim: AsyncParsableCommand {
             let imported = try AlibabaTrace.parsePods(read(alibabaPods!), start: Timestamp(seconds: 1_798_761_600))
             FileHandle.standardError.write(
                 Data(
-                    "\(alibabaPods!): \(imported.jobs.count) GPU pods (\(imported.fractional) on a fraction of one GPU; \(imported.skipped) pods without GPUs or that never ran skipped)\n"
+                    "\(alibabaPods!): \(imported.jobs.count) GPU pods (\(imported.fractional) on a fraction of one GPU, \(imported.typed) limited to some GPU types; \(imported.skipped) pods without GPUs or that never ran skipped)\n"
                         .utf8))
             jobs = imported.jobs
-            if let nodes = alibabaNodes { fleet = try AlibabaTrace.parseNodes(read(nodes), model: "H100") }
+            if let nodes = alibabaNodes {
+                fleet = try AlibabaTrace.parseNodes(read(nodes), model: "H100")
+            } else if imported.typed > 0 {
+                // Without the node table no node has a GPU type: the pods' gpu_spec is ignored.
+                FileHandle.standardError.write(
+                    Data("without --alibaba-nodes, gpu_spec is ignored (no node has a GPU type)\n".utf8))
+                for k in jobs.indices { jobs[k].placement = nil }
+            }
         }
         if let limit = self.jobs { jobs = Array(jobs.prefix(max(0, limit))) }
         var config = Simulation.Config(fleet: fleet, jobs: jobs)

@@ -54,6 +54,51 @@ import Testing
         #expect(none.waits.first?.reasons.contains("labels: 3 of 3 H100 nodes lack fabric=ib") == true)
     }
 
+    /// A label with a list of values accepts any of them (like Kubernetes' `In`): Alibaba
+    /// pods that accept V100M32 or T4 run on either type, never on an A10.
+    @Test func nodeSelectorsAcceptAnyOfSeveralValues() throws {
+        let types = ["ams-1": "A10", "iad-1": "V100M32", "iad-2": "T4"]
+        let base = snapshot([])
+        let nodes = base.nodes.map { n in
+            N(
+                id: n.id, gpuModel: n.gpuModel, schedulable: true, freeGPUs: all, gpuCount: 8, rack: n.rack, site: n.site,
+                labels: ["gpu": types[n.id.rawValue]!])
+        }
+        let either = PlacementConstraints(nodeSelectorAnyOf: ["gpu": ["V100M32", "T4"]])
+        let plan = s.plan(
+            SchedulingSnapshot(
+                nodes: nodes, pending: [job("a", where: either), job("b", where: either), job("c", where: either)],
+                sites: base.sites), now: .zero)
+        #expect(Set(plan.placements.flatMap { $0.nodes.map(\.node) }) == ["iad-1", "iad-2"])
+        #expect(plan.placements.count == 2)
+        let waiting = plan.waits.first { $0.job == "c" }
+        #expect(
+            waiting?.reasons.contains("labels: 1 of 3 H100 nodes lack gpu in (V100M32|T4)") == true, "\(waiting?.reasons ?? [])")
+        #expect(either.matches(["gpu": "T4"]) && !either.matches(["gpu": "A10"]) && !either.matches([:]))
+        // In a job spec: a list of values is any of them; a list of one is that value.
+        let spec = try JobSpec.parse(
+            .object([
+                (key: "resources", value: .object([(key: "accelerators", value: .string("H100:8"))])),
+                (key: "run", value: .string("x")),
+                (
+                    key: "node_selector",
+                    value: .object([
+                        (key: "gpu", value: .array([.string("V100M32"), .string("T4")])),
+                        (key: "fabric", value: .array([.string("ib")])),
+                    ])
+                ),
+            ]))
+        #expect(
+            spec.placement == PlacementConstraints(nodeSelector: ["fabric": "ib"], nodeSelectorAnyOf: ["gpu": ["V100M32", "T4"]]))
+        #expect(throws: StratusError.self) {
+            try JobSpec.parse(
+                .object([
+                    (key: "resources", value: .object([(key: "accelerators", value: .string("H100:8"))])),
+                    (key: "run", value: .string("x")), (key: "node_selector", value: .object([(key: "gpu", value: .array([]))])),
+                ]))
+        }
+    }
+
     @Test func sitePowerCapsAreNeverExceeded() {
         // iad may draw 9 kW: one 8-GPU placement (7 kW) fits, a second does not.
         let plan = s.plan(

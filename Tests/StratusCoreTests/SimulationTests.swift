@@ -110,10 +110,42 @@ import Testing
             openb-node-0003,64000,262144,0,
             """, model: "H100")
         #expect(fleet.nodes.map(\.gpuCount) == [8, 2])
+        #expect(fleet.nodes.map { $0.labels[AlibabaTrace.modelLabel] } == ["V100M32", "T4"])
+        // gpu_spec: pod 1 accepts V100M32 or T4 only.
+        #expect(pods.typed == 1 && pods.jobs[1].placement?.nodeSelectorAnyOf == [AlibabaTrace.modelLabel: ["V100M32", "T4"]])
+        #expect(pods.jobs[0].placement == nil)
         var sim = try Simulation(Simulation.Config(fleet: fleet, jobs: pods.jobs))
         let s = try sim.run()
         #expect(s.gpus == 10 && s.completed == 3 && s.ledgerBalanced)
         #expect(throws: StratusError.self) { try AlibabaTrace.parsePods("name,cpu\n", start: start) }
+    }
+
+    /// Pods limited to a GPU type run only on nodes of that type, even when another type
+    /// is free: two 8-GPU T4 pods take turns on the one T4 node while the V100 node idles.
+    @Test func alibabaGPUSpecsPickTheNodes() throws {
+        let start = Timestamp(seconds: 1_798_761_600)
+        let pods = try AlibabaTrace.parsePods(
+            """
+            name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time
+            p0,1000,1024,8,1000,T4,LS,Succeeded,0,1000,0
+            p1,1000,1024,8,1000,T4,LS,Succeeded,0,1000,0
+            p2,1000,1024,8,1000,A10|V100M16,LS,Succeeded,0,1000,0
+            """, start: start)
+        let fleet = try AlibabaTrace.parseNodes(
+            """
+            sn,cpu_milli,memory_mib,gpu,model
+            n-v100,96000,786432,8,V100M16
+            n-t4,96000,786432,8,T4
+            """, model: "H100")
+        var sim = try Simulation(Simulation.Config(fleet: fleet, jobs: pods.jobs))
+        let s = try sim.run()
+        #expect(s.completed == 3)
+        let ran = sim.engine.state.usage.records.map { ($0.job.rawValue, $0.node.rawValue) }.sorted { $0.0 < $1.0 }
+        let t4 = fleet.nodes.first { $0.labels[AlibabaTrace.modelLabel] == "T4" }!.id.rawValue
+        let v100 = fleet.nodes.first { $0.labels[AlibabaTrace.modelLabel] == "V100M16" }!.id.rawValue
+        #expect(ran.map(\.1) == [t4, t4, v100], "\(ran)")
+        // One T4 pod waited for the other: 1,000 s queued.
+        #expect(s.tiers[Tier.onDemand.rawValue]?.queueDelaySeconds.p99 == 1000)
     }
 }
 
