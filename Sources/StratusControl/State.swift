@@ -258,17 +258,14 @@ public struct State: Codable, Equatable, Sendable {
     /// GPUs each reservation's jobs hold, or have held for them ahead of its start.
     public func reservationUse() -> [ReservationID: Int] {
         // Only queued jobs (their nominations) and jobs holding GPUs count: a walk over
-        // the queue and the GPU table, not over every job there ever was.
+        // the queue and the running jobs in blocks, not over every job or GPU.
         var used: [ReservationID: Int] = [:]
         for id in queue {
             guard let held = nominations[id], let r = jobs[id]?.spec.reservation else { continue }
             used[r, default: 0] += held.reduce(0) { $0 + $1.gpus.count }
         }
-        for holders in gpuHolders.values {
-            for case let id? in holders {
-                if let r = jobs[id]?.spec.reservation { used[r, default: 0] += 1 }
-            }
-        }
+        // GPUs held: from the running table's jobs in blocks (a block's work holds whole GPUs).
+        for (r, gpus) in currentCounters.running.gpusByReservation() { used[r, default: 0] += gpus }
         return used
     }
 

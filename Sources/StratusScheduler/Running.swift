@@ -48,6 +48,16 @@ public struct RunningTable: Sendable {
     /// Occupied slots, in slot order.
     var occupied: [Int] { slots.indices.filter { slots[$0] != nil } }
 
+    /// GPUs held by the jobs of each capacity block.
+    public func gpusByReservation() -> [ReservationID: Int] {
+        var used: [ReservationID: Int] = [:]
+        for j in inReservations {
+            let r = self[j]
+            if let id = r.reservation { used[id, default: 0] += Self.gpus(r) }
+        }
+        return used
+    }
+
     /// Job `id` now looks like `view` (nil: it holds no GPUs any more).
     public mutating func set(
         _ id: JobID, _ view: RunningJob?, nodes: [SchedulingSnapshot.NodeView], position: [NodeID: Int]

@@ -277,10 +277,20 @@ extension Simulation {
             guard let id = try submit(spec, org: InternalOrg.id.rawValue, kind: .inference, duration: nil) else { break }
             inferenceReplicas.append(id)
         }
-        // Scale down newest first; queued ones go before running ones.
-        while inferenceReplicas.count > target {
-            let queued = inferenceReplicas.lastIndex { engine.state.jobs[$0]?.state == .queued }
-            let id = inferenceReplicas.remove(at: queued ?? inferenceReplicas.count - 1)
+        // Scale down newest first; queued ones go before running ones (one pass: cancelling
+        // a replica changes no other replica's state).
+        let excess = inferenceReplicas.count - target
+        var victims: [JobID] = []
+        if excess > 0 {
+            let queued = inferenceReplicas.indices.filter { engine.state.jobs[inferenceReplicas[$0]]?.state == .queued }
+            let isQueued = Set(queued)
+            let rest = inferenceReplicas.indices.filter { !isQueued.contains($0) }
+            let order = Array((queued.reversed() + rest.reversed()).prefix(excess))
+            let removed = Set(order)
+            victims = order.map { inferenceReplicas[$0] }
+            inferenceReplicas = inferenceReplicas.indices.filter { !removed.contains($0) }.map { inferenceReplicas[$0] }
+        }
+        for id in victims {
             try engine.execute(.cancelJob(CancelJob(job: id, by: "key-1")), at: now)
             guard let job = engine.state.jobs[id] else { continue }
             for a in job.allocations where !a.isEnded {

@@ -13,7 +13,7 @@ struct Sim: AsyncParsableCommand {
         discussion: """
             Examples:
               stratus sim examples/sim/h100-30mw.yaml --out sim-out
-              stratus sim examples/sim/h100-30mw.yaml --compare examples/sim/h100-30mw-no-spot.yaml --out what-if
+              stratus sim examples/sim/h100-30mw.yaml --compare examples/sim/h100-30mw-idle.yaml --out what-if
               stratus sim --philly ../shared/traces/philly/philly.csv --gpus 2000 --out sim-out
             Writes summary.json, series.csv, months.csv and report.html (with --compare: a/ and b/ with
             each run's files, and report.html and comparison.json side by side). docs/simulation.md

@@ -2,6 +2,7 @@ import Foundation
 import HummingbirdTesting
 import StratusCore
 import StratusServer
+import StratusSimulation
 import Testing
 
 /// Every kind of bad input gets a 4xx with `{"error": {"code", "message"}}` naming the
@@ -163,6 +164,24 @@ import Testing
                 let job = try JobSpec.parse(value)
                 if file == "reserved.yaml" { #expect(job.reservation == "res-1" && job.tier == .reserved) }
             }
+        }
+    }
+
+    /// The scenarios in examples/sim (what docs/simulation.md tells people to run) parse,
+    /// and the 1 GW campus is the size its comments say.
+    @Test func everySimulationScenarioParses() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/sim")
+            .standardized
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files.count >= 4 && files.contains("gb200-1gw.yaml"))
+        for file in files {
+            let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+            let scenario = try Scenario.parse(SpecDocument.parseYAML(text))
+            #expect(!scenario.sites.isEmpty || !scenario.contracts.isEmpty, "\(file)")
+            guard file == "gb200-1gw.yaml", let site = scenario.sites.first else { continue }
+            // 4 x 250 MW of GB200 at PUE 1.2: about 413,000 GPUs in whole NVL72 racks.
+            let gpus = site.phases.reduce(0) { $0 + scenario.gpus(of: $1, in: site) }
+            #expect(site.phases.count == 4 && gpus > 400_000 && gpus < 420_000 && gpus % 72 == 0, "\(gpus)")
         }
     }
 }
