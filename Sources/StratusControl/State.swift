@@ -145,7 +145,7 @@ public struct State: Codable, Equatable, Sendable {
                 }
             })
         var blocks: [ReservationID: SchedulingSnapshot.ReservationView] = [:]
-        let use = reservations.isEmpty ? [:] : reservationUse()
+        let use = reservations.isEmpty ? [:] : reservationUse(counters)
         for r in reservations.values where r.cancelledAt == nil {
             blocks[r.id] = .init(
                 id: r.id, gpuModel: r.gpuModel, site: r.site.flatMap { siteIndex[$0] }, gpus: r.gpus, start: r.start,
@@ -256,7 +256,10 @@ public struct State: Codable, Equatable, Sendable {
     }
 
     /// GPUs each reservation's jobs hold, or have held for them ahead of its start.
-    public func reservationUse() -> [ReservationID: Int] {
+    public func reservationUse() -> [ReservationID: Int] { reservationUse(currentCounters) }
+
+    /// The same, from counters the caller already has.
+    func reservationUse(_ counters: FleetCounters) -> [ReservationID: Int] {
         // Only queued jobs (their nominations) and jobs holding GPUs count: a walk over
         // the queue and the running jobs in blocks, not over every job or GPU.
         var used: [ReservationID: Int] = [:]
@@ -265,7 +268,7 @@ public struct State: Codable, Equatable, Sendable {
             used[r, default: 0] += held.reduce(0) { $0 + $1.gpus.count }
         }
         // GPUs held: from the running table's jobs in blocks (a block's work holds whole GPUs).
-        for (r, gpus) in currentCounters.running.gpusByReservation() { used[r, default: 0] += gpus }
+        for (r, gpus) in counters.running.gpusByReservation() { used[r, default: 0] += gpus }
         return used
     }
 
