@@ -30,6 +30,8 @@ public enum Command: Codable, Equatable, Sendable {
     case applyPlan(Plan)
     case allocationStarted(AllocationStarted)
     case allocationExited(AllocationExited)
+    /// Agents' reports that arrive together, as one command.
+    case agentReports(AgentReports)
     /// List prices (effective-dated) and negotiated org prices.
     case setPrices(SetPrices)
     /// A batch of usage events from a meter or an outside source, counted once each.
@@ -85,6 +87,7 @@ public enum Command: Codable, Equatable, Sendable {
         case .applyPlan: "apply_plan"
         case .allocationStarted: "allocation_started"
         case .allocationExited: "allocation_exited"
+        case .agentReports: "agent_reports"
         case .setPrices: "set_prices"
         case .recordUsage: "record_usage"
         case .closePeriod: "close_period"
@@ -225,6 +228,22 @@ public struct AllocationExited: Codable, Equatable, Sendable {
         self.reason = reason
         self.attempt = attempt
     }
+}
+
+/// Reports from node agents that arrive together (several nodes' at one moment, such as
+/// every node of a gang ending), applied as one command: first each start, then each
+/// exit, each as its own `allocation_started` or `allocation_exited` would be. The whole
+/// command is refused when one report would be (its position is named), and changes
+/// nothing then. At most `Limits.maxReportsPerCommand` reports, each allocation (job and
+/// node) at most once in each list.
+public struct AgentReports: Codable, Equatable, Sendable {
+    public var started: [AllocationStarted]
+    public var exited: [AllocationExited]
+    public init(started: [AllocationStarted] = [], exited: [AllocationExited] = []) {
+        self.started = started
+        self.exited = exited
+    }
+    public var count: Int { started.count + exited.count }
 }
 
 public struct CreateAgentToken: Codable, Equatable, Sendable {

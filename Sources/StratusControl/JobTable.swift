@@ -23,6 +23,12 @@ public struct JobTable: Codable, Equatable, Sendable, Sequence {
         }
     }
 
+    /// Changes job `id` (which must exist) in place.
+    mutating func update(_ id: JobID, _ change: (inout Job) -> Void) {
+        touched.append(id)
+        change(&all[id]!)
+    }
+
     public var values: Dictionary<JobID, Job>.Values { all.values }
     public var keys: Dictionary<JobID, Job>.Keys { all.keys }
     public var count: Int { all.count }

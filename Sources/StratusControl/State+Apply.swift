@@ -33,6 +33,7 @@ extension State {
         case .applyPlan(let c): outcome = try applyPlan(c, at: entry.at, commit: commit)
         case .allocationStarted(let c): outcome = try allocationStarted(c, at: entry.at, commit: commit)
         case .allocationExited(let c): outcome = try allocationExited(c, at: entry.at, commit: commit)
+        case .agentReports(let c): outcome = try agentReports(c, at: entry.at, commit: commit)
         case .setPrices(let c): outcome = try setPrices(c, at: entry.at, commit: commit)
         case .recordUsage(let c): outcome = try recordUsage(c, at: entry.at, commit: commit)
         case .closePeriod(let c): outcome = try closePeriod(c, at: entry.at, commit: commit)
@@ -726,19 +727,31 @@ extension State {
     mutating func applyPlan(_ plan: Plan, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
         // Guards: every decision must still be valid against the current state, and no
         // two decisions of the plan may take the same GPU.
-        var taken = Set<String>()
+        // GPUs the plan takes, per node (a node's list is short: look it up once per node).
+        var taken: [NodeID: [Int]] = [:]
         var resourcesTaken: [NodeID: NodeResources] = [:]
         // GPUs that placements on fractions share: "node#gpu" -> the share after this plan.
         var shared: [String: GPUShare] = [:]
-        func claim(_ node: NodeID, _ g: Int, for job: JobID) throws(StratusError) {
-            guard shared["\(node)#\(g)"] == nil, taken.insert("\(node)#\(g)").inserted else {
-                throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(node) is used twice")
-            }
-            for (other, held) in nominations where other != job {
-                if held.contains(where: { $0.node == node && $0.gpus.contains(g) }) {
+        // GPUs held for jobs that preempted, per node.
+        var held: [NodeID: [(job: JobID, gpus: [Int])]] = [:]
+        for (other, assignments) in nominations {
+            for a in assignments { held[a.node, default: []].append((other, a.gpus)) }
+        }
+        /// Takes `gpus` of `node` for `job` (`free` says whether a GPU may be taken).
+        func claim(_ node: NodeID, _ gpus: [Int], for job: JobID, free: (Int) -> Bool) throws(StratusError) {
+            var mine = taken[node] ?? []
+            let heldHere = held[node] ?? []
+            for g in gpus {
+                guard free(g) else { throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(node) is not free") }
+                guard shared.isEmpty || shared["\(node)#\(g)"] == nil, !mine.contains(g) else {
+                    throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(node) is used twice")
+                }
+                mine.append(g)
+                for (other, gpus) in heldHere where other != job && gpus.contains(g) {
                     throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(node) is held for \(other)")
                 }
             }
+            taken[node] = mine
         }
         for p in plan.placements {
             guard let job = jobs[p.job], job.state == .queued else {
@@ -767,8 +780,8 @@ extension State {
                     // A fraction: a free GPU, or one shared by the same org and tier with room.
                     let g = a.gpus[0]
                     let key = "\(a.node)#\(g)"
-                    guard !taken.contains(key),
-                        nominations.allSatisfy({ !$0.value.contains { $0.node == a.node && $0.gpus.contains(g) } })
+                    guard taken[a.node]?.contains(g) != true,
+                        (held[a.node] ?? []).allSatisfy({ !$0.gpus.contains(g) })
                     else {
                         throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is not free")
                     }
@@ -784,11 +797,9 @@ extension State {
                     shared[key] = share
                 } else {
                     let holders = gpuHolders[a.node]!
-                    for g in a.gpus {
-                        guard g >= 0, g < holders.count, isFree(a.node, g) else {
-                            throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is not free")
-                        }
-                        try claim(a.node, g, for: p.job)
+                    let shares = gpuShares[a.node]
+                    try claim(a.node, a.gpus, for: p.job) { g in
+                        g >= 0 && g < holders.count && holders[g] == nil && shares?[g] == nil
                     }
                 }
                 if let need = job.spec.nodeResources, let free = freeResources(node) {
@@ -872,15 +883,16 @@ extension State {
                     throw StratusError(.failedPrecondition, "plan: node \(a.node) cannot take job \(p.job)")
                 }
                 let holders = gpuHolders[a.node]!
+                let shares = gpuShares[a.node]
                 for g in a.gpus {
-                    let sharers = gpuShares[a.node]?[g]?.jobs ?? []
+                    let sharers = shares?[g]?.jobs ?? []
                     guard g >= 0, g < holders.count, holders[g] == nil || victims.contains(holders[g]!),
                         sharers.allSatisfy(victims.contains)
                     else {
                         throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is held by non-victim work")
                     }
-                    try claim(a.node, g, for: p.job)
                 }
+                try claim(a.node, a.gpus, for: p.job) { _ in true }
             }
         }
         for stop in plan.stops {
@@ -899,7 +911,7 @@ extension State {
                 if job.spec.gpuShareMilli != nil {
                     gpuShares[a.node, default: [:]][a.gpus[0]] = shared["\(a.node)#\(a.gpus[0])"]
                 } else {
-                    for g in a.gpus { gpuHolders[a.node]![g] = p.job }
+                    gpuHolders[a.node]!.hold(a.gpus, for: p.job)
                 }
                 if let need = job.spec.nodeResources {
                     resourcesInUse[a.node, default: .zero] = resourcesInUse[a.node, default: .zero] + need
@@ -955,22 +967,29 @@ extension State {
     mutating func allocationStarted(_ c: AllocationStarted, at: Timestamp, commit: Bool) throws(StratusError)
         -> Outcome
     {
-        let (job, i) = try liveAllocation(c.job, on: c.node, attempt: c.attempt)
-        let alloc = job.allocations[i]
-        guard !alloc.isEnded else { throw StratusError(.failedPrecondition, "job \(c.job) on \(c.node) already ended") }
-        if alloc.startedAt != nil { return .unchanged(c.job.rawValue) }
+        let i: Int
+        do {
+            let (job, k) = try liveAllocation(c.job, on: c.node, attempt: c.attempt)
+            let alloc = job.allocations[k]
+            guard !alloc.isEnded else { throw StratusError(.failedPrecondition, "job \(c.job) on \(c.node) already ended") }
+            if alloc.startedAt != nil { return .unchanged(c.job.rawValue) }
+            i = k
+        }
         guard commit else { return .applied(c.job.rawValue) }
-        jobs[c.job]!.allocations[i].startedAt = at
-        if jobs[c.job]!.state == .starting {
-            jobs[c.job]!.state = .running
-            jobs[c.job]!.startedAt = at
-            jobs[c.job]!.record("started", "running on \(c.node)", at: at)
+        // In place: a gang's records are not copied for each of its nodes.
+        jobs.update(c.job) { job in
+            job.allocations[i].startedAt = at
+            if job.state == .starting {
+                job.state = .running
+                job.startedAt = at
+                job.record("started", "running on \(c.node)", at: at)
+            }
         }
         return .applied(c.job.rawValue)
     }
 
     /// The job and the index of its allocation on `node`, for a report about run `attempt`.
-    private func liveAllocation(_ id: JobID, on node: NodeID, attempt: Int?) throws(StratusError) -> (Job, Int) {
+    func liveAllocation(_ id: JobID, on node: NodeID, attempt: Int?) throws(StratusError) -> (Job, Int) {
         guard let job = jobs[id] else { throw StratusError.notFound("job", id.rawValue) }
         if let attempt, attempt != job.attempt {
             throw StratusError(
@@ -988,8 +1007,69 @@ extension State {
         if job.allocations[i].isEnded { return .unchanged(c.job.rawValue) }
         let record = try usageRecord(job, i, endedAt: at)
         guard commit else { return .applied(c.job.rawValue) }
-        endAllocation(job, i, record: record, endedAt: at, exitCode: c.exitCode, reason: c.reason, at: at)
+        var tally = Billing.Tally()
+        endAllocation(c.job, i, record: record, endedAt: at, exitCode: c.exitCode, reason: c.reason, at: at, tally: &tally)
+        billing.post(tally, now: at)
         return .applied(c.job.rawValue)
+    }
+
+    /// Reports that arrived together: each start, then each exit, as one command. Judged
+    /// as a whole against the state before it (so each allocation may be named once per
+    /// list); refused whole, naming the first report refused.
+    mutating func agentReports(_ c: AgentReports, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
+        guard c.count <= Limits.maxReportsPerCommand else {
+            throw StratusError(
+                .limitExceeded, "reports: \(c.count) in one command; at most \(Limits.maxReportsPerCommand)")
+        }
+        guard !commit else {
+            var applied = 0
+            for r in c.started {
+                if case .applied = try! allocationStarted(r, at: at, commit: true) { applied += 1 }
+            }
+            var tally = Billing.Tally()
+            for r in c.exited {
+                // One that had ended before may belong to a run an earlier exit just
+                // finished (and requeued): it was judged unchanged, and is skipped.
+                guard let (job, i) = try? liveAllocation(r.job, on: r.node, attempt: r.attempt),
+                    !job.allocations[i].isEnded
+                else { continue }
+                let record = try! usageRecord(job, i, endedAt: at)
+                endAllocation(
+                    r.job, i, record: record, endedAt: at, exitCode: r.exitCode, reason: r.reason, at: at, tally: &tally)
+                applied += 1
+            }
+            billing.post(tally, now: at)
+            return applied > 0 ? .applied("\(applied)") : .unchanged("0")
+        }
+        struct Run: Hashable {
+            let job: JobID
+            let node: NodeID
+        }
+        var applied = 0
+        var named = Set<Run>()
+        named.reserveCapacity(c.count)
+        for (k, r) in c.started.enumerated() {
+            guard named.insert(Run(job: r.job, node: r.node)).inserted else {
+                throw StratusError(.invalidArgument, "started[\(k)]: job \(r.job) on \(r.node) is named twice")
+            }
+            do {
+                if case .applied = try allocationStarted(r, at: at, commit: false) { applied += 1 }
+            } catch {
+                throw StratusError(error.code, "started[\(k)]: \(error.message)")
+            }
+        }
+        named.removeAll(keepingCapacity: true)
+        for (k, r) in c.exited.enumerated() {
+            guard named.insert(Run(job: r.job, node: r.node)).inserted else {
+                throw StratusError(.invalidArgument, "exited[\(k)]: job \(r.job) on \(r.node) is named twice")
+            }
+            do {
+                if case .applied = try allocationExited(r, at: at, commit: false) { applied += 1 }
+            } catch {
+                throw StratusError(error.code, "exited[\(k)]: \(error.message)")
+            }
+        }
+        return applied > 0 ? .applied("\(applied)") : .unchanged("0")
     }
 
     /// The usage of allocation `i` if it ends at `endedAt` (nil if it never started), checked.
@@ -1004,52 +1084,64 @@ extension State {
         return r
     }
 
-    /// Ends allocation `i` of `job` at `endedAt` (which `record`, from `usageRecord`, was
-    /// made for): counts its usage, frees its GPUs, stops the rest of a failed gang, and
-    /// finishes the job when it was the last.
+    /// Ends allocation `i` of job `id` at `endedAt` (which `record`, from `usageRecord`,
+    /// was made for): counts its usage into `tally` (the caller posts it), frees its GPUs,
+    /// stops the rest of a failed gang, and finishes the job when it was the last. The job
+    /// is changed in place (a gang's records are not copied for each of its nodes).
     mutating func endAllocation(
-        _ job: Job, _ i: Int, record: UsageRecord?, endedAt: Timestamp, exitCode: Int32?, reason: String?, at: Timestamp
+        _ id: JobID, _ i: Int, record: UsageRecord?, endedAt: Timestamp, exitCode: Int32?, reason: String?, at: Timestamp,
+        tally: inout Billing.Tally
     ) {
-        let alloc = job.allocations[i]
-        if let record {
-            _ = try! usage.record(record)
-            addToHistory(record)
-            billing.count(usageEvent(record), now: at)
-            checkSLAs(job, alloc, record, at: at)
+        let alloc: Allocation
+        let spec: JobSpec
+        do {
+            let job = jobs.all[id]!
+            alloc = job.allocations[i]
+            spec = job.spec
+            if let record {
+                _ = try! usage.record(record)
+                addToHistory(record)
+                billing.count(usageEvent(record), now: at, into: &tally)
+                checkSLAs(job, alloc, record, at: at)
+            }
         }
-        for g in alloc.gpus where gpuHolders[alloc.node]?[g] == job.id { gpuHolders[alloc.node]![g] = nil }
-        if let milli = job.spec.gpuShareMilli, !alloc.isEnded, let g = alloc.gpus.first,
-            var share = gpuShares[alloc.node]?[g], let k = share.jobs.firstIndex(of: job.id)
+        gpuHolders[alloc.node]?.release(alloc.gpus, heldBy: id)
+        if let milli = spec.gpuShareMilli, !alloc.isEnded, let g = alloc.gpus.first,
+            var share = gpuShares[alloc.node]?[g], let k = share.jobs.firstIndex(of: id)
         {
             share.jobs.remove(at: k)
             share.milli -= milli
             gpuShares[alloc.node]![g] = share.jobs.isEmpty ? nil : share
             if gpuShares[alloc.node]!.isEmpty { gpuShares[alloc.node] = nil }
         }
-        if let need = job.spec.nodeResources, !alloc.isEnded, let used = resourcesInUse[alloc.node] {
+        if let need = spec.nodeResources, !alloc.isEnded, let used = resourcesInUse[alloc.node] {
             let left = used - need
             resourcesInUse[alloc.node] = left.isZero ? nil : left
         }
         recount(alloc.node)
-        var updated = job
-        updated.allocations[i].endedAt = endedAt
-        updated.allocations[i].exitCode = exitCode
-        updated.allocations[i].endReason = reason
-        let failedHere = exitCode != 0 || reason != nil
-        let firstFailure = failedHere && !updated.cancelRequested && !updated.allocations.contains(where: \.stopRequested)
-        if firstFailure {
-            // A gang lives and dies together: stop the other nodes' processes.
-            for k in updated.allocations.indices where !updated.allocations[k].isEnded {
-                updated.allocations[k].stopRequested = true
+        var last = false
+        jobs.update(id) { job in
+            job.allocations[i].endedAt = endedAt
+            job.allocations[i].exitCode = exitCode
+            job.allocations[i].endReason = reason
+            let failedHere = exitCode != 0 || reason != nil
+            if failedHere, !job.cancelRequested, !job.allocations.contains(where: \.stopRequested) {
+                // The first failure: a gang lives and dies together, so stop the other nodes' processes.
+                for k in job.allocations.indices where !job.allocations[k].isEnded {
+                    job.allocations[k].stopRequested = true
+                }
+                let what = reason ?? (exitCode.map { "exit code \($0)" } ?? "killed")
+                job.reason = "\(what) on \(alloc.node)"
             }
-            let what = reason ?? (exitCode.map { "exit code \($0)" } ?? "killed")
-            updated.reason = "\(what) on \(alloc.node)"
+            last = job.allocations.allSatisfy(\.isEnded)
         }
-        if updated.allocations.allSatisfy(\.isEnded) {
-            if counters.valid { counters.holding.remove(job.id) }
-            finish(&updated, at: at)
+        if last {
+            if counters.valid { counters.holding.remove(id) }
+            var job = jobs.all[id]!
+            jobs[id] = nil
+            finish(&job, at: at)
+            jobs[id] = job
         }
-        jobs[job.id] = updated
     }
 
     /// Where a placement puts a job, for its events: each node with its GPUs
@@ -1113,9 +1205,21 @@ extension State {
     /// than `Limits.usageHistoryDays`.
     private mutating func addToHistory(_ r: UsageRecord) {
         let day = r.endedAt.milliseconds / 86_400_000
-        var days = usageByOrgDay[r.org] ?? [:]
-        days[day, default: 0] += r.gpuMilliseconds
-        days = days.filter { $0.key > day - Limits.usageHistoryDays }
-        usageByOrgDay[r.org] = days
+        let isNewDay = usageByOrgDay[r.org]?[day] == nil
+        usageByOrgDay[r.org, default: [:]][day, default: 0] += r.gpuMilliseconds
+        // Old days can only fall out when a new one starts.
+        if isNewDay { usageByOrgDay[r.org] = usageByOrgDay[r.org]!.filter { $0.key > day - Limits.usageHistoryDays } }
+    }
+}
+
+extension [JobID?] {
+    /// A node's GPU table: `job` now holds `gpus` (one lookup of the table for them all).
+    mutating func hold(_ gpus: [Int], for job: JobID) {
+        for g in gpus { self[g] = job }
+    }
+
+    /// Frees those of `gpus` that `job` holds.
+    mutating func release(_ gpus: [Int], heldBy job: JobID) {
+        for g in gpus where g < count && self[g] == job { self[g] = nil }
     }
 }

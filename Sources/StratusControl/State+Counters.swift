@@ -105,12 +105,13 @@ extension State {
     /// After node `id` changed (its GPU table, state or loss): its part of the counters.
     mutating func recount(_ id: NodeID) {
         guard counters.valid else { return }
-        if let old = counters.byNode[id] { counters.remove(old) }
+        // Every read before the first write: the state is then not copied for the reads.
         let new = share(of: id)
+        let k = counters.position[id].flatMap { $0 < counters.placement.count ? $0 : nil }
+        let view = k.map { nodeView(id, counters.placement[$0]) }
+        if let old = counters.byNode.updateValue(new, forKey: id) { counters.remove(old) }
         counters.add(new)
-        counters.byNode[id] = new
-        if let k = counters.position[id], k < counters.placement.count {
-            let view = nodeView(id, counters.placement[k])
+        if let k, let view {
             counters.nodeViews[k] = view
             if view.shares.isEmpty { counters.sharedNodes.remove(k) } else { counters.sharedNodes.insert(k) }
             // A node in or out of service moves between pools: rebuild the index then.

@@ -154,14 +154,17 @@ extension State {
         guard commit else { return .applied(c.node.rawValue) }
         nodes[c.node]!.lostAt = c.lastSeen
         recount(c.node)
+        var tally = Billing.Tally()
         for (job, i, record) in ending {
-            var marked = jobs[job.id]!
-            marked.lostNode = c.node
-            marked.record("node_lost", "\(c.node) was lost (last heard from at \(c.lastSeen))", at: at)
+            jobs.update(job.id) { marked in
+                marked.lostNode = c.node
+                marked.record("node_lost", "\(c.node) was lost (last heard from at \(c.lastSeen))", at: at)
+            }
             let endedAt = max(job.allocations[i].startedAt ?? c.lastSeen, c.lastSeen)
             openOutage(job, gpus: job.allocations[i].gpus.count, from: c.lastSeen)
-            endAllocation(marked, i, record: record, endedAt: endedAt, exitCode: nil, reason: reason, at: at)
+            endAllocation(job.id, i, record: record, endedAt: endedAt, exitCode: nil, reason: reason, at: at, tally: &tally)
         }
+        billing.post(tally, now: at)
         return .applied(c.node.rawValue)
     }
 

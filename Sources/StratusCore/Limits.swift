@@ -47,6 +47,8 @@ public enum Limits {
     public static let nodesNamedPerEvent = 16
     /// Jobs one `retire_jobs` command forgets at most (the oldest first).
     public static let maxJobsRetiredPerCommand = 100_000
+    /// Agents' reports one `agent_reports` command carries at most.
+    public static let maxReportsPerCommand = 65_536
     /// Most times a job may be requeued by its retry policy.
     public static let maxRetries = 100
     /// Requeues after node losses a job gets by default (its spec's `retry` may say otherwise).

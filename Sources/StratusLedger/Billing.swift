@@ -253,11 +253,52 @@ public struct Billing: Codable, Equatable, Sendable {
 
     /// Counts and rates one event and posts its charge at once.
     public mutating func count(_ e: UsageEvent, now: Timestamp) {
+        var tally = Tally()
+        count(e, now: now, into: &tally)
+        post(tally, now: now)
+    }
+
+    /// Events counted by one command, whose charges are posted together: one transfer
+    /// per org, tier and code. Consecutive events that differ only in their GPUs (a
+    /// gang's nodes ending together) are rated as one: invoice lines charge their total
+    /// GPU-seconds, so the money is the same to the micro.
+    public struct Tally {
         var postings = Postings()
         var cache = PriceCache()
+        /// The last event, not rated yet (more of its kind may follow).
+        var pending: UsageEvent?
+        var merged = 0
+        var first: String?
+        var events = 0
+        public init() {}
+    }
+
+    /// Counts one event into `tally`; `post(tally, now:)` rates what is left and moves the money.
+    public mutating func count(_ e: UsageEvent, now: Timestamp, into tally: inout Tally) {
         _ = seen.insert(e.key, SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond))
-        rate(e, now: now, into: &postings, cache: &cache)
-        post(postings, now, e.id)
+        if tally.first == nil { tally.first = e.id }
+        tally.events += 1
+        if var p = tally.pending, p.gpuShareMilli == nil, e.gpuShareMilli == nil, p.start == e.start, p.end == e.end,
+            p.org == e.org, p.tier == e.tier, p.gpuModel == e.gpuModel, p.region == e.region, p.project == e.project,
+            p.source == e.source
+        {
+            p.gpus += e.gpus
+            tally.pending = p
+            tally.merged += 1
+            return
+        }
+        if let p = tally.pending { rate(p, now: now, into: &tally.postings, cache: &tally.cache) }
+        tally.pending = e
+    }
+
+    /// Posts what `tally` counted (nothing when it counted nothing). The transfers' ref is
+    /// the first event's id, and how many more there were.
+    public mutating func post(_ tally: Tally, now: Timestamp) {
+        guard let first = tally.first else { return }
+        var tally = tally
+        if let p = tally.pending { rate(p, now: now, into: &tally.postings, cache: &tally.cache) }
+        eventsCounted += UInt64(tally.merged)
+        post(tally.postings, now, tally.events == 1 ? first : "\(first) (+\(tally.events - 1))")
     }
 
     /// Money one batch moves from an org's receivable to the revenue of a tier.

@@ -791,21 +791,26 @@ struct Round {
                 return .failure(Failure(reasons: reasons))
             }
             // Then the smallest block (racks on one spine) that fits.
-            var bestBlock: (q: Int, block: Int, pool: Int, counts: [(slot: Int, q: Int)])?
+            var bestBlock: (q: Int, block: Int, pool: Int, slots: [Int])?
             var mostInBlock = 0
-            for (p, _) in open {
+            blocks: for (p, _) in open {
                 let pool = capacity.pools[p]
                 guard let probe = pool.allNodes.first, Int64(n) * watts(probe, gpus: g) <= powerLeft(probe) else { continue }
                 for (block, slots) in pool.blocks {
-                    let counts = slots.map { (slot: $0, q: fitting(inSlot: $0)) }.filter { $0.q > 0 }
-                    let q = counts.reduce(0) { $0 + $1.q }
+                    var q = 0
+                    for s in slots { q += fitting(inSlot: s) }
                     mostInBlock = max(mostInBlock, q)
-                    if q >= n, bestBlock == nil || q < bestBlock!.q { bestBlock = (q, block, p, counts) }
+                    if q >= n, bestBlock == nil || q < bestBlock!.q {
+                        bestBlock = (q, block, p, slots)
+                        // None can fit more tightly (and an earlier one would have been this tight).
+                        if q == n { break blocks }
+                    }
                 }
             }
             if let b = bestBlock {
+                let counts = b.slots.map { (slot: $0, q: fitting(inSlot: $0)) }.filter { $0.q > 0 }
                 let (picked, racks) = spread(
-                    b.counts, n: n, g: g, check: check, maxPerSlot: capacity.pools[b.pool].maxSlotNodes)
+                    counts, n: n, g: g, check: check, maxPerSlot: capacity.pools[b.pool].maxSlotNodes)
                 return .success(chosen(picked, "gang in one block (block #\(b.block), across \(racks) racks)"))
             }
             if job.topology == .block {

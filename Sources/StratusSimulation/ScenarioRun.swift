@@ -202,10 +202,7 @@ extension Simulation {
         // A gang lives and dies together: the agents on its other nodes stop their part now.
         for (job, _) in ending {
             guard let current = engine.state.jobs[job.id], current.attempt == job.attempt else { continue }
-            for a in current.allocations where !a.isEnded && a.stopRequested {
-                guard let latest = engine.state.jobs[job.id] else { break }
-                try end(latest, a, reason: "its gang lost \(id)")
-            }
+            try end(current, current.allocations.filter { !$0.isEnded && $0.stopRequested }, reason: "its gang lost \(id)")
         }
         heap.push(now.adding(seconds: config.scenario!.faults!.repairSeconds), .repair(n))
     }
@@ -293,10 +290,7 @@ extension Simulation {
         for id in victims {
             try engine.execute(.cancelJob(CancelJob(job: id, by: "key-1")), at: now)
             guard let job = engine.state.jobs[id] else { continue }
-            for a in job.allocations where !a.isEnded {
-                guard let current = engine.state.jobs[id] else { break }
-                try end(current, a, reason: "scaled down")
-            }
+            try end(job, job.allocations.filter { !$0.isEnded }, reason: "scaled down")
             if let job = engine.state.jobs[id], job.state.isTerminal, kinds[id] != nil {
                 stats.finished += 1
                 ended(job)

@@ -384,10 +384,9 @@ public struct Simulation {
             guard let job = engine.state.jobs[id], job.attempt == attempt else { return }
             var reason: String?
             if case .stop = event { reason = "stopped at its deadline" }
-            for a in job.allocations where !a.isEnded {
-                if case .stop = event, !a.stopRequested { continue }
-                try end(job, a, reason: reason)
-            }
+            var isStop = false
+            if case .stop = event { isStop = true }
+            try end(job, job.allocations.filter { !$0.isEnded && (!isStop || $0.stopRequested) }, reason: reason)
         case .round:
             roundPending = false
             dirty = false
@@ -449,17 +448,30 @@ public struct Simulation {
     }
 
     mutating func end(_ job: Job, _ a: Allocation, reason: String?, exitCode: Int32? = 0) throws {
-        let report = Command.allocationExited(
+        try end(job, [a], reason: reason, exitCode: exitCode)
+    }
+
+    /// Allocations `allocs` of `job` end now: the agents' exits arrive together, as one
+    /// `agent_reports` command (one `allocation_exited` when there is one).
+    mutating func end(_ job: Job, _ allocs: [Allocation], reason: String?, exitCode: Int32? = 0) throws {
+        guard !allocs.isEmpty else { return }
+        let exits = allocs.map { a in
             AllocationExited(
-                job: job.id, node: a.node, exitCode: reason == nil ? exitCode : nil, reason: reason, attempt: job.attempt))
-        try engine.execute(report, at: now)
-        lastReport = report
-        released(job, a)
+                job: job.id, node: a.node, exitCode: reason == nil ? exitCode : nil, reason: reason, attempt: job.attempt)
+        }
+        for chunk in stride(from: 0, to: exits.count, by: Limits.maxReportsPerCommand) {
+            let part = Array(exits[chunk..<min(exits.count, chunk + Limits.maxReportsPerCommand)])
+            let report = part.count == 1 ? Command.allocationExited(part[0]) : .agentReports(AgentReports(exited: part))
+            try engine.execute(report, at: now)
+            lastReport = report
+        }
+        for a in allocs { released(job, a, settle: false) }
+        settle(job.id)
     }
 
     /// Bookkeeping after allocation `a` of `job` was released (by its end, a stop or a
-    /// lost node).
-    mutating func released(_ job: Job, _ a: Allocation) {
+    /// lost node); with `settle`, also whether the job is over.
+    mutating func released(_ job: Job, _ a: Allocation, settle settles: Bool = true) {
         let gpus = a.gpus.count
         let key = Run(job: job.id, attempt: job.attempt, node: a.node)
         if let started = starts.removeValue(forKey: key) {
@@ -483,10 +495,15 @@ public struct Simulation {
                 if endedRuns.count > 64 { endedRuns.removeFirst() }
             }
         }
-        if let after = engine.state.jobs[job.id], after.state.isTerminal {
+        if settles { settle(job.id) }
+    }
+
+    /// If job `id` is over, counts it and forgets it.
+    mutating func settle(_ id: JobID) {
+        if let after = engine.state.jobs[id], after.state.isTerminal {
             stats.finished += 1
-            durations[job.id] = nil
-            if kinds[job.id] == .inference { inferenceReplicas.removeAll { $0 == job.id } }
+            durations[id] = nil
+            if kinds[id] == .inference { inferenceReplicas.removeAll { $0 == id } }
             ended(after)
         }
     }
@@ -507,12 +524,12 @@ public struct Simulation {
     mutating func scheduleRound(force: Bool = false) throws {
         if engine.state.queue.isEmpty, !force || engine.state.reservations.isEmpty { return }
         let plan = try engine.schedule(at: now)
+        // The placed work's agents start it; their reports arrive together.
+        var started: [AllocationStarted] = []
         for p in plan.placements {
             guard let job = engine.state.jobs[p.job] else { continue }
             for a in job.allocations where !a.isEnded {
-                let report = Command.allocationStarted(AllocationStarted(job: job.id, node: a.node, attempt: job.attempt))
-                try engine.execute(report, at: now)
-                lastReport = report
+                started.append(AllocationStarted(job: job.id, node: a.node, attempt: job.attempt))
                 starts[Run(job: job.id, attempt: job.attempt, node: a.node)] = now
                 if let g = a.gpus.first, job.spec.gpuShareMilli != nil {
                     let slot = "\(a.node)#\(g)"
@@ -538,6 +555,12 @@ public struct Simulation {
                 heap.push(now.adding(seconds: d), .finish(job.id, attempt: job.attempt))
             }
         }
+        for chunk in stride(from: 0, to: started.count, by: Limits.maxReportsPerCommand) {
+            let part = Array(started[chunk..<min(started.count, chunk + Limits.maxReportsPerCommand)])
+            let report = part.count == 1 ? Command.allocationStarted(part[0]) : .agentReports(AgentReports(started: part))
+            try engine.execute(report, at: now)
+            lastReport = report
+        }
         for p in plan.preemptions {
             for v in p.victims {
                 guard let victim = engine.state.jobs[v] else { continue }
@@ -556,10 +579,8 @@ public struct Simulation {
         for id in engine.state.jobs.keys.sorted() {
             guard let job = engine.state.jobs[id], !job.state.isTerminal else { continue }
             try engine.execute(.cancelJob(CancelJob(job: id, by: "key-1")), at: now)
-            for a in job.allocations where !a.isEnded {
-                guard let current = engine.state.jobs[id] else { break }
-                try end(current, a, reason: "the simulation's horizon")
-            }
+            guard let current = engine.state.jobs[id] else { continue }
+            try end(current, current.allocations.filter { !$0.isEnded }, reason: "the simulation's horizon")
         }
     }
 }
