@@ -835,3 +835,74 @@ enum Meter {
         #expect(e.state.reservationOutages[id] == nil, "the block ended in the closed month: its outages are dropped")
     }
 }
+
+/// `agent_reports`: agents' reports that arrive together, as one command.
+@Suite struct AgentReportsTests {
+    /// acme's 3-node gang placed at `Meter.t0`: the engine, the job and its nodes.
+    static func placedGang() throws -> (Engine, JobID, [NodeID]) {
+        var e = try Meter.engine()
+        let job = try Fixture.submit(&e, Fixture.spec(8, nodes: 3))
+        try e.schedule(at: Meter.t0)
+        let nodes = try #require(e.state.jobs[job]?.allocations.map(\.node))
+        try #require(nodes.count == 3)
+        return (e, job, nodes)
+    }
+
+    @Test func reportsTogetherLeaveTheStateReportsOneByOneWould() throws {
+        var (one, job, nodes) = try Self.placedGang()
+        var (together, _, _) = try Self.placedGang()
+        let end = Meter.t0.adding(seconds: 1800)
+        for n in nodes { try one.execute(.allocationStarted(AllocationStarted(job: job, node: n)), at: Meter.t0) }
+        for n in nodes {
+            try one.execute(.allocationExited(AllocationExited(job: job, node: n, exitCode: 0, reason: nil)), at: end)
+        }
+        let started = try together.execute(
+            .agentReports(AgentReports(started: nodes.map { AllocationStarted(job: job, node: $0) })), at: Meter.t0)
+        #expect(started == .applied("3"))
+        let exits = nodes.map { AllocationExited(job: job, node: $0, exitCode: 0, reason: nil) }
+        #expect(try together.execute(.agentReports(AgentReports(exited: exits)), at: end) == .applied("3"))
+        #expect(together.state.jobs[job]?.state == .succeeded)
+        #expect(together.state.jobs[job] == one.state.jobs[job])
+        #expect(together.state.usage.records == one.state.usage.records)
+        let a = one.state.billing.preview(org: "acme", now: end)
+        let b = together.state.billing.preview(org: "acme", now: end)
+        #expect(b.lines == a.lines)
+        #expect(b.total.description == "73.92")  // 3 nodes x 8 GPUs x 0.5 h = 12 GPU-h x 6.16
+        #expect(
+            together.state.billing.ledger.balance(.receivable("acme")) == one.state.billing.ledger.balance(.receivable("acme")))
+        // The gang's usage is one transfer, not one per node.
+        #expect(together.state.billing.ledger.transferCount == one.state.billing.ledger.transferCount - 2)
+        #expect(together.state.billing.ledger.checkBalanced())
+        #expect(together.state.holdingJobs().isEmpty)
+        #expect(together.state.counterProblems().isEmpty)
+        // Sent again (an agent retrying): known, nothing changes.
+        #expect(try together.execute(.agentReports(AgentReports(exited: exits)), at: end) == .unchanged("0"))
+    }
+
+    @Test func oneBadReportRefusesTheWholeCommandAndChangesNothing() throws {
+        var (e, job, nodes) = try Self.placedGang()
+        try e.execute(
+            .agentReports(AgentReports(started: nodes.map { AllocationStarted(job: job, node: $0) })), at: Meter.t0)
+        let before = e.state
+        func refusal(_ reports: AgentReports) -> StratusError? {
+            do {
+                try e.execute(.agentReports(reports), at: Meter.t0.adding(seconds: 60))
+                return nil
+            } catch {
+                return error as? StratusError
+            }
+        }
+        let stranger = AllocationExited(job: job, node: "node-99", exitCode: 0, reason: nil)
+        let ok = AllocationExited(job: job, node: nodes[0], exitCode: 0, reason: nil)
+        let bad = refusal(AgentReports(exited: [ok, stranger]))
+        #expect(bad?.code == .failedPrecondition)
+        #expect(bad?.message.hasPrefix("exited[1]: job \(job) has no allocation on node node-99") == true)
+        let twice = refusal(AgentReports(exited: [ok, ok]))
+        #expect(twice?.code == .invalidArgument)
+        #expect(twice?.message == "exited[1]: job \(job) on \(nodes[0]) is named twice")
+        let many = Array(
+            repeating: AllocationStarted(job: job, node: nodes[0]), count: Limits.maxReportsPerCommand + 1)
+        #expect(refusal(AgentReports(started: many))?.code == .limitExceeded)
+        #expect(e.state == before)
+    }
+}
