@@ -1021,26 +1021,32 @@ extension State {
             throw StratusError(
                 .limitExceeded, "reports: \(c.count) in one command; at most \(Limits.maxReportsPerCommand)")
         }
-        guard !commit else {
-            var applied = 0
-            for r in c.started {
-                if case .applied = try! allocationStarted(r, at: at, commit: true) { applied += 1 }
-            }
-            var tally = Billing.Tally()
-            for r in c.exited {
-                // One that had ended before may belong to a run an earlier exit just
-                // finished (and requeued): it was judged unchanged, and is skipped.
-                guard let (job, i) = try? liveAllocation(r.job, on: r.node, attempt: r.attempt),
-                    !job.allocations[i].isEnded
-                else { continue }
-                let record = try! usageRecord(job, i, endedAt: at)
-                endAllocation(
-                    r.job, i, record: record, endedAt: at, exitCode: r.exitCode, reason: r.reason, at: at, tally: &tally)
-                applied += 1
-            }
-            billing.post(tally, now: at)
-            return applied > 0 ? .applied("\(applied)") : .unchanged("0")
+        // Every report is judged before any is applied (also when committing: the command
+        // is all or nothing whichever way the shell runs it).
+        let judged = try judge(c, at: at)
+        guard commit, judged > 0 else { return judged > 0 ? .applied("\(judged)") : .unchanged("0") }
+        var applied = 0
+        for r in c.started {
+            if case .applied = try! allocationStarted(r, at: at, commit: true) { applied += 1 }
         }
+        var tally = Billing.Tally()
+        for r in c.exited {
+            // One that had ended before may belong to a run an earlier exit just
+            // finished (and requeued): it was judged unchanged, and is skipped.
+            guard let (job, i) = try? liveAllocation(r.job, on: r.node, attempt: r.attempt),
+                !job.allocations[i].isEnded
+            else { continue }
+            let record = try! usageRecord(job, i, endedAt: at)
+            endAllocation(r.job, i, record: record, endedAt: at, exitCode: r.exitCode, reason: r.reason, at: at, tally: &tally)
+            applied += 1
+        }
+        billing.post(tally, now: at)
+        return .applied("\(applied)")
+    }
+
+    /// How many of `c`'s reports would change something; throws the first refusal, named
+    /// by its place in its list.
+    private mutating func judge(_ c: AgentReports, at: Timestamp) throws(StratusError) -> Int {
         struct Run: Hashable {
             let job: JobID
             let node: NodeID
@@ -1069,7 +1075,7 @@ extension State {
                 throw StratusError(error.code, "exited[\(k)]: \(error.message)")
             }
         }
-        return applied > 0 ? .applied("\(applied)") : .unchanged("0")
+        return applied
     }
 
     /// The usage of allocation `i` if it ends at `endedAt` (nil if it never started), checked.

@@ -107,8 +107,13 @@ extension State {
         guard counters.valid else { return }
         // Every read before the first write: the state is then not copied for the reads.
         let new = share(of: id)
-        let k = counters.position[id].flatMap { $0 < counters.placement.count ? $0 : nil }
-        let view = k.map { nodeView(id, counters.placement[$0]) }
+        var k = counters.position[id]
+        if let i = k, i >= counters.placement.count { k = nil }
+        var view: SchedulingSnapshot.NodeView?
+        if let k, let node = nodes[id] {
+            view = Self.nodeView(
+                node, counters.placement[k], holders: gpuHolders[id] ?? [], shares: gpuShares[id], used: resourcesInUse[id])
+        }
         if let old = counters.byNode.updateValue(new, forKey: id) { counters.remove(old) }
         counters.add(new)
         if let k, let view {

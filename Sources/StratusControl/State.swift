@@ -173,14 +173,22 @@ public struct State: Codable, Equatable, Sendable {
 
     /// How the scheduler sees node `id`, numbered as `placement` says.
     func nodeView(_ id: NodeID, _ placement: (rack: Int, site: Int, block: Int)) -> SchedulingSnapshot.NodeView {
-        let node = nodes[id]!
-        let holders = gpuHolders[id] ?? []
-        let shares = gpuShares[id]
+        Self.nodeView(
+            nodes[id]!, placement, holders: gpuHolders[id] ?? [], shares: gpuShares[id], used: resourcesInUse[id])
+    }
+
+    /// The view of `node` from its GPU table, shared GPUs and CPU and memory in use (a
+    /// static function: a caller changing the state passes its parts without copying it).
+    static func nodeView(
+        _ node: Node, _ placement: (rack: Int, site: Int, block: Int), holders: [JobID?], shares: [Int: GPUShare]?,
+        used: NodeResources?
+    ) -> SchedulingSnapshot.NodeView {
+        let id = node.id
         let free = holders.indices.filter { holders[$0] == nil && shares?[$0] == nil }
         return .init(
             id: id, gpuModel: node.gpuModel, schedulable: node.isSchedulable, freeGPUs: free, gpuCount: node.gpuCount,
             rack: placement.rack, site: placement.site, labels: node.labels, block: placement.block,
-            freeResources: freeResources(node),
+            freeResources: Self.freeResources(node, used: used),
             shares: shares.map { s in
                 s.keys.sorted().map { g in
                     SchedulingSnapshot.SharedGPU(gpu: g, org: s[g]!.org, tier: s[g]!.tier, freeMilli: 1000 - s[g]!.milli)
@@ -190,8 +198,13 @@ public struct State: Codable, Equatable, Sendable {
 
     /// CPU and memory not yet taken on `node`; nil when it declares none (not limited).
     public func freeResources(_ node: Node) -> NodeResources? {
+        Self.freeResources(node, used: resourcesInUse[node.id])
+    }
+
+    /// CPU and memory of `node` not in `used`; nil when it declares none.
+    static func freeResources(_ node: Node, used: NodeResources?) -> NodeResources? {
         guard let total = node.resources else { return nil }
-        let used = resourcesInUse[node.id] ?? .zero
+        let used = used ?? .zero
         return NodeResources(
             cpuMilli: max(0, total.cpuMilli - used.cpuMilli), memoryMiB: max(0, total.memoryMiB - used.memoryMiB))
     }

@@ -236,7 +236,13 @@ public struct Simulation {
         engine = try Engine(
             store: MemoryStore(keepsLog: config.chaos),
             scheduler: TieredScheduler(preemptionNoticeSeconds: config.preemptionNoticeSeconds))
-        if !config.chaos { engine.snapshotEvery = nil }
+        // Without faults nothing can make the memory log refuse an entry: apply each command
+        // in one pass. With them (the fuzzer), every command is checked first as the server
+        // does, and the check must predict what applying does.
+        if !config.chaos {
+            engine.snapshotEvery = nil
+            engine.checksBeforeLogging = false
+        }
         try engine.execute(
             .bootstrap(
                 CreateKey(

@@ -12,6 +12,11 @@ public struct Engine: Sendable {
     private var commandsSinceSnapshot = 0
     /// Commands between two snapshots; nil: never (a simulation without crashes).
     public var snapshotEvery: Int? = Limits.snapshotEveryCommands
+    /// True (the default): each command is checked before it is logged, and applied only
+    /// once the log holds it. False, for a store that cannot fail to append (a
+    /// simulation's memory log): each command is applied at once, which checks it as
+    /// well (a refused one changes nothing), and then logged; one pass instead of two.
+    public var checksBeforeLogging = true
 
     /// Opens the store and rebuilds state from it.
     public init(store: any Store, scheduler: any Scheduler = TieredScheduler()) throws {
@@ -25,6 +30,18 @@ public struct Engine: Sendable {
     @discardableResult
     public mutating func execute(_ command: Command, at: Timestamp) throws -> Outcome {
         let entry = LogEntry(seq: state.seq + 1, at: at, command: command)
+        guard checksBeforeLogging else {
+            let outcome = try state.apply(entry, commit: true)
+            guard case .applied = outcome else { return outcome }
+            do {
+                try store.append([entry])
+            } catch {
+                fatalError("command \(command.name) was applied but the store refused it: \(error)")
+            }
+            commandsSinceSnapshot += 1
+            if let every = snapshotEvery, commandsSinceSnapshot >= every { try snapshot() }
+            return outcome
+        }
         let predicted = try state.apply(entry, commit: false)
         guard case .applied = predicted else { return predicted }
         try store.append([entry])
