@@ -73,10 +73,12 @@ extension State {
         }
         ended.sort { $0.at != $1.at ? $0.at < $1.at : $0.id < $1.id }
         let retired = Set(ended.prefix(Limits.maxJobsRetiredPerCommand).map(\.id))
+        guard !retired.isEmpty else { return .unchanged("0") }
         guard commit else { return .applied("\(retired.count)") }
         for id in retired { jobs[id] = nil }
         idempotency = idempotency.filter { !retired.contains($0.value) }
-        usage.retire { retired.contains($0.job) }
+        // A retired job's records all ended before it did: later ones are kept without a lookup.
+        usage.retire { $0.endedAt < c.endedBefore && retired.contains($0.job) }
         return .applied("\(retired.count)")
     }
 

@@ -47,6 +47,10 @@ public enum Limits {
     public static let nodesNamedPerEvent = 16
     /// Jobs one `retire_jobs` command forgets at most (the oldest first).
     public static let maxJobsRetiredPerCommand = 100_000
+    /// How long the server keeps a job after it ended (`stratus up --retain-jobs`), and
+    /// the shortest retention it accepts.
+    public static let defaultJobRetentionSeconds: Int64 = 90 * 86_400
+    public static let minJobRetentionSeconds: Int64 = 3_600
     /// Agents' reports one `agent_reports` command carries at most.
     public static let maxReportsPerCommand = 65_536
     /// Most times a job may be requeued by its retry policy.

@@ -48,6 +48,20 @@ public actor ControlPlane {
         return outcome
     }
 
+    /// Forgets jobs that ended more than `seconds` ago (`retire_jobs`, as many commands as
+    /// it takes); returns how many. Nothing to forget logs nothing.
+    @discardableResult
+    public func retireJobs(endedSecondsAgo seconds: Int64) throws -> Int {
+        let before = clock().adding(seconds: -seconds)
+        var retired = 0
+        while case .applied(let n) = try engine.execute(.retireJobs(RetireJobs(endedBefore: before)), at: clock()) {
+            changed()
+            retired += Int(n) ?? 0
+            if Int(n) ?? 0 < Limits.maxJobsRetiredPerCommand { break }
+        }
+        return retired
+    }
+
     /// Runs one scheduling round; logs and applies its placements.
     @discardableResult
     public func schedule() throws -> Plan {

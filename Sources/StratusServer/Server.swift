@@ -32,6 +32,8 @@ public struct Server {
         /// What networked agents are told: heartbeat interval, and silence before a node is lost.
         public var heartbeatSeconds: Int64 = Limits.defaultHeartbeatSeconds
         public var nodeLostSeconds: Int64 = Limits.defaultNodeLostSeconds
+        /// How long a job is kept after it ended (then `retire_jobs` forgets it).
+        public var retainJobsSeconds: Int64 = Limits.defaultJobRetentionSeconds
         /// Load the demo fleet (8 nodes of 8 H100, run by in-process agents) into a new data directory.
         public var demoFleet = true
 
@@ -88,6 +90,7 @@ public struct Server {
                 LocalAgentsService(plane: plane, files: files, logger: logger),
                 BillingService(plane: plane, graceSeconds: options.invoiceGraceSeconds, logger: logger),
                 NodeMonitorService(plane: plane, lostAfterSeconds: options.nodeLostSeconds, logger: logger),
+                RetentionService(plane: plane, retainSeconds: options.retainJobsSeconds, logger: logger),
             ],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? options.port

@@ -169,3 +169,27 @@ struct NodeMonitorService: Service {
         await plane.releaseWaiters()
     }
 }
+
+/// Forgets jobs that ended more than `retainSeconds` ago (their money stays in the
+/// ledger and invoices, their GPU time in the usage totals), checking every
+/// `min(an hour, retainSeconds / 10)`: like Slurm's MinJobAge, it keeps a long-running
+/// control plane's memory to the work of its retention window.
+struct RetentionService: Service {
+    let plane: ControlPlane
+    let retainSeconds: Int64
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let n = try await plane.retireJobs(endedSecondsAgo: retainSeconds)
+                    if n > 0 { logger.info("retired \(n) jobs that ended more than \(retainSeconds) s ago") }
+                } catch {
+                    logger.error("retiring old jobs failed: \(error)")
+                }
+                try? await Task.sleep(for: .seconds(max(1, min(3_600, retainSeconds / 10))))
+            }
+        }
+    }
+}

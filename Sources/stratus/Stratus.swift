@@ -92,6 +92,11 @@ struct Up: AsyncParsableCommand {
     @Option(name: .long, help: "Silence after which a networked agent's node is lost and its work ends as node_lost.")
     var nodeLostAfter = "50s"
 
+    @Option(
+        name: .long,
+        help: "How long a job is kept after it ends (at least 1h); then it is forgotten, its charges staying on invoices.")
+    var retainJobs = "90d"
+
     func run() async throws {
         var logger = Logger(label: "stratus")
         logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
@@ -107,6 +112,10 @@ struct Up: AsyncParsableCommand {
             options.nodeLostSeconds = try DurationText.parseSeconds(nodeLostAfter, field: "--node-lost-after")
             guard options.heartbeatSeconds >= 1, options.nodeLostSeconds > options.heartbeatSeconds else {
                 throw StratusError(.invalidArgument, "--node-lost-after must be longer than --heartbeat (at least 1 s)")
+            }
+            options.retainJobsSeconds = try DurationText.parseSeconds(retainJobs, field: "--retain-jobs")
+            guard options.retainJobsSeconds >= Limits.minJobRetentionSeconds else {
+                throw StratusError(.invalidArgument, "--retain-jobs: at least 1h (\(retainJobs) given)")
             }
             if let tiers {
                 options.tiers = try tiers.split(separator: ",").map { name throws(StratusError) in

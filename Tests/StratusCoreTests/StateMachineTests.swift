@@ -85,6 +85,10 @@ import Testing
         let outcome = try e.execute(
             .retireJobs(RetireJobs(endedBefore: Fixture.t0.adding(seconds: 100))), at: Fixture.t0.adding(seconds: 200))
         #expect(outcome == .applied("1"))
+        // Nothing more to forget: nothing changes (and nothing is logged).
+        let again = try e.execute(
+            .retireJobs(RetireJobs(endedBefore: Fixture.t0.adding(seconds: 100))), at: Fixture.t0.adding(seconds: 200))
+        #expect(again == .unchanged("0"))
         #expect(e.state.jobs[old] == nil)
         #expect(e.state.jobs[live]?.state == .running && e.state.jobs[later]?.state == .cancelled)
         #expect(e.state.usage.records.isEmpty)
@@ -92,8 +96,8 @@ import Testing
         #expect(e.state.billing.ledger.balance(.revenue(.onDemand)) == revenue)
         #expect(e.state.counterProblems().isEmpty)
         // Its idempotency key went with it: the same key makes a new job.
-        let again = try Fixture.submit(&e, Fixture.spec(2), key: "old", at: Fixture.t0.adding(seconds: 200))
-        #expect(again != old)
+        let reused = try Fixture.submit(&e, Fixture.spec(2), key: "old", at: Fixture.t0.adding(seconds: 200))
+        #expect(reused != old)
     }
 
     @Test func jobLifecycleRecordsUsageOnce() throws {

@@ -282,3 +282,30 @@ import Testing
         }
     }
 }
+
+/// The server forgets jobs that ended longer ago than `stratus up --retain-jobs`.
+@Suite struct RetentionTests {
+    @Test func endedJobsAreForgottenAfterTheRetentionAndTheirMoneyStays() async throws {
+        let cloud = try await TestCloud.make()
+        let acme = try await cloud.tenant("acme")
+        try await cloud.app().test(.router) { client in
+            let done = try #require(try await client.call(.post, "/v1/jobs", key: acme, body: jobBody())["id"] as? String)
+            let live = try #require(try await client.call(.post, "/v1/jobs", key: acme, body: jobBody())["id"] as? String)
+            try await cloud.plane.schedule()
+            try await cloud.finish(done)
+            let owed = await cloud.plane.read { $0.billing.ledger.balance(.receivable("acme")) }
+            try await Task.sleep(for: .milliseconds(20))
+            // Ended within the last hour: kept; nothing to forget logs nothing.
+            let seq = await cloud.seq
+            #expect(try await cloud.plane.retireJobs(endedSecondsAgo: 3600) == 0)
+            #expect(await cloud.seq == seq)
+            #expect(try await client.call(.get, "/v1/jobs/\(done)", key: acme).status == 200)
+            // Ended before now: forgotten; the running job stays, and so does the money.
+            #expect(try await cloud.plane.retireJobs(endedSecondsAgo: 0) == 1)
+            #expect(try await client.call(.get, "/v1/jobs/\(done)", key: acme).status == 404)
+            #expect(try await client.call(.get, "/v1/jobs/\(live)", key: acme)["state"] as? String == "starting")
+            #expect(await cloud.plane.read { $0.billing.ledger.balance(.receivable("acme")) } == owed)
+            #expect(await cloud.plane.read { $0.usage.retiredRecords } == 1)
+        }
+    }
+}

@@ -415,6 +415,26 @@ import Testing
         #expect(((queued as? [String: Any])?["p99"] as? Int ?? 0) > 0, "the trace queues on 64 GPUs")
     }
 
+    /// `stratus up` refuses a job retention shorter than an hour, naming the option,
+    /// before it opens anything.
+    @Test func upRefusesARetentionUnderAnHour() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: EndToEndTests.binary))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stratus-retain-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
+        p.arguments = ["up", "--data", dir, "--port", "0", "--retain-jobs", "10m"]
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus != 0)
+        #expect(text.contains("--retain-jobs: at least 1h (10m given)"))
+        #expect(!FileManager.default.fileExists(atPath: dir))
+    }
+
     /// Two small scenarios compared from the command line: the report puts both side by
     /// side, each run's files are written, two processes give the same bytes, and a bad
     /// scenario is refused with the field named and a non-zero exit.
