@@ -73,6 +73,9 @@ struct CapacityIndex: Sendable {
         var available: Int
         /// f -> sorted keys (slot's available GPUs << 32 | slot) of slots with a node at f.
         var buckets: [[UInt64]]
+        /// L -> the slots (ascending) with exactly L nodes whose every GPU (`maxGPUs`) is
+        /// available, L in 1...maxSlotNodes: whole-node gangs read racks from these.
+        var whole: [[Int32]]
     }
 
     struct Slot: Sendable {
@@ -160,15 +163,23 @@ struct CapacityIndex: Sendable {
                     }
                 }
                 for f in buckets.indices { buckets[f].sort() }
+                let maxSlotNodes = racks.values.map(\.count).max() ?? 0
+                var whole = [[Int32]](repeating: [], count: maxSlotNodes + 1)
+                if maxGPUs > 0 {
+                    for s in firstSlot..<slots.count {
+                        let c = Int(slotHist[slots[s].histBase + maxGPUs])
+                        if c > 0 { whole[c].append(Int32(s)) }
+                    }
+                }
                 var blocks: [Int: [Int]] = [:]
                 for s in firstSlot..<slots.count where slots[s].block >= 0 { blocks[slots[s].block, default: []].append(s) }
                 pools.append(
                     Pool(
                         model: model, site: site, maxGPUs: maxGPUs, slots: firstSlot..<slots.count, nodes: schedulable.sorted(),
                         total: everyNode.count, unschedulable: everyNode.count - schedulable.count, allNodes: everyNode,
-                        maxSlotNodes: racks.values.map(\.count).max() ?? 0,
+                        maxSlotNodes: maxSlotNodes,
                         blocks: blocks.keys.sorted().map { ($0, blocks[$0]!) }, hist: hist, available: available,
-                        buckets: buckets))
+                        buckets: buckets, whole: whole))
                 poolsByModel[model, default: []].append(p)
             }
         }
@@ -255,6 +266,7 @@ struct CapacityIndex: Sendable {
             out.append("pool histograms")
         }
         if pools.map(\.buckets) != other.pools.map(\.buckets) { out.append("pool buckets") }
+        if pools.map(\.whole) != other.pools.map(\.whole) { out.append("whole-node racks") }
         if slotAvailable != other.slotAvailable || slotHist != other.slotHist { out.append("slot summaries") }
         for i in 0..<nodes where free[i] != other.free[i] || availableCount[i] != other.availableCount[i] {
             out.append("node #\(i)")
@@ -296,6 +308,12 @@ struct CapacityIndex: Sendable {
             case (false, false): break
             }
         }
+        if maxGPUs > 0, old == maxGPUs || new == maxGPUs {
+            let before = Int(slotHist[base + maxGPUs])
+            let after = before + (new == maxGPUs ? 1 : 0) - (old == maxGPUs ? 1 : 0)
+            if before > 0 { Self.remove(Int32(s), from: &pools[p].whole[before]) }
+            if after > 0 { Self.insert(Int32(s), into: &pools[p].whole[after]) }
+        }
         slotHist[base + old] -= 1
         slotHist[base + new] += 1
         slotAvailable[s] = newAvailable
@@ -304,7 +322,18 @@ struct CapacityIndex: Sendable {
         pools[p].available += new - old
     }
 
-    private static func position(_ key: UInt64, in list: [UInt64]) -> Int {
+    private static func insert(_ slot: Int32, into list: inout [Int32]) {
+        let at = position(slot, in: list)
+        if at < list.count, list[at] == slot { return }
+        list.insert(slot, at: at)
+    }
+
+    private static func remove(_ slot: Int32, from list: inout [Int32]) {
+        let at = position(slot, in: list)
+        if at < list.count, list[at] == slot { list.remove(at: at) }
+    }
+
+    private static func position<T: Comparable>(_ key: T, in list: [T]) -> Int {
         var lo = 0
         var hi = list.count
         while lo < hi {

@@ -833,6 +833,22 @@ struct Round {
             return .failure(Failure(reasons: reasons))
         }
         let pool = capacity.pools[site.pool]
+        if g == pool.maxGPUs, check == nil, heldInSlot.isEmpty {
+            // Whole nodes: the index lists the racks by how many whole nodes they have free,
+            // each list in rack order, which is the order `spread` takes them in.
+            var picked: [Int] = []
+            var racks = 0
+            levels: for level in stride(from: pool.maxSlotNodes, through: 1, by: -1) {
+                for s in pool.whole[level] {
+                    racks += 1
+                    for i in packed(Int(s), g: g, check: nil) {
+                        picked.append(i)
+                        if picked.count == n { break levels }
+                    }
+                }
+            }
+            return .success(chosen(picked, "gang across \(racks) racks of one site"))
+        }
         var counts: [(slot: Int, q: Int)] = []
         if g == pool.maxGPUs, check == nil {
             // Whole nodes: the slots that have one are exactly bucket g.
