@@ -73,9 +73,11 @@ struct CapacityIndex: Sendable {
         var available: Int
         /// f -> sorted keys (slot's available GPUs << 32 | slot) of slots with a node at f.
         var buckets: [[UInt64]]
-        /// L -> the slots (ascending) with exactly L nodes whose every GPU (`maxGPUs`) is
-        /// available, L in 1...maxSlotNodes: whole-node gangs read racks from these.
-        var whole: [[Int32]]
+        /// L -> the slots with exactly L nodes whose every GPU (`maxGPUs`) is available, L
+        /// in 1...maxSlotNodes, as bits (slot - slots.lowerBound): whole-node gangs read
+        /// racks from these, in rack order.
+        var whole: [[UInt64]]
+
     }
 
     struct Slot: Sendable {
@@ -164,11 +166,12 @@ struct CapacityIndex: Sendable {
                 }
                 for f in buckets.indices { buckets[f].sort() }
                 let maxSlotNodes = racks.values.map(\.count).max() ?? 0
-                var whole = [[Int32]](repeating: [], count: maxSlotNodes + 1)
+                let words = (slots.count - firstSlot + 63) / 64
+                var whole = [[UInt64]](repeating: [UInt64](repeating: 0, count: words), count: maxSlotNodes + 1)
                 if maxGPUs > 0 {
                     for s in firstSlot..<slots.count {
                         let c = Int(slotHist[slots[s].histBase + maxGPUs])
-                        if c > 0 { whole[c].append(Int32(s)) }
+                        if c > 0 { whole[c][(s - firstSlot) >> 6] |= 1 << UInt64((s - firstSlot) & 63) }
                     }
                 }
                 var blocks: [Int: [Int]] = [:]
@@ -311,8 +314,10 @@ struct CapacityIndex: Sendable {
         if maxGPUs > 0, old == maxGPUs || new == maxGPUs {
             let before = Int(slotHist[base + maxGPUs])
             let after = before + (new == maxGPUs ? 1 : 0) - (old == maxGPUs ? 1 : 0)
-            if before > 0 { Self.remove(Int32(s), from: &pools[p].whole[before]) }
-            if after > 0 { Self.insert(Int32(s), into: &pools[p].whole[after]) }
+            let k = s - pools[p].slots.lowerBound
+            let bit: UInt64 = 1 << UInt64(k & 63)
+            if before > 0 { pools[p].whole[before][k >> 6] &= ~bit }
+            if after > 0 { pools[p].whole[after][k >> 6] |= bit }
         }
         slotHist[base + old] -= 1
         slotHist[base + new] += 1
@@ -322,18 +327,7 @@ struct CapacityIndex: Sendable {
         pools[p].available += new - old
     }
 
-    private static func insert(_ slot: Int32, into list: inout [Int32]) {
-        let at = position(slot, in: list)
-        if at < list.count, list[at] == slot { return }
-        list.insert(slot, at: at)
-    }
-
-    private static func remove(_ slot: Int32, from list: inout [Int32]) {
-        let at = position(slot, in: list)
-        if at < list.count, list[at] == slot { list.remove(at: at) }
-    }
-
-    private static func position<T: Comparable>(_ key: T, in list: [T]) -> Int {
+    private static func position(_ key: UInt64, in list: [UInt64]) -> Int {
         var lo = 0
         var hi = list.count
         while lo < hi {

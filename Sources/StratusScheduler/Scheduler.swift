@@ -839,11 +839,16 @@ struct Round {
             var picked: [Int] = []
             var racks = 0
             levels: for level in stride(from: pool.maxSlotNodes, through: 1, by: -1) {
-                for s in pool.whole[level] {
-                    racks += 1
-                    for i in packed(Int(s), g: g, check: nil) {
-                        picked.append(i)
-                        if picked.count == n { break levels }
+                for (w, word) in pool.whole[level].enumerated() where word != 0 {
+                    var rest = word
+                    while rest != 0 {
+                        let s = pool.slots.lowerBound + w * 64 + rest.trailingZeroBitCount
+                        rest &= rest - 1
+                        racks += 1
+                        for i in packed(s, g: g, check: nil) {
+                            picked.append(i)
+                            if picked.count == n { break levels }
+                        }
                     }
                 }
             }
