@@ -79,23 +79,29 @@ extension State {
     /// What node `id` adds to the counters now.
     func share(of id: NodeID) -> FleetCounters.NodeShare {
         guard let node = nodes[id] else { return .init() }
+        return share(of: node, site: site(of: node), holders: gpuHolders[id], shares: gpuShares[id])
+    }
+
+    /// What `node` (in `site`, with GPU table `holders` and shared GPUs `shares`) adds to
+    /// the counters.
+    func share(of node: Node, site: Site?, holders: [JobID?]?, shares: [Int: GPUShare]?) -> FleetCounters.NodeShare {
         var s = FleetCounters.NodeShare(model: node.gpuModel)
-        let site = self.site(of: node)
         s.site = site?.id
-        let busy = busyGPUs(id)
-        if let site, busy > 0 { s.watts = Self.wallWatts(model: node.gpuModel, gpus: busy, pueMilli: site.pueMilli) }
+        var held = shares?.count ?? 0
+        for case .some in holders ?? [] { held += 1 }
+        if let site, held > 0 { s.watts = Self.wallWatts(model: node.gpuModel, gpus: held, pueMilli: site.pueMilli) }
         guard node.isSchedulable, let region = site?.region.rawValue else { return s }
         s.sku = SKU(gpuModel: node.gpuModel, region: region, tier: .spot)
         s.gpus = node.gpuCount
         // A job usually holds neighbouring GPUs: look each holder up once.
         var last: (job: JobID, tier: Tier?)?
-        for case let holder? in gpuHolders[id] ?? [] {
+        for case let holder? in holders ?? [] {
             if last?.job != holder { last = (holder, jobs.all[holder]?.spec.tier) }
             guard let tier = last?.tier, tier != .spot else { continue }
             s.committed += 1
             if tier == .internal { s.internalUsed += 1 }
         }
-        for share in gpuShares[id]?.values ?? [:].values where share.tier != .spot {
+        for share in shares?.values ?? [:].values where share.tier != .spot {
             s.committed += 1
             if share.tier == .internal { s.internalUsed += 1 }
         }
@@ -105,14 +111,18 @@ extension State {
     /// After node `id` changed (its GPU table, state or loss): its part of the counters.
     mutating func recount(_ id: NodeID) {
         guard counters.valid else { return }
-        // Every read before the first write: the state is then not copied for the reads.
-        let new = share(of: id)
+        // Every read before the first write (the state is then not copied for the reads),
+        // and each of the node's tables looked up once.
+        let node = nodes[id]
+        let holders = gpuHolders[id]
+        let shares = gpuShares[id]
+        var new = FleetCounters.NodeShare()
+        if let node { new = share(of: node, site: site(of: node), holders: holders, shares: shares) }
         var k = counters.position[id]
         if let i = k, i >= counters.placement.count { k = nil }
         var view: SchedulingSnapshot.NodeView?
-        if let k, let node = nodes[id] {
-            view = Self.nodeView(
-                node, counters.placement[k], holders: gpuHolders[id] ?? [], shares: gpuShares[id], used: resourcesInUse[id])
+        if let k, let node {
+            view = Self.nodeView(node, counters.placement[k], holders: holders ?? [], shares: shares, used: resourcesInUse[id])
         }
         if let old = counters.byNode.updateValue(new, forKey: id) { counters.remove(old) }
         counters.add(new)
