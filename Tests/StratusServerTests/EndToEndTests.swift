@@ -415,22 +415,28 @@ import Testing
         #expect(((queued as? [String: Any])?["p99"] as? Int ?? 0) > 0, "the trace queues on 64 GPUs")
     }
 
-    /// `stratus up` refuses a job retention shorter than an hour, naming the option,
-    /// before it opens anything.
-    @Test func upRefusesARetentionUnderAnHour() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: EndToEndTests.binary))
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stratus-retain-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+    /// Runs the built `stratus` with `args` to its end: its exit status and standard error.
+    static func stratus(_ args: [String]) throws -> (Int32, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
-        p.arguments = ["up", "--data", dir, "--port", "0", "--retain-jobs", "10m"]
+        p.arguments = args
         let err = Pipe()
         p.standardOutput = FileHandle.nullDevice
         p.standardError = err
         try p.run()
         let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        #expect(p.terminationStatus != 0)
+        return (p.terminationStatus, text)
+    }
+
+    /// `stratus up` refuses a job retention shorter than an hour, naming the option,
+    /// before it opens anything.
+    @Test func upRefusesARetentionUnderAnHour() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: EndToEndTests.binary))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stratus-retain-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (status, text) = try Self.stratus(["up", "--data", dir, "--port", "0", "--retain-jobs", "10m"])
+        #expect(status != 0)
         #expect(text.contains("--retain-jobs: at least 1h (10m given)"))
         #expect(!FileManager.default.fileExists(atPath: dir))
     }
@@ -466,18 +472,7 @@ import Testing
         try idle.write(toFile: "\(dir)/idle.yaml", atomically: true, encoding: .utf8)
         try "start: 2027-01-01\nsites: [{name: a, build_out: [{at: 2027-01-01, mw: -1, gpu_model: H100}]}]\n".write(
             toFile: "\(dir)/bad.yaml", atomically: true, encoding: .utf8)
-        func sim(_ args: [String]) throws -> (Int32, String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: EndToEndTests.binary)
-            p.arguments = ["sim"] + args
-            let err = Pipe()
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = err
-            try p.run()
-            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationStatus, text)
-        }
+        func sim(_ args: [String]) throws -> (Int32, String) { try Self.stratus(["sim"] + args) }
         var outputs: [Data] = []
         for run in 0..<2 {
             let (status, _) = try sim(["\(dir)/sell.yaml", "--compare", "\(dir)/idle.yaml", "--out", "\(dir)/w\(run)"])
