@@ -465,14 +465,20 @@ public struct Simulation {
             AllocationExited(
                 job: job.id, node: a.node, exitCode: reason == nil ? exitCode : nil, reason: reason, attempt: job.attempt)
         }
-        for chunk in stride(from: 0, to: exits.count, by: Limits.maxReportsPerCommand) {
-            let part = Array(exits[chunk..<min(exits.count, chunk + Limits.maxReportsPerCommand)])
-            let report = part.count == 1 ? Command.allocationExited(part[0]) : .agentReports(AgentReports(exited: part))
-            try engine.execute(report, at: now)
-            lastReport = report
-        }
+        try send(exits, one: Command.allocationExited) { .agentReports(AgentReports(exited: $0)) }
         for a in allocs { released(job, a, settle: false) }
         settle(job.id)
+    }
+
+    /// Delivers agents' reports that arrive together: one command per
+    /// `Limits.maxReportsPerCommand` of them, a lone report as its own command.
+    mutating func send<Report>(_ reports: [Report], one: (Report) -> Command, batch: ([Report]) -> Command) throws {
+        for first in stride(from: 0, to: reports.count, by: Limits.maxReportsPerCommand) {
+            let part = Array(reports[first..<min(reports.count, first + Limits.maxReportsPerCommand)])
+            let command = part.count == 1 ? one(part[0]) : batch(part)
+            try engine.execute(command, at: now)
+            lastReport = command
+        }
     }
 
     /// Bookkeeping after allocation `a` of `job` was released (by its end, a stop or a
@@ -561,12 +567,7 @@ public struct Simulation {
                 heap.push(now.adding(seconds: d), .finish(job.id, attempt: job.attempt))
             }
         }
-        for chunk in stride(from: 0, to: started.count, by: Limits.maxReportsPerCommand) {
-            let part = Array(started[chunk..<min(started.count, chunk + Limits.maxReportsPerCommand)])
-            let report = part.count == 1 ? Command.allocationStarted(part[0]) : .agentReports(AgentReports(started: part))
-            try engine.execute(report, at: now)
-            lastReport = report
-        }
+        try send(started, one: Command.allocationStarted) { .agentReports(AgentReports(started: $0)) }
         for p in plan.preemptions {
             for v in p.victims {
                 guard let victim = engine.state.jobs[v] else { continue }
