@@ -299,6 +299,8 @@ public struct Billing: Codable, Equatable, Sendable {
         if let p = tally.pending { rate(p, now: now, into: &tally.postings, cache: &tally.cache) }
         eventsCounted += UInt64(tally.merged)
         post(tally.postings, now, tally.events == 1 ? first : "\(first) (+\(tally.events - 1))")
+        // The ids it remembered are forgotten after the late window, as batches' are.
+        pruneSeen(now: now)
     }
 
     /// Money one batch moves from an org's receivable to the revenue of a tier.

@@ -617,6 +617,28 @@ enum Meter {
         #expect(b.isSeen(events[0]))
         #expect(!b.isSeen(events[29]))
     }
+
+    /// Events counted one command at a time (allocations' usage) are forgotten after the
+    /// late window too: a year of them does not pile up.
+    @Test func idsCountedOneByOneAreForgottenAfterTheLateWindow() {
+        var b = Billing()
+        b.prices.set(SKU(gpuModel: "H100", region: "*", tier: .onDemand), PricePoint(from: .zero, price: Money.parse("1")!))
+        let days = b.lateWindowSeconds / 86400 + 10
+        for d in 0..<days {
+            let now = Meter.t0.adding(seconds: d * 86400)
+            for i in 0..<10 {
+                var tally = Billing.Tally()
+                b.count(Meter.event("d\(d)-\(i)", start: d * 86400 - 3600), now: now, into: &tally)
+                b.post(tally, now: now)
+            }
+        }
+        #expect(b.eventsCounted == UInt64(days * 10))
+        // Only the window's days (and the day pruning last ran) are remembered.
+        #expect(b.rememberedEvents <= Int(b.lateWindowSeconds / 86400 + 3) * 10)
+        #expect(b.isSeen(Meter.event("d\(days - 1)-0", start: (days - 1) * 86400 - 3600)))
+        #expect(!b.isSeen(Meter.event("d0-0", start: -3600)))
+        #expect(b.ledger.checkBalanced())
+    }
 }
 
 @Suite struct UsageLogEncodingTests {
