@@ -925,6 +925,7 @@ extension State {
                 Allocation(node: a.node, gpus: a.gpus.sorted(), rank: rank)
             }
             job.state = .starting
+            job.placedAt = at
             job.reason = p.reason
             closeOutages(job.id, reservation: job.spec.reservation, at: at)
             job.record("placed", "\(p.reason): \(Self.describe(p.nodes))", at: at)
@@ -1179,6 +1180,7 @@ extension State {
             job.attempt += 1
             job.state = .queued
             job.allocations = []
+            job.placedAt = nil
             job.startedAt = nil
             job.endedAt = nil
             job.preemptedBy = nil

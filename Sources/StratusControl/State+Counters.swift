@@ -33,6 +33,8 @@ public struct FleetCounters: Codable, Equatable, Sendable {
     var position: [NodeID: Int] = [:]
     /// The scheduler's capacity index over `nodeViews`.
     var capacity: KeptCapacity?
+    /// Each node's part of the counters, by position (`byNode`: nodes without one).
+    var shares: [NodeShare] = []
     var byNode: [NodeID: NodeShare] = [:]
     /// Jobs holding GPUs (whole or a share), and how the scheduler sees them.
     var holding = Set<JobID>()
@@ -119,18 +121,26 @@ extension State {
         var new = FleetCounters.NodeShare()
         if let node { new = share(of: node, site: site(of: node), holders: holders, shares: shares) }
         var k = counters.position[id]
-        if let i = k, i >= counters.placement.count { k = nil }
-        var view: SchedulingSnapshot.NodeView?
-        if let k, let node {
-            view = Self.nodeView(node, counters.placement[k], holders: holders ?? [], shares: shares, used: resourcesInUse[id])
+        if let i = k, i >= counters.placement.count || i >= counters.shares.count { k = nil }
+        if let k {
+            let old = counters.shares[k]
+            if old != new {
+                counters.remove(old)
+                counters.add(new)
+                counters.shares[k] = new
+            }
+        } else {
+            if let old = counters.byNode.updateValue(new, forKey: id) { counters.remove(old) }
+            counters.add(new)
         }
-        if let old = counters.byNode.updateValue(new, forKey: id) { counters.remove(old) }
-        counters.add(new)
-        if let k, let view {
-            counters.nodeViews[k] = view
-            if view.shares.isEmpty { counters.sharedNodes.remove(k) } else { counters.sharedNodes.insert(k) }
+        if let k, let node {
+            // In place: the view's arrays are reused, not allocated anew.
+            Self.refresh(&counters.nodeViews[k], node, holders: holders ?? [], shares: shares, used: resourcesInUse[id])
+            if shares?.isEmpty ?? true { counters.sharedNodes.remove(k) } else { counters.sharedNodes.insert(k) }
             // A node in or out of service moves between pools: rebuild the index then.
-            if counters.capacity?.update(k, view) != true { counters.capacity = KeptCapacity(nodes: counters.nodeViews) }
+            if counters.capacity?.update(k, counters.nodeViews[k]) != true {
+                counters.capacity = KeptCapacity(nodes: counters.nodeViews)
+            }
         }
     }
 
@@ -149,7 +159,7 @@ extension State {
         for id in nodeOrder {
             let s = share(of: id)
             c.add(s)
-            c.byNode[id] = s
+            c.shares.append(s)
         }
         c.holding = walkHoldingJobs()
         let index = schedulerIndex()

@@ -164,7 +164,7 @@ public struct State: Codable, Equatable, Sendable {
         let live = job.allocations.filter { !$0.isEnded }
         return .init(
             id: id, tier: job.spec.tier, org: job.org, project: projects[job.project]?.name ?? "",
-            startedAt: job.startedAt ?? job.submittedAt,
+            startedAt: job.startedAt ?? job.placedAt ?? job.submittedAt,
             allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
             stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested),
             expectedEnd: Self.expectedEnd(job), reservation: job.spec.reservation,
@@ -196,6 +196,26 @@ public struct State: Codable, Equatable, Sendable {
             } ?? [])
     }
 
+    /// Brings `view` (node `node`'s) up to date with its GPU table, shared GPUs and CPU
+    /// and memory in use: what `nodeView` gives, changed in place.
+    static func refresh(
+        _ view: inout SchedulingSnapshot.NodeView, _ node: Node, holders: [JobID?], shares: [Int: GPUShare]?,
+        used: NodeResources?
+    ) {
+        view.schedulable = node.isSchedulable
+        view.freeGPUs.removeAll(keepingCapacity: true)
+        for g in holders.indices where holders[g] == nil && shares?[g] == nil { view.freeGPUs.append(g) }
+        if view.labels != node.labels { view.labels = node.labels }
+        view.freeResources = freeResources(node, used: used)
+        if let shares, !shares.isEmpty {
+            view.shares = shares.keys.sorted().map { g in
+                SchedulingSnapshot.SharedGPU(gpu: g, org: shares[g]!.org, tier: shares[g]!.tier, freeMilli: 1000 - shares[g]!.milli)
+            }
+        } else if !view.shares.isEmpty {
+            view.shares = []
+        }
+    }
+
     /// CPU and memory not yet taken on `node`; nil when it declares none (not limited).
     public func freeResources(_ node: Node) -> NodeResources? {
         Self.freeResources(node, used: resourcesInUse[node.id])
@@ -215,7 +235,7 @@ public struct State: Codable, Equatable, Sendable {
         let deadlines = job.allocations.compactMap(\.stopDeadline)
         if let d = deadlines.max() { return d }
         guard let limit = job.spec.maxDurationSeconds else { return nil }
-        let started = job.allocations.compactMap(\.startedAt).min() ?? job.startedAt ?? job.submittedAt
+        let started = job.allocations.compactMap(\.startedAt).min() ?? job.startedAt ?? job.placedAt ?? job.submittedAt
         return started.adding(seconds: limit)
     }
 

@@ -394,6 +394,8 @@ public struct Job: Codable, Equatable, Sendable {
     public var idempotencyKey: String?
     public var state: JobState
     public var allocations: [Allocation]
+    /// When the scheduler last placed it (its current run's placement).
+    public var placedAt: Timestamp?
     public var startedAt: Timestamp?
     public var endedAt: Timestamp?
     /// Why the job is in its state, in words ("exit code 3 on node-2", "cancelled by key k-2").

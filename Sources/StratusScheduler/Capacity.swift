@@ -27,19 +27,116 @@ extension GPUSet {
     }
 }
 
-/// An array kept in chunks of 4,096, so that a copy that changes a few elements copies
-/// a few chunks rather than the whole fleet.
-struct ChunkedArray<Element: Sendable>: Sendable {
+/// An array kept in chunks of 256, so that a copy that changes a few elements copies a
+/// few small chunks rather than the whole fleet (a scheduling round changes a copy).
+struct ChunkedArray<Element: Sendable & Equatable>: Sendable, Equatable {
     private var chunks: [[Element]]
 
     init(_ elements: [Element]) {
-        chunks = stride(from: 0, to: elements.count, by: 4096).map { Array(elements[$0..<min($0 + 4096, elements.count)]) }
+        chunks = stride(from: 0, to: elements.count, by: 256).map { Array(elements[$0..<min($0 + 256, elements.count)]) }
     }
 
     subscript(i: Int) -> Element {
-        get { chunks[i >> 12][i & 4095] }
-        set { chunks[i >> 12][i & 4095] = newValue }
+        get { chunks[i >> 8][i & 255] }
+        set { chunks[i >> 8][i & 255] = newValue }
     }
+}
+
+/// A sorted set of keys kept in chunks of at most `SortedKeys.chunkLimit`: an insert or
+/// a removal shifts, and a copy that changes it copies, one chunk, not the whole list.
+struct SortedKeys: Sequence, Sendable, Equatable {
+    static let chunkLimit = 512
+    /// Non-empty chunks, each sorted, each chunk's keys below the next one's.
+    private var chunks: [[UInt64]] = []
+
+    init(_ sorted: [UInt64]) {
+        chunks = stride(from: 0, to: sorted.count, by: Self.chunkLimit / 2).map {
+            Array(sorted[$0..<Swift.min($0 + Self.chunkLimit / 2, sorted.count)])
+        }
+    }
+
+    var isEmpty: Bool { chunks.isEmpty }
+    var count: Int { chunks.reduce(0) { $0 + $1.count } }
+
+    /// The chunk that holds `key` or would: the first whose last key is not below it (the
+    /// last chunk for a key above them all).
+    private func chunk(for key: UInt64) -> Int {
+        var lo = 0
+        var hi = chunks.count - 1
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if chunks[mid][chunks[mid].count - 1] < key { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    private static func position(_ key: UInt64, in list: [UInt64]) -> Int {
+        var lo = 0
+        var hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if list[mid] < key { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    mutating func insert(_ key: UInt64) {
+        guard !chunks.isEmpty else {
+            chunks = [[key]]
+            return
+        }
+        let c = chunk(for: key)
+        let at = Self.position(key, in: chunks[c])
+        if at < chunks[c].count, chunks[c][at] == key { return }
+        chunks[c].insert(key, at: at)
+        if chunks[c].count > Self.chunkLimit {
+            let half = chunks[c].count / 2
+            let upper = Array(chunks[c][half...])
+            chunks[c].removeSubrange(half...)
+            chunks.insert(upper, at: c + 1)
+        }
+    }
+
+    mutating func remove(_ key: UInt64) {
+        guard !chunks.isEmpty else { return }
+        let c = chunk(for: key)
+        let at = Self.position(key, in: chunks[c])
+        guard at < chunks[c].count, chunks[c][at] == key else { return }
+        if chunks[c].count == 1 {
+            chunks.remove(at: c)
+        } else {
+            chunks[c].remove(at: at)
+        }
+    }
+
+    /// Replaces `old` (when there) by `new`.
+    mutating func move(_ old: UInt64, to new: UInt64) {
+        guard old != new else { return }
+        remove(old)
+        insert(new)
+    }
+
+    struct Iterator: IteratorProtocol {
+        let chunks: [[UInt64]]
+        var c = 0
+        var i = 0
+        mutating func next() -> UInt64? {
+            while c < chunks.count {
+                if i < chunks[c].count {
+                    defer { i += 1 }
+                    return chunks[c][i]
+                }
+                c += 1
+                i = 0
+            }
+            return nil
+        }
+    }
+
+    func makeIterator() -> Iterator { Iterator(chunks: chunks) }
+
+    /// The same keys, however they are chunked.
+    static func == (a: SortedKeys, b: SortedKeys) -> Bool { Array(a) == Array(b) }
 }
 
 /// Free capacity by GPU model and site, summarised per rack and per free-GPU count, so
@@ -72,7 +169,7 @@ struct CapacityIndex: Sendable {
         var hist: [Int]
         var available: Int
         /// f -> sorted keys (slot's available GPUs << 32 | slot) of slots with a node at f.
-        var buckets: [[UInt64]]
+        var buckets: [SortedKeys]
         /// L -> the slots with exactly L nodes whose every GPU (`maxGPUs`) is available, L
         /// in 1...maxSlotNodes, as bits (slot - slots.lowerBound): whole-node gangs read
         /// racks from these, in rack order.
@@ -100,8 +197,8 @@ struct CapacityIndex: Sendable {
     private(set) var free: ChunkedArray<GPUSet>
     private(set) var availableCount: ChunkedArray<UInt8>
     /// Available GPUs per slot and the slot histograms.
-    private(set) var slotAvailable: [Int32]
-    private(set) var slotHist: [UInt16]
+    private(set) var slotAvailable: ChunkedArray<Int32>
+    private(set) var slotHist: ChunkedArray<UInt16>
     /// Flat copies of each slot's histogram start and its pool's largest node, for the hot loops.
     let slotHistBase: [Int32]
     let slotMaxGPUs: [UInt8]
@@ -164,7 +261,6 @@ struct CapacityIndex: Sendable {
                         buckets[f].append(Self.key(slotAvailable[s], s))
                     }
                 }
-                for f in buckets.indices { buckets[f].sort() }
                 let maxSlotNodes = racks.values.map(\.count).max() ?? 0
                 let words = (slots.count - firstSlot + 63) / 64
                 var whole = [[UInt64]](repeating: [UInt64](repeating: 0, count: words), count: maxSlotNodes + 1)
@@ -182,7 +278,7 @@ struct CapacityIndex: Sendable {
                         total: everyNode.count, unschedulable: everyNode.count - schedulable.count, allNodes: everyNode,
                         maxSlotNodes: maxSlotNodes,
                         blocks: blocks.keys.sorted().map { ($0, blocks[$0]!) }, hist: hist, available: available,
-                        buckets: buckets, whole: whole))
+                        buckets: buckets.map { SortedKeys($0.sorted()) }, whole: whole))
                 poolsByModel[model, default: []].append(p)
             }
         }
@@ -194,8 +290,8 @@ struct CapacityIndex: Sendable {
         self.nodeSlot = nodeSlot
         self.free = ChunkedArray(freeSets)
         self.availableCount = ChunkedArray(counts)
-        self.slotAvailable = slotAvailable
-        self.slotHist = slotHist
+        self.slotAvailable = ChunkedArray(slotAvailable)
+        self.slotHist = ChunkedArray(slotHist)
         self.slotHistBase = slots.map { Int32($0.histBase) }
         self.slotMaxGPUs = slots.map { UInt8(pools[$0.pool].maxGPUs) }
         self.held = held
@@ -305,9 +401,9 @@ struct CapacityIndex: Sendable {
             let before = slotHist[base + f] > 0
             let countAfter = Int(slotHist[base + f]) + (f == new ? 1 : 0) - (f == old ? 1 : 0)
             switch (before, countAfter > 0) {
-            case (true, true): Self.move(oldKey, to: newKey, in: &pools[p].buckets[f])
-            case (true, false): Self.remove(oldKey, from: &pools[p].buckets[f])
-            case (false, true): Self.insert(newKey, into: &pools[p].buckets[f])
+            case (true, true): pools[p].buckets[f].move(oldKey, to: newKey)
+            case (true, false): pools[p].buckets[f].remove(oldKey)
+            case (false, true): pools[p].buckets[f].insert(newKey)
             case (false, false): break
             }
         }
@@ -325,47 +421,5 @@ struct CapacityIndex: Sendable {
         pools[p].hist[old] -= 1
         pools[p].hist[new] += 1
         pools[p].available += new - old
-    }
-
-    private static func position(_ key: UInt64, in list: [UInt64]) -> Int {
-        var lo = 0
-        var hi = list.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if list[mid] < key { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
-    }
-
-    private static func insert(_ key: UInt64, into list: inout [UInt64]) {
-        let at = position(key, in: list)
-        if at < list.count, list[at] == key { return }
-        list.insert(key, at: at)
-    }
-
-    /// Replaces `old` by `new`, shifting only the entries between their places.
-    private static func move(_ old: UInt64, to new: UInt64, in list: inout [UInt64]) {
-        let from = position(old, in: list)
-        guard from < list.count, list[from] == old else { return insert(new, into: &list) }
-        let to = position(new, in: list)
-        list.withUnsafeMutableBufferPointer { b in
-            guard let base = b.baseAddress else { return }
-            if to > from + 1 {
-                // Moves right: the entries between shift left by one.
-                (base + from).update(from: base + from + 1, count: to - 1 - from)
-                b[to - 1] = new
-            } else if to < from {
-                // Moves left: the entries between shift right by one.
-                (base + to + 1).update(from: base + to, count: from - to)
-                b[to] = new
-            } else {
-                b[from] = new
-            }
-        }
-    }
-
-    private static func remove(_ key: UInt64, from list: inout [UInt64]) {
-        let at = position(key, in: list)
-        if at < list.count, list[at] == key { list.remove(at: at) }
     }
 }

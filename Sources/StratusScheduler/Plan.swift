@@ -5,20 +5,20 @@ public struct SchedulingSnapshot: Sendable {
     public struct NodeView: Sendable {
         public let id: NodeID
         public let gpuModel: String
-        public let schedulable: Bool
+        public var schedulable: Bool
         /// Free GPU indices on the node, ascending.
-        public let freeGPUs: [Int]
+        public var freeGPUs: [Int]
         public let gpuCount: Int
         /// Index of the node's rack (its NVLink / topology domain) and site.
         public let rack: Int
         public let site: Int
         /// Index of its block (a group of racks), or -1 when its rack is in none.
         public let block: Int
-        public let labels: [String: String]
+        public var labels: [String: String]
         /// CPU and memory not yet taken; nil when the node declares none (not limited).
-        public let freeResources: NodeResources?
+        public var freeResources: NodeResources?
         /// GPUs shared by jobs on fractions of them (not in `freeGPUs`).
-        public let shares: [SharedGPU]
+        public var shares: [SharedGPU]
 
         public init(
             id: NodeID, gpuModel: String, schedulable: Bool, freeGPUs: [Int], gpuCount: Int, rack: Int = 0, site: Int = 0,
