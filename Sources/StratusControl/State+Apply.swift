@@ -1157,12 +1157,20 @@ extension State {
     /// ("node-1[0, 1]"), the first `Limits.nodesNamedPerEvent` of a large gang, then how
     /// many more.
     static func describe(_ nodes: [NodeAssignment]) -> String {
-        var parts: [String] = []
-        for a in nodes.prefix(Limits.nodesNamedPerEvent) {
-            parts.append(a.node.rawValue + "[" + a.gpus.map { String($0) }.joined(separator: ", ") + "]")
+        // One string appended to (this runs for every placement).
+        var out = ""
+        for (n, a) in nodes.prefix(Limits.nodesNamedPerEvent).enumerated() {
+            if n > 0 { out += " " }
+            out += a.node.rawValue
+            out += "["
+            for (k, g) in a.gpus.enumerated() {
+                if k > 0 { out += ", " }
+                out += String(g)
+            }
+            out += "]"
         }
-        if nodes.count > Limits.nodesNamedPerEvent { parts.append("and \(nodes.count - Limits.nodesNamedPerEvent) more nodes") }
-        return parts.joined(separator: " ")
+        if nodes.count > Limits.nodesNamedPerEvent { out += " and \(nodes.count - Limits.nodesNamedPerEvent) more nodes" }
+        return out
     }
 
     /// Decides what a job whose processes have all ended becomes: done, or back in the

@@ -209,7 +209,8 @@ public struct State: Codable, Equatable, Sendable {
         view.freeResources = freeResources(node, used: used)
         if let shares, !shares.isEmpty {
             view.shares = shares.keys.sorted().map { g in
-                SchedulingSnapshot.SharedGPU(gpu: g, org: shares[g]!.org, tier: shares[g]!.tier, freeMilli: 1000 - shares[g]!.milli)
+                SchedulingSnapshot.SharedGPU(
+                    gpu: g, org: shares[g]!.org, tier: shares[g]!.tier, freeMilli: 1000 - shares[g]!.milli)
             }
         } else if !view.shares.isEmpty {
             view.shares = []
