@@ -1026,33 +1026,45 @@ extension State {
         }
         // Every report is judged before any is applied (also when committing: the command
         // is all or nothing whichever way the shell runs it).
-        let judged = try judge(c, at: at)
+        let (judged, exits) = try judge(c, at: at)
         guard commit, judged > 0 else { return judged > 0 ? .applied("\(judged)") : .unchanged("0") }
         var applied = 0
         for r in c.started {
             if case .applied = try! allocationStarted(r, at: at, commit: true) { applied += 1 }
         }
         var tally = Billing.Tally()
-        for r in c.exited {
-            // One that had ended before may belong to a run an earlier exit just
-            // finished (and requeued): it was judged unchanged, and is skipped.
-            guard let (job, i) = try? liveAllocation(r.job, on: r.node, attempt: r.attempt),
-                !job.allocations[i].isEnded
+        for (k, r) in c.exited.enumerated() {
+            // One judged unchanged (it had ended) is skipped; so is one whose run an
+            // earlier exit of this command just finished (and requeued).
+            guard let judged = exits[k], jobs.all[r.job]?.isLive(judged.index, on: r.node, attempt: judged.attempt) == true
             else { continue }
-            let record = try! usageRecord(job, i, endedAt: at)
-            endAllocation(r.job, i, record: record, endedAt: at, exitCode: r.exitCode, reason: r.reason, at: at, tally: &tally)
+            // The record judged, unless the allocation started in this very command.
+            var record = judged.record
+            if record == nil { record = try! usageRecord(jobs.all[r.job]!, judged.index, endedAt: at) }
+            endAllocation(
+                r.job, judged.index, record: record, endedAt: at, exitCode: r.exitCode, reason: r.reason, at: at,
+                tally: &tally)
             applied += 1
         }
         billing.post(tally, now: at)
         return .applied("\(applied)")
     }
 
-    /// How many of `c`'s reports would change something; throws the first refusal, named
-    /// by its place in its list.
-    private mutating func judge(_ c: AgentReports, at: Timestamp) throws(StratusError) -> Int {
+    /// What judging an exit found: the allocation's place, its run, and the usage record
+    /// it would make (nil when it had not started).
+    struct JudgedExit {
+        let index: Int
+        let attempt: Int
+        let record: UsageRecord?
+    }
+
+    /// How many of `c`'s reports would change something, and for each exit that would,
+    /// what was judged; throws the first refusal, named by its place in its list.
+    private mutating func judge(_ c: AgentReports, at: Timestamp) throws(StratusError) -> (Int, [JudgedExit?]) {
         struct Run: Hashable {
             let job: JobID
             let node: NodeID
+            func _rawHashValue(seed: Int) -> Int { job._rawHashValue(seed: node._rawHashValue(seed: seed)) }
         }
         var applied = 0
         var named = Set<Run>()
@@ -1068,17 +1080,26 @@ extension State {
             }
         }
         named.removeAll(keepingCapacity: true)
+        var exits: [JudgedExit?] = []
+        exits.reserveCapacity(c.exited.count)
         for (k, r) in c.exited.enumerated() {
             guard named.insert(Run(job: r.job, node: r.node)).inserted else {
                 throw StratusError(.invalidArgument, "exited[\(k)]: job \(r.job) on \(r.node) is named twice")
             }
             do {
-                if case .applied = try allocationExited(r, at: at, commit: false) { applied += 1 }
+                // What `allocationExited` checks, keeping what the commit needs.
+                let (job, i) = try liveAllocation(r.job, on: r.node, attempt: r.attempt)
+                if job.allocations[i].isEnded {
+                    exits.append(nil)
+                } else {
+                    exits.append(JudgedExit(index: i, attempt: job.attempt, record: try usageRecord(job, i, endedAt: at)))
+                    applied += 1
+                }
             } catch {
                 throw StratusError(error.code, "exited[\(k)]: \(error.message)")
             }
         }
-        return applied
+        return (applied, exits)
     }
 
     /// The usage of allocation `i` if it ends at `endedAt` (nil if it never started), checked.

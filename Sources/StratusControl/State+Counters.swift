@@ -67,6 +67,25 @@ public struct FleetCounters: Codable, Equatable, Sendable {
         if s.internalUsed != 0 { internalUsed[s.model, default: 0] -= s.internalUsed }
     }
 
+    /// `old` becomes `new`: for the same node (same site, SKU and model) each total is
+    /// looked up once, and only when its part changed.
+    mutating func replace(_ old: NodeShare, with new: NodeShare) {
+        guard old.site == new.site, old.sku == new.sku, old.model == new.model else {
+            remove(old)
+            add(new)
+            return
+        }
+        if let site = new.site, new.watts != old.watts { wattsBySite[site, default: 0] += new.watts - old.watts }
+        if let sku = new.sku, new.gpus != old.gpus || new.committed != old.committed {
+            func adjust(_ total: inout SpotMarket.Supply) {
+                total.gpus += new.gpus - old.gpus
+                total.committed += new.committed - old.committed
+            }
+            adjust(&supply[sku, default: .init(gpus: 0, committed: 0)])
+        }
+        if new.internalUsed != old.internalUsed { internalUsed[new.model, default: 0] += new.internalUsed - old.internalUsed }
+    }
+
     mutating func add(_ s: NodeShare) {
         if let site = s.site, s.watts != 0 { wattsBySite[site, default: 0] += s.watts }
         if let sku = s.sku {
@@ -125,8 +144,7 @@ extension State {
         if let k {
             let old = counters.shares[k]
             if old != new {
-                counters.remove(old)
-                counters.add(new)
+                counters.replace(old, with: new)
                 counters.shares[k] = new
             }
         } else {

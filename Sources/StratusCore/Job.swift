@@ -379,6 +379,11 @@ public struct Job: Codable, Equatable, Sendable {
         self.events = events
     }
 
+    /// Whether allocation `i` is on `node`, of run `attempt`, and has not ended.
+    public func isLive(_ i: Int, on node: NodeID, attempt: Int) -> Bool {
+        self.attempt == attempt && i < allocations.count && allocations[i].node == node && !allocations[i].isEnded
+    }
+
     /// Appends an event, dropping the oldest beyond `Limits.maxJobEvents`.
     public mutating func record(_ kind: String, _ message: String, at: Timestamp) {
         events.append(JobEvent(at: at, kind: kind, message: message))

@@ -58,14 +58,28 @@ struct SeenSet: Equatable, Sendable {
         }
     }
 
-    /// Keeps the entries `keep` accepts.
+    /// Keeps the entries `keep` accepts, in place (no second table: pruning a table of
+    /// millions allocates nothing).
     mutating func filter(_ keep: (SeenEvent) -> Bool) {
-        let kept = entries.filter { keep($0.1) }
-        var size = 16
-        while kept.count * 2 > size { size *= 2 }
-        slots = [Slot](repeating: .empty, count: size)
-        count = 0
-        for (k, v) in kept { _ = insert(k, v) }
+        for i in slots.indices where !slots[i].isEmpty {
+            if !keep(SeenEvent(fingerprint: slots[i].fingerprint, endSecond: slots[i].endSecond)) {
+                slots[i] = .empty
+                count -= 1
+            }
+        }
+        // Linear probing finds an entry only if no empty slot lies between its home and it:
+        // re-seat every entry, going round once from an empty slot, so each moves to the
+        // first empty slot from its home (never past where it was).
+        guard let start = slots.firstIndex(where: \.isEmpty) else { return }
+        var i = start
+        for _ in 0..<slots.count {
+            i = (i + 1) & mask
+            guard !slots[i].isEmpty else { continue }
+            let entry = slots[i]
+            slots[i] = .empty
+            let (j, _) = slot(EventKey(high: entry.high, low: entry.low))
+            slots[j] = entry
+        }
     }
 
     var entries: [(EventKey, SeenEvent)] {

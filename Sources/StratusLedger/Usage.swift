@@ -48,7 +48,7 @@ public struct UsageRecord: Codable, Equatable, Sendable {
 /// The usage book: every record once, queryable by any grouping.
 public struct UsageMeter: Codable, Equatable, Sendable {
     public private(set) var records: [UsageRecord] = []
-    private var ids: Set<String> = []
+    private var ids: Set<UsageRecordID> = []
     /// Records forgotten with their jobs (`retire`): how many, and their GPU time.
     public private(set) var retiredRecords = 0
     public private(set) var retiredGPUMilliseconds: Int64 = 0
@@ -60,7 +60,7 @@ public struct UsageMeter: Codable, Equatable, Sendable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         records = try c.decode([UsageRecord].self, forKey: .records)
-        ids = try c.decode(Set<String>.self, forKey: .ids)
+        ids = try c.decode(Set<UsageRecordID>.self, forKey: .ids)
         retiredRecords = try c.decodeIfPresent(Int.self, forKey: .retiredRecords) ?? 0
         retiredGPUMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .retiredGPUMilliseconds) ?? 0
     }
@@ -73,7 +73,7 @@ public struct UsageMeter: Codable, Equatable, Sendable {
             if forget(r) {
                 retiredRecords += 1
                 retiredGPUMilliseconds += r.gpuMilliseconds
-                ids.remove(r.id)
+                ids.remove(UsageRecordID(r.id))
             } else {
                 kept.append(r)
             }
@@ -89,7 +89,7 @@ public struct UsageMeter: Codable, Equatable, Sendable {
 
     /// Same id and same content is a no-op; same id with different content is refused.
     public func check(_ record: UsageRecord) throws(StratusError) -> Outcome {
-        guard ids.contains(record.id) else { return .recorded }
+        guard ids.contains(UsageRecordID(record.id)) else { return .recorded }
         guard let existing = records.first(where: { $0.id == record.id }), existing == record else {
             throw StratusError(.idempotencyMismatch, "usage record '\(record.id)' already exists with different content")
         }
@@ -100,7 +100,7 @@ public struct UsageMeter: Codable, Equatable, Sendable {
         let outcome = try check(record)
         if outcome == .recorded {
             records.append(record)
-            ids.insert(record.id)
+            ids.insert(UsageRecordID(record.id))
         }
         return outcome
     }

@@ -155,6 +155,8 @@ public struct Simulation {
         let job: JobID
         let attempt: Int
         let node: NodeID
+        /// The IDs' own hashes, chained (cheaper than hashing their strings with SipHash).
+        func _rawHashValue(seed: Int) -> Int { job._rawHashValue(seed: node._rawHashValue(seed: seed &+ attempt)) }
     }
     /// Running sharers of each shared GPU ("node#gpu").
     var sharers: [String: Int] = [:]
