@@ -70,15 +70,23 @@ struct SeenSet: Equatable, Sendable {
         // Linear probing finds an entry only if no empty slot lies between its home and it:
         // re-seat every entry, going round once from an empty slot, so each moves to the
         // first empty slot from its home (never past where it was).
+        // Only an entry with an empty slot between its home and it moves.
         guard let start = slots.firstIndex(where: \.isEmpty) else { return }
         var i = start
+        var lastEmpty = start
         for _ in 0..<slots.count {
             i = (i + 1) & mask
-            guard !slots[i].isEmpty else { continue }
+            guard !slots[i].isEmpty else {
+                lastEmpty = i
+                continue
+            }
+            let home = Int(truncatingIfNeeded: slots[i].low) & mask
+            guard (i - home) & mask >= (i - lastEmpty) & mask else { continue }
             let entry = slots[i]
             slots[i] = .empty
             let (j, _) = slot(EventKey(high: entry.high, low: entry.low))
             slots[j] = entry
+            if j != i { lastEmpty = i }
         }
     }
 
