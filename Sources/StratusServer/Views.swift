@@ -147,6 +147,8 @@ struct JobView: Encodable {
     let envs: [String: String]
     let maxDuration: String?
     let submittedAt: String
+    /// When the scheduler placed its current run (its agents then start it).
+    let placedAt: String?
     let startedAt: String?
     let endedAt: String?
     let reason: String?
@@ -192,6 +194,7 @@ struct JobView: Encodable {
         envs = j.spec.envs
         maxDuration = j.spec.maxDurationSeconds.map { DurationText.format(seconds: $0) }
         submittedAt = j.submittedAt.description
+        placedAt = j.placedAt?.description
         startedAt = j.startedAt?.description
         endedAt = j.endedAt?.description
         reason = j.reason

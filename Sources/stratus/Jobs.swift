@@ -54,7 +54,8 @@ struct Status: AsyncParsableCommand {
                     ("job", Output.str(j["id"])), ("name", Output.str(j["name"])), ("state", Output.str(j["state"])),
                     ("org/project", Output.str(j["project"])), ("tier", Output.str(j["tier"])),
                     ("resources", "\(Output.str(res)) x \(Output.str(j["num_nodes"])) node(s)"),
-                    ("submitted", Output.str(j["submitted_at"])), ("started", Output.str(j["started_at"])),
+                    ("submitted", Output.str(j["submitted_at"])), ("placed", Output.str(j["placed_at"])),
+                    ("started", Output.str(j["started_at"])),
                     ("ended", Output.str(j["ended_at"])),
                 ]
                 if let r = j["reason"] as? String { lines.append(("reason", r)) }

@@ -170,6 +170,11 @@ import Testing
 
         let done = try await c.waitForState(job, "succeeded")
         #expect((done["allocations"] as? [[String: Any]])?.first?["exit_code"] as? Int == 0)
+        // Placed, then started: both moments are shown, in that order.
+        let placed = try #require(done["placed_at"] as? String)
+        let started = try #require(done["started_at"] as? String)
+        #expect(placed >= (done["submitted_at"] as? String ?? "") && placed <= started)
+        #expect(c.cli(["status", job]).out.contains("placed          \(placed)"))
         let noticePath = try String(contentsOfFile: "\(c.dir)/data/work/\(job)/node-1/notice-path.txt", encoding: .utf8)
         #expect(noticePath.hasPrefix("notice=/"), "the job gets an absolute notice path: \(noticePath)")
         let logs = c.cli(["logs", job])
@@ -216,6 +221,7 @@ import Testing
         let again = c.cli(["status", job, "--json"]).json
         #expect(again["state"] as? String == "succeeded")
         #expect(again["submitted_at"] as? String == done["submitted_at"] as? String)
+        #expect(again["placed_at"] as? String == done["placed_at"] as? String)
         #expect(c.cli(["logs", job]).out == logs.out)
         #expect(c.cli(["usage", "--json", "--job", job]).json["total_gpu_milliseconds"] as? Int == total)
         #expect(c.cli(["status", "--json"], key: tenantKey).code == 0, "tenant keys survive restarts")
