@@ -67,10 +67,11 @@ struct SeenSet: Equatable, Sendable {
                 count -= 1
             }
         }
-        // Linear probing finds an entry only if no empty slot lies between its home and it:
-        // re-seat every entry, going round once from an empty slot, so each moves to the
-        // first empty slot from its home (never past where it was).
-        // Only an entry with an empty slot between its home and it moves.
+        // Linear probing finds an entry only if no empty slot lies between its home and it.
+        // Going round once from an empty slot, each entry with an emptied slot (the last
+        // one seen) between its home and it moves to the first empty slot from its home,
+        // never past where it was. The table keeps its size (it grew for a peak it may
+        // see again).
         guard let start = slots.firstIndex(where: \.isEmpty) else { return }
         var i = start
         var lastEmpty = start
