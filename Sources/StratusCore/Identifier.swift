@@ -12,13 +12,14 @@ public struct Identifier<Kind>: Hashable, Comparable, Codable, Sendable, CustomS
 
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 
-    /// The hash sets and dictionaries use: the ID's UTF-8 bytes, eight at a time, folded
-    /// with multiply-xor rounds keyed by the table's seed. IDs are hashed on every lookup
-    /// of tables of a million nodes and jobs; this costs a fraction of the SipHash of
-    /// `hash(into:)` (kept for other hashers).
+    /// The hash sets and dictionaries use: the ID's UTF-8 bytes eight at a time, keyed by
+    /// the table's seed, through `WordDigest` (the usage meter's digest). IDs are hashed on
+    /// every lookup of tables of a million nodes and jobs; this costs a fraction of the
+    /// SipHash of `hash(into:)` (kept for other hashers).
     public func _rawHashValue(seed: Int) -> Int {
-        if let h = rawValue.utf8.withContiguousStorageIfAvailable({ IDHash.hash($0, seed: seed) }) { return h }
-        return IDHash.hash(Array(rawValue.utf8), seed: seed)
+        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        h.add(rawValue)
+        return Int(truncatingIfNeeded: h.a)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -82,31 +83,4 @@ public enum Name {
 extension Identifier: CodingKeyRepresentable {
     public var codingKey: any CodingKey { SpecValue.AnyKey(rawValue) }
     public init?<T: CodingKey>(codingKey: T) { self.init(codingKey.stringValue) }
-}
-
-/// A fast keyed hash of short byte strings (IDs), wyhash-style: each 8-byte word is
-/// folded into the state with a 64x64->128-bit multiply whose halves are xored.
-enum IDHash {
-    static func hash(_ bytes: UnsafeBufferPointer<UInt8>, seed: Int) -> Int {
-        var h = UInt64(truncatingIfNeeded: seed) ^ 0x9E37_79B9_7F4A_7C15 ^ (UInt64(bytes.count) &* 0xA076_1D64_78BD_642F)
-        let raw = UnsafeRawBufferPointer(bytes)
-        var i = 0
-        while i + 8 <= bytes.count {
-            h = fold(h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self), 0xE703_7ED1_A0B4_28DB)
-            i += 8
-        }
-        if i < bytes.count {
-            var last: UInt64 = 0
-            for k in i..<bytes.count { last |= UInt64(bytes[k]) << UInt64(8 * (k - i)) }
-            h = fold(h ^ last, 0x8EBC_6AF0_9C88_C6E3)
-        }
-        return Int(truncatingIfNeeded: fold(h, 0x5899_65CC_7537_4CC3))
-    }
-
-    static func hash(_ bytes: [UInt8], seed: Int) -> Int { bytes.withUnsafeBufferPointer { hash($0, seed: seed) } }
-
-    private static func fold(_ a: UInt64, _ b: UInt64) -> UInt64 {
-        let p = a.multipliedFullWidth(by: b)
-        return p.high ^ p.low
-    }
 }
