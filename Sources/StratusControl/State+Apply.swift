@@ -78,7 +78,7 @@ extension State {
         for id in retired { jobs[id] = nil }
         idempotency = idempotency.filter { !retired.contains($0.value) }
         // A retired job's records all ended before it did: later ones are kept without a lookup.
-        usage.retire { $0.endedAt < c.endedBefore && retired.contains($0.job) }
+        usage.retire(jobs: retired, endedBefore: c.endedBefore)
         return .applied("\(retired.count)")
     }
 
@@ -729,8 +729,9 @@ extension State {
     mutating func applyPlan(_ plan: Plan, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
         // Guards: every decision must still be valid against the current state, and no
         // two decisions of the plan may take the same GPU.
-        // GPUs the plan takes, per node (a node's list is short: look it up once per node).
-        var taken: [NodeID: [Int]] = [:]
+        // GPUs the plan takes, per node, as bits (a node has at most
+        // `Limits.maxGPUsPerNode` GPUs; one lookup per node, no list to allocate).
+        var taken: [NodeID: UInt128] = [:]
         var resourcesTaken: [NodeID: NodeResources] = [:]
         // GPUs that placements on fractions share: "node#gpu" -> the share after this plan.
         var shared: [String: GPUShare] = [:]
@@ -741,14 +742,14 @@ extension State {
         }
         /// Takes `gpus` of `node` for `job` (`free` says whether a GPU may be taken).
         func claim(_ node: NodeID, _ gpus: [Int], for job: JobID, free: (Int) -> Bool) throws(StratusError) {
-            var mine = taken[node] ?? []
+            var mine = taken[node] ?? 0
             let heldHere = held[node] ?? []
             for g in gpus {
                 guard free(g) else { throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(node) is not free") }
-                guard shared.isEmpty || shared["\(node)#\(g)"] == nil, !mine.contains(g) else {
+                guard shared.isEmpty || shared["\(node)#\(g)"] == nil, mine & Self.gpuBit(g) == 0 else {
                     throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(node) is used twice")
                 }
-                mine.append(g)
+                mine |= Self.gpuBit(g)
                 for (other, gpus) in heldHere where other != job && gpus.contains(g) {
                     throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(node) is held for \(other)")
                 }
@@ -764,17 +765,23 @@ extension State {
                     throw StratusError(.failedPrecondition, "plan: job \(p.job) is outside its reservation's window")
                 }
             }
-            guard p.nodes.count == job.spec.numNodes, Set(p.nodes.map(\.node)).count == p.nodes.count else {
+            guard p.nodes.count == job.spec.numNodes, p.nodes.count < 2 || Set(p.nodes.map(\.node)).count == p.nodes.count
+            else {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) needs \(job.spec.numNodes) distinct nodes")
             }
-            guard Set(p.nodes.compactMap { nodes[$0.node]?.gpuModel }).count == 1 else {
+            guard !p.nodes.isEmpty else {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) must use one GPU model on all its nodes")
             }
+            var model: String?
             for a in p.nodes {
                 guard let node = nodes[a.node], node.isSchedulable, let count = job.spec.gpusPerNode(on: node.gpuModel)
                 else {
                     throw StratusError(.failedPrecondition, "plan: node \(a.node) cannot take job \(p.job)")
                 }
+                guard model == nil || model == node.gpuModel else {
+                    throw StratusError(.failedPrecondition, "plan: job \(p.job) must use one GPU model on all its nodes")
+                }
+                model = node.gpuModel
                 guard a.gpus.count == count else {
                     throw StratusError(.failedPrecondition, "plan: job \(p.job) needs \(count) GPUs on \(a.node)")
                 }
@@ -782,7 +789,7 @@ extension State {
                     // A fraction: a free GPU, or one shared by the same org and tier with room.
                     let g = a.gpus[0]
                     let key = "\(a.node)#\(g)"
-                    guard taken[a.node]?.contains(g) != true,
+                    guard (taken[a.node] ?? 0) & Self.gpuBit(g) == 0,
                         (held[a.node] ?? []).allSatisfy({ !$0.gpus.contains(g) })
                     else {
                         throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is not free")
@@ -922,7 +929,8 @@ extension State {
             }
             if counters.valid { counters.holding.insert(p.job) }
             job.allocations = p.nodes.enumerated().map { rank, a in
-                Allocation(node: a.node, gpus: a.gpus.sorted(), rank: rank)
+                let sorted = zip(a.gpus, a.gpus.dropFirst()).allSatisfy { $0 < $1 }
+                return Allocation(node: a.node, gpus: sorted ? a.gpus : a.gpus.sorted(), rank: rank)
             }
             job.state = .starting
             job.placedAt = at
@@ -1173,6 +1181,9 @@ extension State {
             jobs[id] = job
         }
     }
+
+    /// GPU `g`'s bit in a node's set of GPUs (none for an index no node has).
+    static func gpuBit(_ g: Int) -> UInt128 { g >= 0 && g < 128 ? 1 << g : 0 }
 
     /// Where a placement puts a job, for its events: each node with its GPUs
     /// ("node-1[0, 1]"), the first `Limits.nodesNamedPerEvent` of a large gang, then how

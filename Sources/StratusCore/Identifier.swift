@@ -43,7 +43,6 @@ public enum RackKind {}
 public enum MemberKind {}
 public enum ReservationKind {}
 public enum AgentTokenKind {}
-public enum UsageRecordKind {}
 
 public typealias OrgID = Identifier<OrgKind>
 public typealias ProjectID = Identifier<ProjectKind>
@@ -56,8 +55,6 @@ public typealias RackID = Identifier<RackKind>
 public typealias MemberID = Identifier<MemberKind>
 public typealias ReservationID = Identifier<ReservationKind>
 public typealias AgentTokenID = Identifier<AgentTokenKind>
-/// A usage record's `JOB/RUN/NODE` (the meter's table of them hashes as IDs do).
-public typealias UsageRecordID = Identifier<UsageRecordKind>
 
 /// Names chosen by people (orgs, projects, regions, sites, racks, nodes): lowercase
 /// letters, digits and dashes, starting with a letter or digit, at most `Limits.maxNameLength`.

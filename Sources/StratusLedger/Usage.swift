@@ -48,37 +48,63 @@ public struct UsageRecord: Codable, Equatable, Sendable {
 /// The usage book: every record once, queryable by any grouping.
 public struct UsageMeter: Codable, Equatable, Sendable {
     public private(set) var records: [UsageRecord] = []
-    private var ids: Set<UsageRecordID> = []
+    /// How many records have each id digest (`digest`), to find a repeated id without a
+    /// scan: a digest seen is confirmed against the records. Derived from them, so not
+    /// encoded.
+    private var ids: [UInt64: Int32] = [:]
     /// Records forgotten with their jobs (`retire`): how many, and their GPU time.
     public private(set) var retiredRecords = 0
     public private(set) var retiredGPUMilliseconds: Int64 = 0
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey { case records, ids, retiredRecords, retiredGPUMilliseconds }
+    enum CodingKeys: String, CodingKey { case records, retiredRecords, retiredGPUMilliseconds }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         records = try c.decode([UsageRecord].self, forKey: .records)
-        ids = try c.decode(Set<UsageRecordID>.self, forKey: .ids)
+        for r in records { ids[Self.digest(r.id), default: 0] += 1 }
         retiredRecords = try c.decodeIfPresent(Int.self, forKey: .retiredRecords) ?? 0
         retiredGPUMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .retiredGPUMilliseconds) ?? 0
     }
 
-    /// Forgets the records `forget` picks, keeping their count and GPU time.
-    public mutating func retire(_ forget: (UsageRecord) -> Bool) {
-        var kept: [UsageRecord] = []
-        kept.reserveCapacity(records.count)
-        for r in records {
-            if forget(r) {
-                retiredRecords += 1
-                retiredGPUMilliseconds += r.gpuMilliseconds
-                ids.remove(UsageRecordID(r.id))
-            } else {
-                kept.append(r)
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(records, forKey: .records)
+        try c.encode(retiredRecords, forKey: .retiredRecords)
+        try c.encode(retiredGPUMilliseconds, forKey: .retiredGPUMilliseconds)
+    }
+
+    static func digest(_ id: String) -> UInt64 {
+        var h = WordDigest()
+        h.add(id)
+        return h.a
+    }
+
+    /// Forgets the records of `jobs` that ended before `endedBefore`, keeping their count
+    /// and GPU time. In place: kept records move forward, the forgotten are dropped.
+    public mutating func retire(jobs: Set<JobID>, endedBefore: Timestamp) {
+        var kept = 0
+        var forgotten: [UInt64] = []
+        var gpuMilliseconds: Int64 = 0
+        records.withUnsafeMutableBufferPointer { book in
+            for i in book.indices {
+                if book[i].endedAt < endedBefore, jobs.contains(book[i].job) {
+                    gpuMilliseconds += book[i].gpuMilliseconds
+                    forgotten.append(Self.digest(book[i].id))
+                } else {
+                    // Swapped in the buffer: moved, not copied.
+                    if kept != i { book.swapAt(kept, i) }
+                    kept += 1
+                }
             }
         }
-        records = kept
+        records.removeLast(records.count - kept)
+        retiredRecords += forgotten.count
+        retiredGPUMilliseconds += gpuMilliseconds
+        for d in forgotten {
+            if let n = ids[d], n > 1 { ids[d] = n - 1 } else { ids[d] = nil }
+        }
     }
 
     public enum Outcome: Equatable, Sendable {
@@ -89,8 +115,10 @@ public struct UsageMeter: Codable, Equatable, Sendable {
 
     /// Same id and same content is a no-op; same id with different content is refused.
     public func check(_ record: UsageRecord) throws(StratusError) -> Outcome {
-        guard ids.contains(UsageRecordID(record.id)) else { return .recorded }
-        guard let existing = records.first(where: { $0.id == record.id }), existing == record else {
+        guard ids[Self.digest(record.id)] != nil,
+            let existing = records.first(where: { $0.id == record.id })
+        else { return .recorded }
+        guard existing == record else {
             throw StratusError(.idempotencyMismatch, "usage record '\(record.id)' already exists with different content")
         }
         return .duplicate
@@ -100,7 +128,7 @@ public struct UsageMeter: Codable, Equatable, Sendable {
         let outcome = try check(record)
         if outcome == .recorded {
             records.append(record)
-            ids.insert(UsageRecordID(record.id))
+            ids[Self.digest(record.id), default: 0] += 1
         }
         return outcome
     }

@@ -1,3 +1,4 @@
+import Foundation
 import StratusControl
 import StratusCore
 import StratusLedger
@@ -239,6 +240,28 @@ import Testing
         let error = #expect(throws: StratusError.self) { try meter.record(record("a", gpus: 3)) }
         #expect(error?.code == .idempotencyMismatch)
         #expect(meter.records.count == 1)
+    }
+
+    @Test func retireForgetsOnlyThePickedKeepsOrderAndStillFindsRepeats() throws {
+        var meter = UsageMeter()
+        for (k, id) in ["a", "b", "c", "d", "e"].enumerated() {
+            _ = try meter.record(record(id, ms: Int64(1000 * (k + 1))))
+        }
+        // Job "d" ended at 4 s: not before 3.5 s, so it stays although named.
+        meter.retire(jobs: ["b", "d", "e"], endedBefore: Timestamp(milliseconds: 3500))
+        #expect(meter.records.map(\.id) == ["a", "c", "d", "e"])
+        #expect(meter.retiredRecords == 1 && meter.retiredGPUMilliseconds == 2 * 2000)
+        meter.retire(jobs: ["a", "e"], endedBefore: Timestamp(milliseconds: 9000))
+        #expect(meter.records.map(\.id) == ["c", "d"])
+        #expect(meter.retiredRecords == 3 && meter.retiredGPUMilliseconds == 2 * (2000 + 1000 + 5000))
+        // A retired id is new again; a kept one is still a repeat, also after decoding.
+        #expect(try meter.check(record("a", ms: 1000)) == .recorded)
+        var decoded = try JSONDecoder().decode(UsageMeter.self, from: JSONEncoder().encode(meter))
+        #expect(decoded == meter)
+        #expect(try decoded.record(record("c", ms: 3000)) == .duplicate)
+        #expect(throws: StratusError.self) { try decoded.record(record("d", gpus: 1, ms: 4000)) }
+        #expect(try decoded.record(record("b", ms: 2000)) == .recorded)
+        #expect(decoded.records.map(\.id) == ["c", "d", "b"])
     }
 
     @Test func groupsExactlyAndIndependentlyOfOrder() throws {
