@@ -826,14 +826,15 @@ extension State {
             var used = usedWattsBySite()
             var newShares = Set<String>()
             for p in plan.placements {
+                let fraction = jobs.all[p.job]?.spec.gpuShareMilli != nil
                 for a in p.nodes {
                     let node = nodes[a.node]!
                     // A shared GPU draws its power once: when the plan starts sharing it.
-                    if jobs[p.job]!.spec.gpuShareMilli != nil {
+                    if fraction {
                         let key = "\(a.node)#\(a.gpus[0])"
                         guard gpuShares[a.node]?[a.gpus[0]] == nil, newShares.insert(key).inserted else { continue }
                     }
-                    guard let site = site(of: node) else { continue }
+                    guard let site = site(ofNode: node) else { continue }
                     used[site.id, default: 0] += Self.wallWatts(model: node.gpuModel, gpus: a.gpus.count, pueMilli: site.pueMilli)
                     guard used[site.id]! <= site.powerBudgetKW * 1000 else {
                         throw StratusError(.failedPrecondition, "plan: site \(site.id) would exceed its power budget")
@@ -1255,10 +1256,14 @@ extension State {
     /// than `Limits.usageHistoryDays`.
     private mutating func addToHistory(_ r: UsageRecord) {
         let day = r.endedAt.milliseconds / 86_400_000
-        let isNewDay = usageByOrgDay[r.org]?[day] == nil
-        usageByOrgDay[r.org, default: [:]][day, default: 0] += r.gpuMilliseconds
-        // Old days can only fall out when a new one starts.
-        if isNewDay { usageByOrgDay[r.org] = usageByOrgDay[r.org]!.filter { $0.key > day - Limits.usageHistoryDays } }
+        // One lookup of the org's days, changed in place.
+        func add(_ days: inout [Int64: Int64]) {
+            let isNewDay = days[day] == nil
+            days[day, default: 0] += r.gpuMilliseconds
+            // Old days can only fall out when a new one starts.
+            if isNewDay { days = days.filter { $0.key > day - Limits.usageHistoryDays } }
+        }
+        add(&usageByOrgDay[r.org, default: [:]])
     }
 }
 

@@ -100,7 +100,7 @@ extension State {
 
     /// The usage event for an allocation that ended: the control plane's own meter.
     func usageEvent(_ r: UsageRecord) -> UsageEvent {
-        let region = nodes[r.node].flatMap { site(of: $0)?.region.rawValue } ?? SKU.anyRegion
+        let region = region(ofNode: r.node) ?? SKU.anyRegion
         var event = UsageEvent(
             source: UsageEvent.allocationSource, id: r.id, org: r.org, project: projects[r.project]?.name ?? "",
             gpuModel: r.gpuModel, region: region, tier: r.tier, gpus: r.gpus, start: r.startedAt, end: r.endedAt,

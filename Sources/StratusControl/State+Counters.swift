@@ -28,6 +28,9 @@ public struct FleetCounters: Codable, Equatable, Sendable {
     var rackIndex: [RackID: Int] = [:]
     var siteIndex: [SiteID: Int] = [:]
     var placement: [(rack: Int, site: Int, block: Int)] = []
+    /// Each node's site, in `nodeOrder` (sites and racks change only with the fleet,
+    /// which rebuilds the counters).
+    var siteAt: [Site?] = []
     /// How the scheduler sees each node, in `nodeOrder`, and each node's position there.
     var nodeViews: [SchedulingSnapshot.NodeView] = []
     var position: [NodeID: Int] = [:]
@@ -137,10 +140,14 @@ extension State {
         let node = nodes[id]
         let holders = gpuHolders[id]
         let shares = gpuShares[id]
-        var new = FleetCounters.NodeShare()
-        if let node { new = share(of: node, site: site(of: node), holders: holders, shares: shares) }
         var k = counters.position[id]
-        if let i = k, i >= counters.placement.count || i >= counters.shares.count { k = nil }
+        if let i = k, i >= counters.placement.count || i >= counters.shares.count || i >= counters.siteAt.count {
+            k = nil
+        }
+        var new = FleetCounters.NodeShare()
+        if let node {
+            new = share(of: node, site: k.map { counters.siteAt[$0] } ?? site(of: node), holders: holders, shares: shares)
+        }
         if let k {
             let old = counters.shares[k]
             if old != new {
@@ -184,6 +191,7 @@ extension State {
         c.rackIndex = index.racks
         c.siteIndex = index.sites
         c.placement = index.placement
+        c.siteAt = nodeOrder.map { nodes[$0].flatMap { site(of: $0) } }
         c.nodeViews = nodeOrder.enumerated().map { k, id in nodeView(id, index.placement[k]) }
         c.position = Dictionary(uniqueKeysWithValues: nodeOrder.enumerated().map { ($1, $0) })
         c.capacity = KeptCapacity(nodes: c.nodeViews)
@@ -234,6 +242,7 @@ extension State {
         if keptSupply.mapValues({ [$0.gpus, $0.committed] }) != freshSupply.mapValues({ [$0.gpus, $0.committed] }) {
             problems.append("spot supply counters differ from the fleet's")
         }
+        if counters.siteAt != fresh.counters.siteAt { problems.append("nodes' sites differ from the fleet's") }
         for (k, view) in counters.nodeViews.enumerated() where k < fresh.counters.nodeViews.count {
             let other = fresh.counters.nodeViews[k]
             if view.id != other.id || view.freeGPUs != other.freeGPUs || view.schedulable != other.schedulable
