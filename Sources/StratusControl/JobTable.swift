@@ -14,19 +14,24 @@ public struct JobTable: Codable, Equatable, Sendable, Sequence {
     public subscript(_ id: JobID) -> Job? {
         get { all[id] }
         set {
-            touched.append(id)
+            touch(id)
             all[id] = newValue
         }
         _modify {
-            touched.append(id)
+            touch(id)
             yield &all[id]
         }
     }
 
     /// Changes job `id` (which must exist) in place.
     mutating func update(_ id: JobID, _ change: (inout Job) -> Void) {
-        touched.append(id)
+        touch(id)
         change(&all[id]!)
+    }
+
+    /// Notes that job `id` changed (a gang's nodes change it many times in a row: once).
+    private mutating func touch(_ id: JobID) {
+        if touched.last != id { touched.append(id) }
     }
 
     public var values: Dictionary<JobID, Job>.Values { all.values }
@@ -40,6 +45,13 @@ public struct JobTable: Codable, Equatable, Sendable, Sequence {
         guard !touched.isEmpty else { return [] }
         defer { touched.removeAll(keepingCapacity: true) }
         if touched.count == 1 { return touched }
+        if touched.count <= 8 {
+            // A few: a scan finds repeats without building a set.
+            var out: [JobID] = []
+            out.reserveCapacity(touched.count)
+            for id in touched where !out.contains(id) { out.append(id) }
+            return out
+        }
         var seen = Set<JobID>()
         return touched.filter { seen.insert($0).inserted }
     }

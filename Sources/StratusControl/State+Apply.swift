@@ -1115,8 +1115,16 @@ extension State {
     func usageRecord(_ job: Job, _ i: Int, endedAt: Timestamp) throws(StratusError) -> UsageRecord? {
         let alloc = job.allocations[i]
         guard let started = alloc.startedAt else { return nil }
+        // `JOB/RUN/NODE`, built in one allocation (an interpolation grows its buffer twice).
+        var id = ""
+        id.reserveCapacity(job.id.rawValue.utf8.count + alloc.node.rawValue.utf8.count + 22)
+        id += job.id.rawValue
+        id += "/"
+        id += String(job.attempt)
+        id += "/"
+        id += alloc.node.rawValue
         let r = UsageRecord(
-            id: "\(job.id)/\(job.attempt)/\(alloc.node)", job: job.id, org: job.org, project: job.project, node: alloc.node,
+            id: id, job: job.id, org: job.org, project: job.project, node: alloc.node,
             gpuModel: nodes[alloc.node]?.gpuModel ?? job.spec.gpuModel, tier: job.spec.tier, gpus: alloc.gpus.count,
             startedAt: started, endedAt: max(started, endedAt), gpuShareMilli: job.spec.gpuShareMilli)
         _ = try usage.check(r)
@@ -1190,8 +1198,10 @@ extension State {
     /// ("node-1[0, 1]"), the first `Limits.nodesNamedPerEvent` of a large gang, then how
     /// many more.
     static func describe(_ nodes: [NodeAssignment]) -> String {
-        // One string appended to (this runs for every placement).
+        // One string appended to (this runs for every placement), its room reserved.
         var out = ""
+        out.reserveCapacity(
+            nodes.prefix(Limits.nodesNamedPerEvent).reduce(32) { $0 + $1.node.rawValue.utf8.count + 4 * $1.gpus.count + 3 })
         for (n, a) in nodes.prefix(Limits.nodesNamedPerEvent).enumerated() {
             if n > 0 { out += " " }
             out += a.node.rawValue

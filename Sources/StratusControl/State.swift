@@ -161,12 +161,19 @@ public struct State: Codable, Equatable, Sendable {
     /// How the scheduler sees job `id` while it holds GPUs (nil: it does not).
     func runningView(_ id: JobID) -> SchedulingSnapshot.RunningJob? {
         guard let job = jobs[id] else { return nil }
-        let live = job.allocations.filter { !$0.isEnded }
+        // The live allocations, in one array.
+        var live: [NodeAssignment] = []
+        live.reserveCapacity(job.allocations.count)
+        var stopRequested = false
+        for a in job.allocations where !a.isEnded {
+            live.append(NodeAssignment(node: a.node, gpus: a.gpus))
+            stopRequested = stopRequested || a.stopRequested
+        }
         return .init(
             id: id, tier: job.spec.tier, org: job.org, project: projects[job.project]?.name ?? "",
             startedAt: job.startedAt ?? job.placedAt ?? job.submittedAt,
-            allocations: live.map { NodeAssignment(node: $0.node, gpus: $0.gpus) },
-            stopping: job.cancelRequested || job.preemptedBy != nil || live.contains(where: \.stopRequested),
+            allocations: live,
+            stopping: job.cancelRequested || job.preemptedBy != nil || stopRequested,
             expectedEnd: Self.expectedEnd(job), reservation: job.spec.reservation,
             resources: job.spec.nodeResources ?? .zero, gpuShareMilli: job.spec.gpuShareMilli)
     }
