@@ -17,6 +17,9 @@ import Testing
 
     @Test func restartFromSQLiteRebuildsStateAndDecisions() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("replay-\(UUID().uuidString).db").path
+        defer {
+            for suffix in ["", "-journal", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
         var expected: State
         do {
             var e = try Engine(store: try SQLiteStore(path: path))

@@ -24,7 +24,9 @@ import Testing
         #expect(kinds.isSuperset(of: ["apply_fleet", "submit_job", "apply_plan", "allocation_started", "allocation_exited"]))
 
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("parity-\(UUID().uuidString).db").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        defer {
+            for suffix in ["", "-journal", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
         let now = Mutex(Timestamp(seconds: 0))
         let server = try ControlPlane(store: try SQLiteStore(path: path), clock: { now.withLock { $0 } })
         for entry in log {

@@ -17,6 +17,8 @@ struct TestCloud {
     let plane: ControlPlane
     let admin: String
     let files: JobFiles
+    /// The temp directory, removed when the last copy of the cloud is gone.
+    let scratch: Scratch
 
     static func make(store: any Store = MemoryStore(), noticeSeconds: Int64 = 120) async throws -> TestCloud {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stratus-test-\(UUID().uuidString)").path
@@ -32,7 +34,7 @@ struct TestCloud {
         // The list `stratus up` starts with.
         let prices = PriceBook.defaultPoints(at: WallClock.now()).map { ListPrice(sku: $0.0, point: $0.1) }
         try await plane.execute(.setPrices(SetPrices(list: prices)))
-        return TestCloud(plane: plane, admin: admin, files: JobFiles(root: dir))
+        return TestCloud(plane: plane, admin: admin, files: JobFiles(root: dir), scratch: Scratch(dir))
     }
 
     func app() -> some ApplicationProtocol {
@@ -65,6 +67,13 @@ struct TestCloud {
     }
 
     var seq: UInt64 { get async { await plane.read { $0.seq } } }
+}
+
+/// A directory that is removed with its last reference (a test leaves nothing in /tmp).
+final class Scratch: Sendable {
+    let path: String
+    init(_ path: String) { self.path = path }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
 }
 
 struct Reply {
