@@ -116,7 +116,8 @@ public struct RunningTable: Sendable {
                 onNode[a.node]?.removeAll { $0 == j }
                 if onNode[a.node]?.isEmpty == true { onNode[a.node] = nil }
             }
-            for node in Set(on.map(\.node)) { refreshPreemptible(node) }
+            // A refresh recomputes its node from scratch: no need to skip repeats.
+            for a in on { refreshPreemptible(a.node) }
         }
     }
 
@@ -153,7 +154,8 @@ public struct RunningTable: Sendable {
         // Only spot work can be preempted: other work is not listed by node.
         if r.tier == .spot {
             for a in on { onNode[a.node, default: []].append(j) }
-            for node in Set(on.map(\.node)) { refreshPreemptible(node) }
+            // A refresh recomputes its node from scratch: no need to skip repeats.
+            for a in on { refreshPreemptible(a.node) }
         }
     }
 
@@ -255,7 +257,7 @@ public struct RunningTable: Sendable {
                 onNode[a.node]?.removeAll { $0 == j }
                 if onNode[a.node]?.isEmpty == true { onNode[a.node] = nil }
             }
-            for node in Set(gone.map(\.node)) { refreshPreemptible(node) }
+            for a in gone { refreshPreemptible(a.node) }
         }
         return true
     }
@@ -264,7 +266,8 @@ public struct RunningTable: Sendable {
     /// whole GPUs not being stopped, by ID, then each GPU spot jobs share (in GPU order)
     /// unless one of its sharers is being stopped.
     private mutating func refreshPreemptible(_ i: Int) {
-        let here = (onNode[i] ?? []).sorted { self[$0].id < self[$1].id }
+        let listed = onNode[i] ?? []
+        let here = listed.count < 2 ? listed : listed.sorted { self[$0].id < self[$1].id }
         var entries: [(jobs: [Int], gpus: [Int])] = []
         var shared: [Int: [Int]] = [:]
         var stopping = Set<Int>()
