@@ -1001,6 +1001,7 @@ extension State {
     }
 
     /// The job and the index of its allocation on `node`, for a report about run `attempt`.
+    @inline(__always)
     func liveAllocation(_ id: JobID, on node: NodeID, attempt: Int?) throws(StratusError) -> (Job, Int) {
         guard let job = jobs[id] else { throw StratusError.notFound("job", id.rawValue) }
         if let attempt, attempt != job.attempt {
@@ -1112,6 +1113,7 @@ extension State {
     }
 
     /// The usage of allocation `i` if it ends at `endedAt` (nil if it never started), checked.
+    @inline(__always)
     func usageRecord(_ job: Job, _ i: Int, endedAt: Timestamp) throws(StratusError) -> UsageRecord? {
         let alloc = job.allocations[i]
         guard let started = alloc.startedAt else { return nil }

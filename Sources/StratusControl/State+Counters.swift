@@ -146,7 +146,10 @@ extension State {
         }
         var new = FleetCounters.NodeShare()
         if let node {
-            new = share(of: node, site: k.map { counters.siteAt[$0] } ?? site(of: node), holders: holders, shares: shares)
+            // No closure here: one that reads `self` makes the optimizer copy the whole state.
+            var site: Site?
+            if let k { site = counters.siteAt[k] } else { site = self.site(of: node) }
+            new = share(of: node, site: site, holders: holders, shares: shares)
         }
         if let k {
             let old = counters.shares[k]

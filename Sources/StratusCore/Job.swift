@@ -351,7 +351,7 @@ public struct Allocation: Codable, Equatable, Sendable {
     /// For a preemption: when the notice was given (the SLA on spot notice measures from it).
     public var noticeAt: Timestamp?
 
-    public var isEnded: Bool { endedAt != nil }
+    @inlinable public var isEnded: Bool { endedAt != nil }
 }
 
 public struct Job: Codable, Equatable, Sendable {
@@ -380,6 +380,7 @@ public struct Job: Codable, Equatable, Sendable {
     }
 
     /// Whether allocation `i` is on `node`, of run `attempt`, and has not ended.
+    @inlinable
     public func isLive(_ i: Int, on node: NodeID, attempt: Int) -> Bool {
         self.attempt == attempt && i < allocations.count && allocations[i].node == node && !allocations[i].isEnded
     }

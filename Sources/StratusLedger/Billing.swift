@@ -179,6 +179,11 @@ public struct Billing: Codable, Equatable, Sendable {
         for (i, e) in events.enumerated() {
             let outcome: EventOutcome
             do throws(StratusError) {
+                guard e.source != UsageEvent.allocationSource else {
+                    throw StratusError(
+                        .invalidArgument,
+                        "source: '\(e.source)' is the control plane's own meter; outside meters name their own source")
+                }
                 outcome = try check(e, now: now, cache: &cache)
                 if outcome == .counted {
                     if let earlier = inBatch[e.key] {
@@ -275,7 +280,12 @@ public struct Billing: Codable, Equatable, Sendable {
 
     /// Counts one event into `tally`; `post(tally, now:)` rates what is left and moves the money.
     public mutating func count(_ e: UsageEvent, now: Timestamp, into tally: inout Tally) {
-        _ = seen.insert(e.key, SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond))
+        // The control plane's own events are not remembered here: each allocation ends
+        // once in the state (its record id is the usage meter's to check), and outside
+        // batches may not use their source, so no repeat of one can reach billing.
+        if e.source != UsageEvent.allocationSource {
+            _ = seen.insert(e.key, SeenEvent(fingerprint: e.fingerprint, endSecond: e.endSecond))
+        }
         if tally.first == nil { tally.first = e.id }
         tally.events += 1
         if var p = tally.pending, p.gpuShareMilli == nil, e.gpuShareMilli == nil, p.start == e.start, p.end == e.end,

@@ -641,6 +641,42 @@ enum Meter {
     }
 }
 
+extension SeenSetTests {
+    /// The control plane's own events (allocations that ended) are billed without being
+    /// remembered: the state ends each allocation once. Outside batches may not use their
+    /// source, so none can repeat one; outside events are remembered as before.
+    @Test func allocationEventsAreNotRememberedAndOutsideBatchesMayNotUseTheirSource() throws {
+        var b = Billing()
+        b.prices.set(SKU(gpuModel: "H100", region: "*", tier: .onDemand), PricePoint(from: .zero, price: Money.parse("1")!))
+        var own = Meter.event("job-1/0/node-1")
+        own.source = UsageEvent.allocationSource
+        var tally = Billing.Tally()
+        b.count(own, now: Meter.t0, into: &tally)
+        b.post(tally, now: Meter.t0)
+        #expect(b.eventsCounted == 1)
+        #expect(b.rememberedEvents == 0)
+        #expect(b.ledger.balance(.receivable("acme")).description == "8.00")  // 8 GPU-h x $1
+        // An outside batch naming that source is refused, whatever else it holds.
+        do {
+            _ = try b.check([Meter.event("x"), own], now: Meter.t0)
+            Issue.record("an outside batch with the allocations' source was accepted")
+        } catch {
+            #expect(error.code == .invalidArgument)
+            #expect(error.message.contains("events[1]"))
+            #expect(error.message.contains("control plane's own meter"))
+        }
+        // Through the state too: refused, and nothing changes.
+        var e = try Meter.engine()
+        let seq = e.state.seq
+        #expect(throws: StratusError.self) { try e.execute(.recordUsage(RecordUsage(events: [own])), at: Meter.t0) }
+        #expect(e.state.seq == seq)
+        #expect(e.state.billing.ledger.balance(.receivable("acme")) == .zero)
+        // Outside events are still remembered.
+        b.record([Meter.event("x")], now: Meter.t0)
+        #expect(b.rememberedEvents == 1)
+    }
+}
+
 @Suite struct UsageLogEncodingTests {
     @Test func batchesRoundTripThroughTheCompactLogEncoding() throws {
         var odd = Meter.event("a\tb\nc\\d-é")
