@@ -364,7 +364,7 @@ public struct Job: Codable, Equatable, Sendable {
         self.id = id
         self.org = org
         self.project = project
-        self.spec = spec
+        self.specBox = SpecBox(spec)
         self.submittedBy = submittedBy
         self.submittedAt = submittedAt
         self.idempotencyKey = idempotencyKey
@@ -394,7 +394,10 @@ public struct Job: Codable, Equatable, Sendable {
     public let id: JobID
     public let org: OrgID
     public let project: ProjectID
-    public let spec: JobSpec
+    /// What was asked for; it never changes, so it is shared, not copied, when the job is
+    /// (a job is copied often and a spec has a dozen strings and lists).
+    @inlinable public var spec: JobSpec { specBox.value }
+    @usableFromInline let specBox: SpecBox
     public let submittedBy: KeyID
     public let submittedAt: Timestamp
     public var idempotencyKey: String?
@@ -418,6 +421,33 @@ public struct Job: Codable, Equatable, Sendable {
     public var movedBy: String?
     /// What happened to the job, oldest first, at most `Limits.maxJobEvents`.
     public var events: [JobEvent]
+}
+
+extension Job {
+    /// A job's spec, shared by its copies; encodes as the spec itself.
+    @usableFromInline final class SpecBox: Codable, Equatable, Sendable {
+        @usableFromInline let value: JobSpec
+
+        init(_ value: JobSpec) { self.value = value }
+
+        @usableFromInline static func == (a: SpecBox, b: SpecBox) -> Bool { a === b || a.value == b.value }
+
+        @usableFromInline init(from decoder: any Decoder) throws {
+            value = try decoder.singleValueContainer().decode(JobSpec.self)
+        }
+
+        @usableFromInline func encode(to encoder: any Encoder) throws {
+            var c = encoder.singleValueContainer()
+            try c.encode(value)
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, org, project
+        case specBox = "spec"
+        case submittedBy, submittedAt, idempotencyKey, state, allocations, placedAt, startedAt, endedAt, reason
+        case cancelRequested, attempt, preemptedBy, lostNode, movedBy, events
+    }
 }
 
 /// A notable moment in a job's life, for people and the API.
