@@ -26,11 +26,13 @@ public enum GPUCatalog {
     private static let byName: [String: GPUModel] = Dictionary(
         uniqueKeysWithValues: all.map { ($0.name.uppercased(), $0) })
 
-    private static let exact: [String: GPUModel] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
-
     /// Looks a model up by name, case-insensitively (the catalog's own spelling first,
     /// without allocating).
-    public static func model(named name: String) -> GPUModel? { exact[name] ?? byName[name.uppercased()] }
+    public static func model(named name: String) -> GPUModel? {
+        // A handful of models: comparing names beats hashing one.
+        for m in all where m.name == name { return m }
+        return byName[name.uppercased()]
+    }
 
     public static func require(_ name: String, field: String) throws(StratusError) -> GPUModel {
         guard let model = model(named: name) else {

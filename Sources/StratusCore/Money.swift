@@ -116,6 +116,14 @@ public struct Period: Hashable, Comparable, Codable, Sendable, CustomStringConve
     public let index: Int64
 
     public init(index: Int64) { self.index = index }
+
+    /// What hash tables use: the index through `WordDigest`, keyed by the table's seed.
+    public func _rawHashValue(seed: Int) -> Int {
+        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        h.add(UInt64(bitPattern: index))
+        return Int(truncatingIfNeeded: h.a)
+    }
+
     public init(year: Int64, month: Int64) { self.index = year * 12 + (month - 1) }
     public init(containing t: Timestamp) {
         let (y, m, _) = Civil.date(days: Self.floorDiv(t.milliseconds, 86_400_000))

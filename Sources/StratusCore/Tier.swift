@@ -9,6 +9,14 @@ public enum Tier: String, Codable, Sendable, CaseIterable, Comparable {
     /// Hashes the case, not its raw string (tiers key hot dictionaries in billing).
     public func hash(into hasher: inout Hasher) { hasher.combine(rank) }
 
+    /// What hash tables use: the rank through `WordDigest`, keyed by the table's seed
+    /// (a fraction of SipHash's cost; tiers key dictionaries touched for every allocation).
+    public func _rawHashValue(seed: Int) -> Int {
+        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        h.add(UInt64(rank))
+        return Int(truncatingIfNeeded: h.a)
+    }
+
     /// Lower rank schedules first.
     public var rank: Int {
         switch self {

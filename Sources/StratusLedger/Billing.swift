@@ -11,6 +11,19 @@ public struct LineKey: Hashable, Comparable, Codable, Sendable {
     public var unitPrice: Money
     public var listPrice: Money
 
+    /// What hash tables use: every field through `WordDigest`, keyed by the table's seed
+    /// (a line is looked up for every usage event rated; SipHash over three strings cost more).
+    public func _rawHashValue(seed: Int) -> Int {
+        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        h.add(project)
+        h.add(gpuModel)
+        h.add(region)
+        h.add(UInt64(tier.rank))
+        h.add(UInt64(bitPattern: unitPrice.micros))
+        h.add(UInt64(bitPattern: listPrice.micros))
+        return Int(truncatingIfNeeded: h.a)
+    }
+
     public static func < (a: LineKey, b: LineKey) -> Bool {
         (a.project, a.gpuModel, a.region, a.tier.rank, a.unitPrice.micros, a.listPrice.micros)
             < (b.project, b.gpuModel, b.region, b.tier.rank, b.unitPrice.micros, b.listPrice.micros)
@@ -318,6 +331,9 @@ public struct Billing: Codable, Equatable, Sendable {
         var org: OrgID
         var tier: Tier
         var code: TransferCode
+        func _rawHashValue(seed: Int) -> Int {
+            org._rawHashValue(seed: seed &+ tier.rank &* 16 &+ code.ordinal)
+        }
     }
 
     /// A batch's postings in the order they first occur (so replay posts them in the same

@@ -69,22 +69,29 @@ public enum TransferCode: String, Codable, Sendable {
     case providerCost = "provider_cost"
 
     /// Hashes the case, not its raw string (codes key the postings of every usage batch).
-    public func hash(into hasher: inout Hasher) {
-        let ordinal: Int =
-            switch self {
-            case .usage: 0
-            case .adjustment: 1
-            case .deposit: 2
-            case .settlement: 3
-            case .slaCredit: 4
-            case .grant: 5
-            case .trueUp: 6
-            case .hold: 7
-            case .payment: 8
-            case .reservation: 9
-            case .providerCost: 10
-            }
-        hasher.combine(ordinal)
+    public func hash(into hasher: inout Hasher) { hasher.combine(ordinal) }
+
+    /// What hash tables use: the ordinal through `WordDigest`, keyed by the table's seed.
+    public func _rawHashValue(seed: Int) -> Int {
+        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        h.add(UInt64(ordinal))
+        return Int(truncatingIfNeeded: h.a)
+    }
+
+    var ordinal: Int {
+        switch self {
+        case .usage: 0
+        case .adjustment: 1
+        case .deposit: 2
+        case .settlement: 3
+        case .slaCredit: 4
+        case .grant: 5
+        case .trueUp: 6
+        case .hold: 7
+        case .payment: 8
+        case .reservation: 9
+        case .providerCost: 10
+        }
     }
 }
 

@@ -7,6 +7,15 @@ public struct SKU: Hashable, Comparable, Codable, Sendable, CustomStringConverti
     public var region: String
     public var tier: Tier
 
+    /// What hash tables use: the fields through `WordDigest`, keyed by the table's seed.
+    public func _rawHashValue(seed: Int) -> Int {
+        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        h.add(gpuModel)
+        h.add(region)
+        h.add(UInt64(tier.rank))
+        return Int(truncatingIfNeeded: h.a)
+    }
+
     public init(gpuModel: String, region: String, tier: Tier) {
         self.gpuModel = gpuModel
         self.region = region
