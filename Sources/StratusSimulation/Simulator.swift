@@ -148,15 +148,14 @@ public struct Simulation {
     var durations: [JobID: Int64] = [:]
     var inferenceReplicas: [JobID] = []
     var referencePrices: [Int: Money] = [:]
-    /// When the simulated agents started each run (job/attempt/node), and what they ran.
-    var starts: [Run: Timestamp] = [:]
-    /// One run of a job on one node.
-    struct Run: Hashable {
-        let job: JobID
+    /// When the simulated agents started each run of a job on a node, per job (one table
+    /// entry per job, not per node: a gang's nodes are one short list, in placement order).
+    var starts: [JobID: [Started]] = [:]
+    /// One run of a job on one node, and when the agent started it.
+    struct Started {
         let attempt: Int
         let node: NodeID
-        /// The IDs' own hashes, chained (cheaper than hashing their strings with SipHash).
-        func _rawHashValue(seed: Int) -> Int { job._rawHashValue(seed: node._rawHashValue(seed: seed &+ attempt)) }
+        let at: Timestamp
     }
     /// Running sharers of each shared GPU ("node#gpu").
     var sharers: [String: Int] = [:]
@@ -468,7 +467,7 @@ public struct Simulation {
                 job: job.id, node: a.node, exitCode: reason == nil ? exitCode : nil, reason: reason, attempt: job.attempt)
         }
         try send(exits, one: Command.allocationExited) { .agentReports(AgentReports(exited: $0)) }
-        for a in allocs { released(job, a, settle: false) }
+        released(job, allocs, settle: false)
         settle(job.id)
     }
 
@@ -486,28 +485,43 @@ public struct Simulation {
     /// Bookkeeping after allocation `a` of `job` was released (by its end, a stop or a
     /// lost node); with `settle`, also whether the job is over.
     mutating func released(_ job: Job, _ a: Allocation, settle settles: Bool = true) {
-        let gpus = a.gpus.count
-        let key = Run(job: job.id, attempt: job.attempt, node: a.node)
-        if let started = starts.removeValue(forKey: key) {
-            if let g = a.gpus.first, job.spec.gpuShareMilli != nil {
-                // A shared GPU is allocated while any of its sharers runs.
-                let slot = "\(a.node)#\(g)"
-                sharers[slot, default: 0] -= 1
-                if sharers[slot] == 0 {
-                    sharers[slot] = nil
-                    stats.busy[job.spec.tier, default: 0] -= 1
+        released(job, [a], settle: settles)
+    }
+
+    /// `released` for allocations `allocs` of `job` at once (the job's kind and runs are
+    /// looked up once).
+    mutating func released(_ job: Job, _ allocs: [Allocation], settle settles: Bool = true) {
+        if let i = starts.index(forKey: job.id) {
+            let isInference = kinds[job.id] == .inference
+            var busy = 0
+            for a in allocs {
+                // The run's start, forgotten (in place: the list is not copied).
+                guard let k = starts.values[i].firstIndex(where: { $0.node == a.node && $0.attempt == job.attempt })
+                else { continue }
+                let started = starts.values[i].remove(at: k).at
+                let gpus = a.gpus.count
+                if let g = a.gpus.first, job.spec.gpuShareMilli != nil {
+                    // A shared GPU is allocated while any of its sharers runs.
+                    let slot = "\(a.node)#\(g)"
+                    sharers[slot, default: 0] -= 1
+                    if sharers[slot] == 0 {
+                        sharers[slot] = nil
+                        busy += 1
+                    }
+                } else {
+                    busy += gpus
                 }
-            } else {
-                stats.busy[job.spec.tier, default: 0] -= gpus
+                if isInference { stats.inferenceRunning -= gpus }
+                ran.allocations += 1
+                ran.gpuMilliseconds += UsageRecord.gpuMilliseconds(
+                    gpus: gpus, share: job.spec.gpuShareMilli, milliseconds: started.milliseconds(until: now))
+                if config.chaos {
+                    endedRuns.append((job.id, job.attempt, a.node))
+                    if endedRuns.count > 64 { endedRuns.removeFirst() }
+                }
             }
-            if kinds[job.id] == .inference { stats.inferenceRunning -= gpus }
-            ran.allocations += 1
-            ran.gpuMilliseconds += UsageRecord.gpuMilliseconds(
-                gpus: gpus, share: job.spec.gpuShareMilli, milliseconds: started.milliseconds(until: now))
-            if config.chaos {
-                endedRuns.append((job.id, job.attempt, a.node))
-                if endedRuns.count > 64 { endedRuns.removeFirst() }
-            }
+            if busy != 0 { stats.busy[job.spec.tier, default: 0] -= busy }
+            if starts.values[i].isEmpty { starts.remove(at: i) }
         }
         if settles { settle(job.id) }
     }
@@ -542,18 +556,24 @@ public struct Simulation {
         var started: [AllocationStarted] = []
         for p in plan.placements {
             guard let job = engine.state.jobs[p.job] else { continue }
+            // Per job, not per node: its kind, its tier's busy count, its list of runs.
+            var runs = starts[job.id] ?? []
+            let isInference = kinds[job.id] == .inference
+            var busy = 0
             for a in job.allocations where !a.isEnded {
                 started.append(AllocationStarted(job: job.id, node: a.node, attempt: job.attempt))
-                starts[Run(job: job.id, attempt: job.attempt, node: a.node)] = now
+                runs.append(Started(attempt: job.attempt, node: a.node, at: now))
                 if let g = a.gpus.first, job.spec.gpuShareMilli != nil {
                     let slot = "\(a.node)#\(g)"
                     sharers[slot, default: 0] += 1
-                    if sharers[slot] == 1 { stats.busy[job.spec.tier, default: 0] += 1 }
+                    if sharers[slot] == 1 { busy += 1 }
                 } else {
-                    stats.busy[job.spec.tier, default: 0] += a.gpus.count
+                    busy += a.gpus.count
                 }
-                if kinds[job.id] == .inference { stats.inferenceRunning += a.gpus.count }
+                if isInference { stats.inferenceRunning += a.gpus.count }
             }
+            if busy != 0 { stats.busy[job.spec.tier, default: 0] += busy }
+            starts[job.id] = runs.isEmpty ? nil : runs
             if stats.firstStart[job.id] == nil {
                 stats.firstStart[job.id] = now
                 let delay = job.submittedAt.milliseconds(until: now) / 1000
