@@ -473,7 +473,8 @@ public struct Billing: Codable, Equatable, Sendable {
         max(Period(containing: at), closedThrough?.next ?? Period(containing: at))
     }
 
-    /// Whether an event with this source and id was counted (and is still remembered).
+    /// Whether an event with this source and id was counted (and is still remembered; the
+    /// control plane's own events, source `UsageEvent.allocationSource`, never are).
     public func isSeen(_ e: UsageEvent) -> Bool { seen[e.key] != nil }
 
     /// Event ids the meter remembers now.
