@@ -17,9 +17,9 @@ public struct Identifier<Kind>: Hashable, Comparable, Codable, Sendable, CustomS
     /// every lookup of tables of a million nodes and jobs; this costs a fraction of the
     /// SipHash of `hash(into:)` (kept for other hashers).
     public func _rawHashValue(seed: Int) -> Int {
-        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        var h = WordDigest(tableSeed: seed)
         h.add(rawValue)
-        return Int(truncatingIfNeeded: h.a)
+        return h.tableHash
     }
 
     public init(from decoder: any Decoder) throws {

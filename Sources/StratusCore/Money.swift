@@ -119,9 +119,9 @@ public struct Period: Hashable, Comparable, Codable, Sendable, CustomStringConve
 
     /// What hash tables use: the index through `WordDigest`, keyed by the table's seed.
     public func _rawHashValue(seed: Int) -> Int {
-        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        var h = WordDigest(tableSeed: seed)
         h.add(UInt64(bitPattern: index))
-        return Int(truncatingIfNeeded: h.a)
+        return h.tableHash
     }
 
     public init(year: Int64, month: Int64) { self.index = year * 12 + (month - 1) }

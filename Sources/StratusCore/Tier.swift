@@ -12,9 +12,9 @@ public enum Tier: String, Codable, Sendable, CaseIterable, Comparable {
     /// What hash tables use: the rank through `WordDigest`, keyed by the table's seed
     /// (a fraction of SipHash's cost; tiers key dictionaries touched for every allocation).
     public func _rawHashValue(seed: Int) -> Int {
-        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        var h = WordDigest(tableSeed: seed)
         h.add(UInt64(rank))
-        return Int(truncatingIfNeeded: h.a)
+        return h.tableHash
     }
 
     /// Lower rank schedules first.

@@ -14,6 +14,13 @@ package struct WordDigest {
         b ^= seed
     }
 
+    /// A digest for a hash table with seed `seed` (the `_rawHashValue(seed:)` of IDs and of
+    /// billing's hot keys): add the key's fields, then read `tableHash`.
+    package init(tableSeed seed: Int) { self.init(seed: UInt64(truncatingIfNeeded: seed)) }
+
+    /// The value a hash table uses.
+    package var tableHash: Int { Int(truncatingIfNeeded: a) }
+
     @inline(__always) package static func mum(_ x: UInt64, _ y: UInt64) -> UInt64 {
         let r = x.multipliedFullWidth(by: y)
         return r.high ^ r.low

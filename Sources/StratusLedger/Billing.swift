@@ -14,14 +14,14 @@ public struct LineKey: Hashable, Comparable, Codable, Sendable {
     /// What hash tables use: every field through `WordDigest`, keyed by the table's seed
     /// (a line is looked up for every usage event rated; SipHash over three strings cost more).
     public func _rawHashValue(seed: Int) -> Int {
-        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        var h = WordDigest(tableSeed: seed)
         h.add(project)
         h.add(gpuModel)
         h.add(region)
         h.add(UInt64(tier.rank))
         h.add(UInt64(bitPattern: unitPrice.micros))
         h.add(UInt64(bitPattern: listPrice.micros))
-        return Int(truncatingIfNeeded: h.a)
+        return h.tableHash
     }
 
     public static func < (a: LineKey, b: LineKey) -> Bool {

@@ -73,9 +73,9 @@ public enum TransferCode: String, Codable, Sendable {
 
     /// What hash tables use: the ordinal through `WordDigest`, keyed by the table's seed.
     public func _rawHashValue(seed: Int) -> Int {
-        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        var h = WordDigest(tableSeed: seed)
         h.add(UInt64(ordinal))
-        return Int(truncatingIfNeeded: h.a)
+        return h.tableHash
     }
 
     var ordinal: Int {

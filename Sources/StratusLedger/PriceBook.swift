@@ -9,11 +9,11 @@ public struct SKU: Hashable, Comparable, Codable, Sendable, CustomStringConverti
 
     /// What hash tables use: the fields through `WordDigest`, keyed by the table's seed.
     public func _rawHashValue(seed: Int) -> Int {
-        var h = WordDigest(seed: UInt64(truncatingIfNeeded: seed))
+        var h = WordDigest(tableSeed: seed)
         h.add(gpuModel)
         h.add(region)
         h.add(UInt64(tier.rank))
-        return Int(truncatingIfNeeded: h.a)
+        return h.tableHash
     }
 
     public init(gpuModel: String, region: String, tier: Tier) {
