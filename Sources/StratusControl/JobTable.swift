@@ -29,6 +29,13 @@ public struct JobTable: Codable, Equatable, Sendable, Sequence {
         change(&all[id]!)
     }
 
+    /// Forgets job `id`, which holds nothing (it ended): the scheduler's view of running
+    /// work cannot have it, so it is not noted as changed.
+    mutating func forget(_ id: JobID) {
+        assert(all[id].map { $0.state.isTerminal } ?? true, "forgetting live job \(id)")
+        all[id] = nil
+    }
+
     /// Notes that job `id` changed (a gang's nodes change it many times in a row: once).
     private mutating func touch(_ id: JobID) {
         if touched.last != id { touched.append(id) }
@@ -40,20 +47,32 @@ public struct JobTable: Codable, Equatable, Sendable, Sequence {
     public var isEmpty: Bool { all.isEmpty }
     public func makeIterator() -> Dictionary<JobID, Job>.Iterator { all.makeIterator() }
 
-    /// The jobs written since the last call, each once, and forgets them.
+    /// The jobs written since the last call, each once, and forgets them. The caller
+    /// hands the list back with `recycle` so that its buffer is reused.
     mutating func takeTouched() -> [JobID] {
         guard !touched.isEmpty else { return [] }
-        defer { touched.removeAll(keepingCapacity: true) }
-        if touched.count == 1 { return touched }
-        if touched.count <= 8 {
-            // A few: a scan finds repeats without building a set.
-            var out: [JobID] = []
-            out.reserveCapacity(touched.count)
-            for id in touched where !out.contains(id) { out.append(id) }
+        var out: [JobID] = []
+        swap(&out, &touched)
+        if out.count == 1 { return out }
+        if out.count <= 8 {
+            // A few: a scan finds repeats in place, without building a set.
+            var kept = 0
+            for i in out.indices where !out[..<kept].contains(out[i]) {
+                out.swapAt(kept, i)
+                kept += 1
+            }
+            out.removeLast(out.count - kept)
             return out
         }
         var seen = Set<JobID>()
-        return touched.filter { seen.insert($0).inserted }
+        return out.filter { seen.insert($0).inserted }
+    }
+
+    /// Takes back a list `takeTouched` gave, emptied, as the buffer for the next changes.
+    mutating func recycle(_ list: inout [JobID]) {
+        guard touched.isEmpty else { return }
+        list.removeAll(keepingCapacity: true)
+        swap(&list, &touched)
     }
 
     public init(from decoder: any Decoder) throws {

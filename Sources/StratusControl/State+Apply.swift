@@ -68,14 +68,21 @@ extension State {
             throw StratusError(.invalidArgument, "ended_before: \(c.endedBefore) is after now (\(at))")
         }
         var ended: [(at: Timestamp, id: JobID)] = []
-        for job in jobs.values where job.state.isTerminal {
-            if let e = job.endedAt, e < c.endedBefore { ended.append((e, job.id)) }
+        do {
+            // By index: each job's fields are read in place, not the job copied. (In its
+            // own scope: the view must be gone before the table changes, or it is copied.)
+            let all = jobs.all.values
+            var i = all.startIndex
+            while i != all.endIndex {
+                if all[i].state.isTerminal, let e = all[i].endedAt, e < c.endedBefore { ended.append((e, all[i].id)) }
+                all.formIndex(after: &i)
+            }
         }
         ended.sort { $0.at != $1.at ? $0.at < $1.at : $0.id < $1.id }
         let retired = Set(ended.prefix(Limits.maxJobsRetiredPerCommand).map(\.id))
         guard !retired.isEmpty else { return .unchanged("0") }
         guard commit else { return .applied("\(retired.count)") }
-        for id in retired { jobs[id] = nil }
+        for id in retired { jobs.forget(id) }
         idempotency = idempotency.filter { !retired.contains($0.value) }
         // A retired job's records all ended before it did: later ones are kept without a lookup.
         usage.retire(jobs: retired, endedBefore: c.endedBefore)
@@ -756,6 +763,9 @@ extension State {
             }
             taken[node] = mine
         }
+        // Each placed node's position in the counters and GPU model, in placement order:
+        // looked up once for the guards, the power check and the recount.
+        var placedNodes: [(k: Int?, model: String)] = []
         for p in plan.placements {
             guard let job = jobs[p.job], job.state == .queued else {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) is not queued")
@@ -782,6 +792,7 @@ extension State {
                     throw StratusError(.failedPrecondition, "plan: job \(p.job) must use one GPU model on all its nodes")
                 }
                 model = node.gpuModel
+                placedNodes.append((counterPosition(a.node), node.gpuModel))
                 guard a.gpus.count == count else {
                     throw StratusError(.failedPrecondition, "plan: job \(p.job) needs \(count) GPUs on \(a.node)")
                 }
@@ -825,17 +836,25 @@ extension State {
         if !plan.placements.isEmpty {
             var used = usedWattsBySite()
             var newShares = Set<String>()
+            var n = 0
             for p in plan.placements {
                 let fraction = jobs.all[p.job]?.spec.gpuShareMilli != nil
                 for a in p.nodes {
-                    let node = nodes[a.node]!
+                    let (k, model) = placedNodes[n]
+                    n += 1
                     // A shared GPU draws its power once: when the plan starts sharing it.
                     if fraction {
                         let key = "\(a.node)#\(a.gpus[0])"
                         guard gpuShares[a.node]?[a.gpus[0]] == nil, newShares.insert(key).inserted else { continue }
                     }
-                    guard let site = site(ofNode: node) else { continue }
-                    used[site.id, default: 0] += Self.wallWatts(model: node.gpuModel, gpus: a.gpus.count, pueMilli: site.pueMilli)
+                    var site: Site?
+                    if let k {
+                        site = counters.siteAt[k]
+                    } else if let node = nodes[a.node] {
+                        site = self.site(of: node)
+                    }
+                    guard let site else { continue }
+                    used[site.id, default: 0] += Self.wallWatts(model: model, gpus: a.gpus.count, pueMilli: site.pueMilli)
                     guard used[site.id]! <= site.powerBudgetKW * 1000 else {
                         throw StratusError(.failedPrecondition, "plan: site \(site.id) would exceed its power budget")
                     }
@@ -915,9 +934,12 @@ extension State {
         guard !plan.isEmpty else { return .unchanged("plan") }
         guard commit else { return .applied("plan") }
         let placed = Set(plan.placements.map(\.job))
+        var n = 0
         for p in plan.placements {
             var job = jobs[p.job]!
             for a in p.nodes {
+                let k = placedNodes[n].k
+                n += 1
                 if job.spec.gpuShareMilli != nil {
                     gpuShares[a.node, default: [:]][a.gpus[0]] = shared["\(a.node)#\(a.gpus[0])"]
                 } else {
@@ -926,7 +948,7 @@ extension State {
                 if let need = job.spec.nodeResources {
                     resourcesInUse[a.node, default: .zero] = resourcesInUse[a.node, default: .zero] + need
                 }
-                recount(a.node)
+                recount(a.node, at: k)
             }
             if counters.valid { counters.holding.insert(p.job) }
             job.allocations = p.nodes.enumerated().map { rank, a in
@@ -1003,16 +1025,29 @@ extension State {
     /// The job and the index of its allocation on `node`, for a report about run `attempt`.
     @inline(__always)
     func liveAllocation(_ id: JobID, on node: NodeID, attempt: Int?) throws(StratusError) -> (Job, Int) {
-        guard let job = jobs[id] else { throw StratusError.notFound("job", id.rawValue) }
+        let job = jobs[id]
+        let i = try Self.allocationIndex(job, id, on: node, attempt: attempt)
+        return (job!, i)
+    }
+
+    /// The index of the allocation on `node` of `job` (job `id`'s; nil: there is none),
+    /// for a report about run `attempt`. `hint` is where to look first (a gang's nodes
+    /// report in allocation order).
+    @inline(__always)
+    static func allocationIndex(_ job: Job?, _ id: JobID, on node: NodeID, attempt: Int?, hint: Int = 0)
+        throws(StratusError) -> Int
+    {
+        guard let job else { throw StratusError.notFound("job", id.rawValue) }
         if let attempt, attempt != job.attempt {
             throw StratusError(
                 .failedPrecondition,
                 "job \(id): run \(attempt + 1) is over (the job is on run \(job.attempt + 1)); stop its processes")
         }
+        if hint < job.allocations.count, job.allocations[hint].node == node { return hint }
         guard let i = job.allocations.firstIndex(where: { $0.node == node }) else {
             throw StratusError(.failedPrecondition, "job \(id) has no allocation on node \(node)")
         }
-        return (job, i)
+        return i
     }
 
     mutating func allocationExited(_ c: AllocationExited, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
@@ -1036,11 +1071,22 @@ extension State {
         }
         // Every report is judged before any is applied (also when committing: the command
         // is all or nothing whichever way the shell runs it).
-        let (judged, exits) = try judge(c, at: at)
+        let (judged, starts, exits) = try judge(c, at: at)
         guard commit, judged > 0 else { return judged > 0 ? .applied("\(judged)") : .unchanged("0") }
         var applied = 0
-        for r in c.started {
-            if case .applied = try! allocationStarted(r, at: at, commit: true) { applied += 1 }
+        for (k, r) in c.started.enumerated() {
+            // One judged unchanged (it had started) is skipped.
+            guard let i = starts[k] else { continue }
+            // In place: a gang's records are not copied for each of its nodes.
+            jobs.update(r.job) { job in
+                job.allocations[i].startedAt = at
+                if job.state == .starting {
+                    job.state = .running
+                    job.startedAt = at
+                    job.record("started", "running on \(r.node)", at: at)
+                }
+            }
+            applied += 1
         }
         var tally = Billing.Tally()
         for (k, r) in c.exited.enumerated() {
@@ -1068,9 +1114,10 @@ extension State {
         let record: UsageRecord?
     }
 
-    /// How many of `c`'s reports would change something, and for each exit that would,
-    /// what was judged; throws the first refusal, named by its place in its list.
-    private mutating func judge(_ c: AgentReports, at: Timestamp) throws(StratusError) -> (Int, [JudgedExit?]) {
+    /// How many of `c`'s reports would change something; for each start that would, its
+    /// allocation's index, and for each exit that would, what was judged. Throws the first
+    /// refusal, named by its place in its list.
+    private func judge(_ c: AgentReports, at: Timestamp) throws(StratusError) -> (Int, [Int?], [JudgedExit?]) {
         struct Run: Hashable {
             let job: JobID
             let node: NodeID
@@ -1079,17 +1126,37 @@ extension State {
         var applied = 0
         var named = Set<Run>()
         named.reserveCapacity(c.count)
+        // A gang's reports come together: its job is looked up once, and each node's
+        // allocation first looked for after the previous one's.
+        var job: Job?
+        var next = 0
+        var starts: [Int?] = []
+        starts.reserveCapacity(c.started.count)
         for (k, r) in c.started.enumerated() {
             guard named.insert(Run(job: r.job, node: r.node)).inserted else {
                 throw StratusError(.invalidArgument, "started[\(k)]: job \(r.job) on \(r.node) is named twice")
             }
-            do {
-                if case .applied = try allocationStarted(r, at: at, commit: false) { applied += 1 }
+            do throws(StratusError) {
+                // What `allocationStarted` checks.
+                if job?.id != r.job { (job, next) = (jobs.all[r.job], 0) }
+                let i = try Self.allocationIndex(job, r.job, on: r.node, attempt: r.attempt, hint: next)
+                next = i + 1
+                let alloc = job!.allocations[i]
+                guard !alloc.isEnded else {
+                    throw StratusError(.failedPrecondition, "job \(r.job) on \(r.node) already ended")
+                }
+                if alloc.startedAt != nil {
+                    starts.append(nil)
+                } else {
+                    starts.append(i)
+                    applied += 1
+                }
             } catch {
                 throw StratusError(error.code, "started[\(k)]: \(error.message)")
             }
         }
         named.removeAll(keepingCapacity: true)
+        job = nil
         var exits: [JudgedExit?] = []
         exits.reserveCapacity(c.exited.count)
         for (k, r) in c.exited.enumerated() {
@@ -1098,18 +1165,20 @@ extension State {
             }
             do {
                 // What `allocationExited` checks, keeping what the commit needs.
-                let (job, i) = try liveAllocation(r.job, on: r.node, attempt: r.attempt)
-                if job.allocations[i].isEnded {
+                if job?.id != r.job { (job, next) = (jobs.all[r.job], 0) }
+                let i = try Self.allocationIndex(job, r.job, on: r.node, attempt: r.attempt, hint: next)
+                next = i + 1
+                if job!.allocations[i].isEnded {
                     exits.append(nil)
                 } else {
-                    exits.append(JudgedExit(index: i, attempt: job.attempt, record: try usageRecord(job, i, endedAt: at)))
+                    exits.append(JudgedExit(index: i, attempt: job!.attempt, record: try usageRecord(job!, i, endedAt: at)))
                     applied += 1
                 }
             } catch {
                 throw StratusError(error.code, "exited[\(k)]: \(error.message)")
             }
         }
-        return (applied, exits)
+        return (applied, starts, exits)
     }
 
     /// The usage of allocation `i` if it ends at `endedAt` (nil if it never started), checked.
@@ -1143,22 +1212,29 @@ extension State {
     ) {
         let alloc: Allocation
         let spec: JobSpec
+        let k: Int?
         do {
             let job = jobs.all[id]!
             alloc = job.allocations[i]
             spec = job.spec
+            // The node's place in the counters, looked up once for its region and recount.
+            k = counterPosition(alloc.node)
             if let record {
-                _ = try! usage.record(record)
+                // `usageRecord` checked it against the meter when the command was judged.
+                usage.add(checked: record)
                 addToHistory(record)
-                billing.count(usageEvent(record), now: at, into: &tally)
+                // No closure here: one that reads `self` makes the optimizer copy the whole state.
+                var region: String?
+                if let k { region = counters.siteAt[k]?.region.rawValue } else { region = self.region(ofNode: alloc.node) }
+                billing.count(usageEvent(record, region: region), now: at, into: &tally)
                 checkSLAs(job, alloc, record, at: at)
             }
         }
         gpuHolders[alloc.node]?.release(alloc.gpus, heldBy: id)
         if let milli = spec.gpuShareMilli, !alloc.isEnded, let g = alloc.gpus.first,
-            var share = gpuShares[alloc.node]?[g], let k = share.jobs.firstIndex(of: id)
+            var share = gpuShares[alloc.node]?[g], let j = share.jobs.firstIndex(of: id)
         {
-            share.jobs.remove(at: k)
+            share.jobs.remove(at: j)
             share.milli -= milli
             gpuShares[alloc.node]![g] = share.jobs.isEmpty ? nil : share
             if gpuShares[alloc.node]!.isEmpty { gpuShares[alloc.node] = nil }
@@ -1167,7 +1243,7 @@ extension State {
             let left = used - need
             resourcesInUse[alloc.node] = left.isZero ? nil : left
         }
-        recount(alloc.node)
+        recount(alloc.node, at: k)
         var last = false
         jobs.update(id) { job in
             job.allocations[i].endedAt = endedAt

@@ -99,8 +99,11 @@ extension State {
     }
 
     /// The usage event for an allocation that ended: the control plane's own meter.
-    func usageEvent(_ r: UsageRecord) -> UsageEvent {
-        let region = region(ofNode: r.node) ?? SKU.anyRegion
+    func usageEvent(_ r: UsageRecord) -> UsageEvent { usageEvent(r, region: region(ofNode: r.node)) }
+
+    /// `usageEvent` for a record whose node's region the caller looked up.
+    func usageEvent(_ r: UsageRecord, region: String?) -> UsageEvent {
+        let region = region ?? SKU.anyRegion
         var event = UsageEvent(
             source: UsageEvent.allocationSource, id: r.id, org: r.org, project: projects[r.project]?.name ?? "",
             gpuModel: r.gpuModel, region: region, tier: r.tier, gpus: r.gpus, start: r.startedAt, end: r.endedAt,

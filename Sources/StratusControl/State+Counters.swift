@@ -135,15 +135,27 @@ extension State {
     /// After node `id` changed (its GPU table, state or loss): its part of the counters.
     mutating func recount(_ id: NodeID) {
         guard counters.valid else { return }
+        recount(id, at: counterPosition(id))
+    }
+
+    /// Node `id`'s position in the counters' per-node tables (nil: none, or the counters
+    /// are not built), for a caller that needs it more than once.
+    @inline(__always)
+    func counterPosition(_ id: NodeID) -> Int? {
+        guard counters.valid, let k = counters.position[id], k < counters.placement.count, k < counters.shares.count,
+            k < counters.siteAt.count
+        else { return nil }
+        return k
+    }
+
+    /// `recount` of node `id` at position `k` (from `counterPosition`).
+    mutating func recount(_ id: NodeID, at k: Int?) {
+        guard counters.valid else { return }
         // Every read before the first write (the state is then not copied for the reads),
         // and each of the node's tables looked up once.
         let node = nodes[id]
         let holders = gpuHolders[id]
         let shares = gpuShares[id]
-        var k = counters.position[id]
-        if let i = k, i >= counters.placement.count || i >= counters.shares.count || i >= counters.siteAt.count {
-            k = nil
-        }
         var new = FleetCounters.NodeShare()
         if let node {
             // No closure here: one that reads `self` makes the optimizer copy the whole state.
@@ -209,7 +221,8 @@ extension State {
 
     /// After a command: the scheduler's view of each job it changed.
     mutating func syncRunning() {
-        let touched = jobs.takeTouched()
+        var touched = jobs.takeTouched()
+        defer { jobs.recycle(&touched) }
         guard counters.valid, !touched.isEmpty else { return }
         for id in touched {
             let view = counters.holding.contains(id) ? runningView(id) : nil

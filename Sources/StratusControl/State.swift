@@ -319,16 +319,8 @@ public struct State: Codable, Equatable, Sendable {
     /// The region of node `id`'s site (nil: no such node, or it has no site); from the
     /// counters when they are built (one lookup instead of three).
     func region(ofNode id: NodeID) -> String? {
-        if counters.valid, let k = counters.position[id], k < counters.siteAt.count {
-            return counters.siteAt[k]?.region.rawValue
-        }
+        if let k = counterPosition(id) { return counters.siteAt[k]?.region.rawValue }
         return nodes[id].flatMap { site(of: $0)?.region.rawValue }
-    }
-
-    /// `node`'s site, from the counters when they are built.
-    func site(ofNode node: Node) -> Site? {
-        if counters.valid, let k = counters.position[node.id], k < counters.siteAt.count { return counters.siteAt[k] }
-        return site(of: node)
     }
 
     /// Watts a GPU of `model` draws at the wall in a site with PUE `pueMilli`.

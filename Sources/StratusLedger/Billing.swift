@@ -339,11 +339,23 @@ public struct Billing: Codable, Equatable, Sendable {
     /// A batch's postings in the order they first occur (so replay posts them in the same
     /// order without sorting).
     struct Postings {
+        /// Built once there are more than `scanned` items (a command's events are
+        /// usually one org's, so most batches never need it).
         var index: [Posting: Int] = [:]
         var items: [(Posting, Int64)] = []
+        static let scanned = 8
 
         mutating func add(_ p: Posting, _ micros: Int64) {
-            if let i = index[p] {
+            if items.count <= Self.scanned {
+                if let i = items.firstIndex(where: { $0.0 == p }) {
+                    items[i].1 += micros
+                    return
+                }
+                items.append((p, micros))
+                if items.count > Self.scanned {
+                    for (i, item) in items.enumerated() { index[item.0] = i }
+                }
+            } else if let i = index[p] {
                 items[i].1 += micros
             } else {
                 index[p] = items.count

@@ -133,6 +133,15 @@ public struct UsageMeter: Codable, Equatable, Sendable {
         return outcome
     }
 
+    /// Adds a record that `check` has just found new (nothing recorded since): the
+    /// check is not repeated. A repeated id here is a caller's bug, caught in debug builds.
+    public mutating func add(checked record: UsageRecord) {
+        let d = Self.digest(record.id)
+        assert(ids[d] == nil || !records.contains { $0.id == record.id }, "usage record \(record.id) added twice")
+        records.append(record)
+        ids[d, default: 0] += 1
+    }
+
     public static func == (lhs: UsageMeter, rhs: UsageMeter) -> Bool {
         lhs.records == rhs.records && lhs.retiredRecords == rhs.retiredRecords
             && lhs.retiredGPUMilliseconds == rhs.retiredGPUMilliseconds
