@@ -936,31 +936,33 @@ extension State {
         let placed = Set(plan.placements.map(\.job))
         var n = 0
         for p in plan.placements {
-            var job = jobs[p.job]!
+            let spec = jobs.all[p.job]!.spec
             for a in p.nodes {
                 let k = placedNodes[n].k
                 n += 1
-                if job.spec.gpuShareMilli != nil {
+                if spec.gpuShareMilli != nil {
                     gpuShares[a.node, default: [:]][a.gpus[0]] = shared["\(a.node)#\(a.gpus[0])"]
                 } else {
                     gpuHolders[a.node]!.hold(a.gpus, for: p.job)
                 }
-                if let need = job.spec.nodeResources {
+                if let need = spec.nodeResources {
                     resourcesInUse[a.node, default: .zero] = resourcesInUse[a.node, default: .zero] + need
                 }
                 recount(a.node, at: k)
             }
             if counters.valid { counters.holding.insert(p.job) }
-            job.allocations = p.nodes.enumerated().map { rank, a in
-                let sorted = zip(a.gpus, a.gpus.dropFirst()).allSatisfy { $0 < $1 }
-                return Allocation(node: a.node, gpus: sorted ? a.gpus : a.gpus.sorted(), rank: rank)
+            // In place: the job is not copied out and back.
+            jobs.update(p.job) { job in
+                job.allocations = p.nodes.enumerated().map { rank, a in
+                    let sorted = zip(a.gpus, a.gpus.dropFirst()).allSatisfy { $0 < $1 }
+                    return Allocation(node: a.node, gpus: sorted ? a.gpus : a.gpus.sorted(), rank: rank)
+                }
+                job.state = .starting
+                job.placedAt = at
+                job.reason = p.reason
+                job.record("placed", "\(p.reason): \(Self.describe(p.nodes))", at: at)
             }
-            job.state = .starting
-            job.placedAt = at
-            job.reason = p.reason
-            closeOutages(job.id, reservation: job.spec.reservation, at: at)
-            job.record("placed", "\(p.reason): \(Self.describe(p.nodes))", at: at)
-            jobs[p.job] = job
+            closeOutages(p.job, reservation: spec.reservation, at: at)
             nominations[p.job] = nil
         }
         queue.removeAll { placed.contains($0) }

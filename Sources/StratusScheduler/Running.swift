@@ -267,20 +267,20 @@ public struct RunningTable: Sendable {
     /// unless one of its sharers is being stopped.
     private mutating func refreshPreemptible(_ i: Int) {
         let listed = onNode[i] ?? []
-        let here = listed.count < 2 ? listed : listed.sorted { self[$0].id < self[$1].id }
+        let here = listed.count < 2 ? listed : listed.sorted { slots[$0]!.id < slots[$1]!.id }
         var entries: [(jobs: [Int], gpus: [Int])] = []
         var shared: [Int: [Int]] = [:]
         var stopping = Set<Int>()
         for j in here {
-            let r = self[j]
-            guard r.tier == .spot, let a = placedOn[j].first(where: { $0.node == i }) else { continue }
-            if r.gpuShareMilli != nil {
+            // The job's fields read in place (a copy of its view costs a retain per field).
+            guard slots[j]!.tier == .spot, let a = placedOn[j].firstIndex(where: { $0.node == i }) else { continue }
+            if slots[j]!.gpuShareMilli != nil {
                 // Sharers are keyed by their first node only (they have one).
-                guard placedOn[j].first?.node == i, let g = a.gpus.first else { continue }
-                if r.stopping { stopping.insert(g) }
+                guard a == 0, let g = placedOn[j][a].gpus.first else { continue }
+                if slots[j]!.stopping { stopping.insert(g) }
                 shared[g, default: []].append(j)
-            } else if !r.stopping {
-                entries.append(([j], a.gpus))
+            } else if !slots[j]!.stopping {
+                entries.append(([j], placedOn[j][a].gpus))
             }
         }
         for g in shared.keys.sorted() where !stopping.contains(g) { entries.append((shared[g]!, [g])) }

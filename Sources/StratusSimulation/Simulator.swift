@@ -393,7 +393,11 @@ public struct Simulation {
             if case .stop = event { reason = "stopped at its deadline" }
             var isStop = false
             if case .stop = event { isStop = true }
-            try end(job, job.allocations.filter { !$0.isEnded && (!isStop || $0.stopRequested) }, reason: reason)
+            // Usually every allocation is live: the list is then passed as it is, not copied.
+            let all = !isStop && !job.allocations.contains { $0.isEnded }
+            try end(
+                job, all ? job.allocations : job.allocations.filter { !$0.isEnded && (!isStop || $0.stopRequested) },
+                reason: reason)
         case .round:
             roundPending = false
             dirty = false
