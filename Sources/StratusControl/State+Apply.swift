@@ -765,7 +765,7 @@ extension State {
         }
         // Each placed node's position in the counters and GPU model, in placement order:
         // looked up once for the guards, the power check and the recount.
-        var placedNodes: [(k: Int?, model: String)] = []
+        var placedNodes: [(k: Int?, node: Node)] = []
         for p in plan.placements {
             guard let job = jobs[p.job], job.state == .queued else {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) is not queued")
@@ -792,7 +792,7 @@ extension State {
                     throw StratusError(.failedPrecondition, "plan: job \(p.job) must use one GPU model on all its nodes")
                 }
                 model = node.gpuModel
-                placedNodes.append((counterPosition(a.node), node.gpuModel))
+                placedNodes.append((counterPosition(a.node), node))
                 guard a.gpus.count == count else {
                     throw StratusError(.failedPrecondition, "plan: job \(p.job) needs \(count) GPUs on \(a.node)")
                 }
@@ -840,7 +840,8 @@ extension State {
             for p in plan.placements {
                 let fraction = jobs.all[p.job]?.spec.gpuShareMilli != nil
                 for a in p.nodes {
-                    let (k, model) = placedNodes[n]
+                    let k = placedNodes[n].k
+                    let model = placedNodes[n].node.gpuModel
                     n += 1
                     // A shared GPU draws its power once: when the plan starts sharing it.
                     if fraction {
@@ -938,17 +939,22 @@ extension State {
         for p in plan.placements {
             let spec = jobs.all[p.job]!.spec
             for a in p.nodes {
-                let k = placedNodes[n].k
+                let (k, node) = placedNodes[n]
                 n += 1
+                // The GPU table changed in place and read back for the recount: one lookup.
+                let h = gpuHolders.index(forKey: a.node)
                 if spec.gpuShareMilli != nil {
                     gpuShares[a.node, default: [:]][a.gpus[0]] = shared["\(a.node)#\(a.gpus[0])"]
                 } else {
-                    gpuHolders[a.node]!.hold(a.gpus, for: p.job)
+                    gpuHolders.values[h!].hold(a.gpus, for: p.job)
                 }
                 if let need = spec.nodeResources {
                     resourcesInUse[a.node, default: .zero] = resourcesInUse[a.node, default: .zero] + need
                 }
-                recount(a.node, at: k)
+                // The node record read by the guards above (nothing here changes it).
+                var holders: [JobID?]?
+                if let h { holders = gpuHolders.values[h] }
+                recount(a.node, at: k, node: node, holders: holders)
             }
             if counters.valid { counters.holding.insert(p.job) }
             // In place: the job is not copied out and back.
@@ -1055,7 +1061,7 @@ extension State {
     mutating func allocationExited(_ c: AllocationExited, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
         let (job, i) = try liveAllocation(c.job, on: c.node, attempt: c.attempt)
         if job.allocations[i].isEnded { return .unchanged(c.job.rawValue) }
-        let record = try usageRecord(job, i, endedAt: at)
+        let record = usageRecord(job, i, endedAt: at)
         guard commit else { return .applied(c.job.rawValue) }
         var tally = Billing.Tally()
         endAllocation(c.job, i, record: record, endedAt: at, exitCode: c.exitCode, reason: c.reason, at: at, tally: &tally)
@@ -1098,7 +1104,7 @@ extension State {
             else { continue }
             // The record judged, unless the allocation started in this very command.
             var record = judged.record
-            if record == nil { record = try! usageRecord(jobs.all[r.job]!, judged.index, endedAt: at) }
+            if record == nil { record = usageRecord(jobs.all[r.job]!, judged.index, endedAt: at) }
             endAllocation(
                 r.job, judged.index, record: record, endedAt: at, exitCode: r.exitCode, reason: r.reason, at: at,
                 tally: &tally)
@@ -1173,7 +1179,7 @@ extension State {
                 if job!.allocations[i].isEnded {
                     exits.append(nil)
                 } else {
-                    exits.append(JudgedExit(index: i, attempt: job!.attempt, record: try usageRecord(job!, i, endedAt: at)))
+                    exits.append(JudgedExit(index: i, attempt: job!.attempt, record: usageRecord(job!, i, endedAt: at)))
                     applied += 1
                 }
             } catch {
@@ -1183,9 +1189,12 @@ extension State {
         return (applied, starts, exits)
     }
 
-    /// The usage of allocation `i` if it ends at `endedAt` (nil if it never started), checked.
+    /// The usage of allocation `i` if it ends at `endedAt` (nil if it never started). Its
+    /// id (`JOB/RUN/NODE`) is new to the usage meter by construction: job ids are never
+    /// reused, a run's allocations are on distinct nodes, and an allocation ends (and is
+    /// recorded) once; `UsageMeter.add(new:)` asserts it in debug builds.
     @inline(__always)
-    func usageRecord(_ job: Job, _ i: Int, endedAt: Timestamp) throws(StratusError) -> UsageRecord? {
+    func usageRecord(_ job: Job, _ i: Int, endedAt: Timestamp) -> UsageRecord? {
         let alloc = job.allocations[i]
         guard let started = alloc.startedAt else { return nil }
         // `JOB/RUN/NODE`, built in one allocation (an interpolation grows its buffer twice).
@@ -1200,7 +1209,6 @@ extension State {
             id: id, job: job.id, org: job.org, project: job.project, node: alloc.node,
             gpuModel: nodes[alloc.node]?.gpuModel ?? job.spec.gpuModel, tier: job.spec.tier, gpus: alloc.gpus.count,
             startedAt: started, endedAt: max(started, endedAt), gpuShareMilli: job.spec.gpuShareMilli)
-        _ = try usage.check(r)
         return r
     }
 
@@ -1222,8 +1230,8 @@ extension State {
             // The node's place in the counters, looked up once for its region and recount.
             k = counterPosition(alloc.node)
             if let record {
-                // `usageRecord` checked it against the meter when the command was judged.
-                usage.add(checked: record)
+                // New by construction (see `usageRecord`).
+                usage.add(new: record)
                 addToHistory(record)
                 // No closure here: one that reads `self` makes the optimizer copy the whole state.
                 var region: String?
@@ -1232,7 +1240,12 @@ extension State {
                 checkSLAs(job, alloc, record, at: at)
             }
         }
-        gpuHolders[alloc.node]?.release(alloc.gpus, heldBy: id)
+        // The GPU table changed in place and read back for the recount: one lookup.
+        var holders: [JobID?]?
+        if let h = gpuHolders.index(forKey: alloc.node) {
+            gpuHolders.values[h].release(alloc.gpus, heldBy: id)
+            holders = gpuHolders.values[h]
+        }
         if let milli = spec.gpuShareMilli, !alloc.isEnded, let g = alloc.gpus.first,
             var share = gpuShares[alloc.node]?[g], let j = share.jobs.firstIndex(of: id)
         {
@@ -1245,7 +1258,7 @@ extension State {
             let left = used - need
             resourcesInUse[alloc.node] = left.isZero ? nil : left
         }
-        recount(alloc.node, at: k)
+        recount(alloc.node, at: k, node: nodes[alloc.node], holders: holders)
         var last = false
         jobs.update(id) { job in
             job.allocations[i].endedAt = endedAt

@@ -151,10 +151,15 @@ extension State {
     /// `recount` of node `id` at position `k` (from `counterPosition`).
     mutating func recount(_ id: NodeID, at k: Int?) {
         guard counters.valid else { return }
+        recount(id, at: k, node: nodes[id], holders: gpuHolders[id])
+    }
+
+    /// `recount` given node `id`'s record and GPU table, which the caller has just read or
+    /// changed (so they are not looked up again).
+    mutating func recount(_ id: NodeID, at k: Int?, node: Node?, holders: [JobID?]?) {
+        guard counters.valid else { return }
         // Every read before the first write (the state is then not copied for the reads),
         // and each of the node's tables looked up once.
-        let node = nodes[id]
-        let holders = gpuHolders[id]
         let shares = gpuShares[id]
         var new = FleetCounters.NodeShare()
         if let node {
@@ -176,7 +181,11 @@ extension State {
         if let k, let node {
             // In place: the view's arrays are reused, not allocated anew.
             Self.refresh(&counters.nodeViews[k], node, holders: holders ?? [], shares: shares, used: resourcesInUse[id])
-            if shares?.isEmpty ?? true { counters.sharedNodes.remove(k) } else { counters.sharedNodes.insert(k) }
+            if shares?.isEmpty ?? true {
+                if !counters.sharedNodes.isEmpty { counters.sharedNodes.remove(k) }
+            } else {
+                counters.sharedNodes.insert(k)
+            }
             // A node in or out of service moves between pools: rebuild the index then.
             if counters.capacity?.update(k, counters.nodeViews[k]) != true {
                 counters.capacity = KeptCapacity(nodes: counters.nodeViews)

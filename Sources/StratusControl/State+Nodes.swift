@@ -149,7 +149,7 @@ extension State {
         for id in jobs(on: c.node).sorted() {
             guard let job = jobs[id], let i = job.allocations.firstIndex(where: { $0.node == c.node && !$0.isEnded })
             else { continue }
-            ending.append((job, i, try usageRecord(job, i, endedAt: c.lastSeen)))
+            ending.append((job, i, usageRecord(job, i, endedAt: c.lastSeen)))
         }
         guard commit else { return .applied(c.node.rawValue) }
         nodes[c.node]!.lostAt = c.lastSeen

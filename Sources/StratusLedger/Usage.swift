@@ -133,9 +133,10 @@ public struct UsageMeter: Codable, Equatable, Sendable {
         return outcome
     }
 
-    /// Adds a record that `check` has just found new (nothing recorded since): the
-    /// check is not repeated. A repeated id here is a caller's bug, caught in debug builds.
-    public mutating func add(checked record: UsageRecord) {
+    /// Adds a record whose id the caller knows is new (the control plane's records are, by
+    /// construction), without `check`'s lookup. A repeated id here is a caller's bug,
+    /// caught in debug builds.
+    public mutating func add(new record: UsageRecord) {
         let d = Self.digest(record.id)
         assert(ids[d] == nil || !records.contains { $0.id == record.id }, "usage record \(record.id) added twice")
         records.append(record)

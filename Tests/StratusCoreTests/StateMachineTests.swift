@@ -242,6 +242,17 @@ import Testing
         #expect(meter.records.count == 1)
     }
 
+    @Test func aRecordAddedAsNewIsFoundByLaterChecks() throws {
+        var meter = UsageMeter()
+        meter.add(new: record("a"))
+        meter.add(new: record("b", ms: 2000))
+        #expect(meter.records.map(\.id) == ["a", "b"])
+        // Added without a check, but known to the checks that follow.
+        #expect(try meter.check(record("a")) == .duplicate)
+        #expect(throws: StratusError.self) { try meter.record(record("b", gpus: 1, ms: 2000)) }
+        #expect(try meter.record(record("c")) == .recorded)
+    }
+
     @Test func retireForgetsOnlyThePickedKeepsOrderAndStillFindsRepeats() throws {
         var meter = UsageMeter()
         for (k, id) in ["a", "b", "c", "d", "e"].enumerated() {
