@@ -113,11 +113,20 @@ public struct RunningTable: Sendable {
         }
         if r.tier == .spot {
             for a in on {
-                onNode[a.node]?.removeAll { $0 == j }
-                if onNode[a.node]?.isEmpty == true { onNode[a.node] = nil }
+                // One lookup of the node's list, changed in place; a node left with no spot
+                // work has nothing preemptible (what a refresh would find, without one).
+                guard let x = onNode.index(forKey: a.node) else {
+                    refreshPreemptible(a.node)
+                    continue
+                }
+                onNode.values[x].removeAll { $0 == j }
+                if onNode.values[x].isEmpty {
+                    onNode.remove(at: x)
+                    preemptible[a.node] = nil
+                } else {
+                    refreshPreemptible(a.node)
+                }
             }
-            // A refresh recomputes its node from scratch: no need to skip repeats.
-            for a in on { refreshPreemptible(a.node) }
         }
     }
 
@@ -153,9 +162,21 @@ public struct RunningTable: Sendable {
         }
         // Only spot work can be preempted: other work is not listed by node.
         if r.tier == .spot {
-            for a in on { onNode[a.node, default: []].append(j) }
-            // A refresh recomputes its node from scratch: no need to skip repeats.
-            for a in on { refreshPreemptible(a.node) }
+            for a in on {
+                if let x = onNode.index(forKey: a.node) {
+                    onNode.values[x].append(j)
+                    refreshPreemptible(a.node)
+                    continue
+                }
+                onNode[a.node] = [j]
+                // Alone on the node on whole GPUs: the job is the node's preemptible work
+                // (what a refresh would find, without one).
+                if r.gpuShareMilli == nil {
+                    preemptible[a.node] = r.stopping ? nil : [([j], a.gpus)]
+                } else {
+                    refreshPreemptible(a.node)
+                }
+            }
         }
     }
 
