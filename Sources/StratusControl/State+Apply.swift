@@ -1301,7 +1301,8 @@ extension State {
             out += "["
             for (k, g) in a.gpus.enumerated() {
                 if k > 0 { out += ", " }
-                out += String(g)
+                // A GPU index is almost always one digit: appended as one, not formatted.
+                if (0..<10).contains(g) { out.unicodeScalars.append(Unicode.Scalar(UInt8(48 + g))) } else { out += String(g) }
             }
             out += "]"
         }

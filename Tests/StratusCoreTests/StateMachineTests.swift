@@ -1,10 +1,11 @@
 import Foundation
-import StratusControl
 import StratusCore
 import StratusLedger
 import StratusScheduler
 import StratusStore
 import Testing
+
+@testable import StratusControl
 
 @Suite struct StateMachineTests {
     @Test func rejectedCommandsChangeNothingAndAreNotLogged() throws {
@@ -108,6 +109,10 @@ import Testing
         #expect(plan.placements.count == 1)
         #expect(e.state.jobs[job]?.state == .starting)
         #expect(e.state.assignments(for: "node-1").map(\.job) == [job])
+        // The placement's event names the node and each GPU taken.
+        let placed = try #require(e.state.jobs[job]?.events.last)
+        #expect(placed.kind == "placed" && placed.message.hasSuffix(": node-1[0, 1, 2, 3]"), "\(placed.message)")
+        #expect(State.describe([NodeAssignment(node: "n-7", gpus: [3, 10, 127])]) == "n-7[3, 10, 127]")
         try e.execute(.allocationStarted(AllocationStarted(job: job, node: "node-1")), at: Fixture.t0.adding(seconds: 1))
         #expect(e.state.jobs[job]?.state == .running)
         let exit = Command.allocationExited(AllocationExited(job: job, node: "node-1", exitCode: 0, reason: nil))
