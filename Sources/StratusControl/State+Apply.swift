@@ -763,7 +763,7 @@ extension State {
             }
             taken[node] = mine
         }
-        // Each placed node's position in the counters and GPU model, in placement order:
+        // Each placed node's position in the counters and its record, in placement order:
         // looked up once for the guards, the power check and the recount.
         var placedNodes: [(k: Int?, node: Node)] = []
         for p in plan.placements {
