@@ -1018,16 +1018,21 @@ extension State {
             i = k
         }
         guard commit else { return .applied(c.job.rawValue) }
-        // In place: a gang's records are not copied for each of its nodes.
-        jobs.update(c.job) { job in
+        start(c.job, i, on: c.node, at: at)
+        return .applied(c.job.rawValue)
+    }
+
+    /// Allocation `i` (on `node`) of job `id` started at `at`; the first one to start
+    /// makes the job running. In place: a gang's records are not copied for each node.
+    private mutating func start(_ id: JobID, _ i: Int, on node: NodeID, at: Timestamp) {
+        jobs.update(id) { job in
             job.allocations[i].startedAt = at
             if job.state == .starting {
                 job.state = .running
                 job.startedAt = at
-                job.record("started", "running on \(c.node)", at: at)
+                job.record("started", "running on \(node)", at: at)
             }
         }
-        return .applied(c.job.rawValue)
     }
 
     /// The job and the index of its allocation on `node`, for a report about run `attempt`.
@@ -1085,15 +1090,7 @@ extension State {
         for (k, r) in c.started.enumerated() {
             // One judged unchanged (it had started) is skipped.
             guard let i = starts[k] else { continue }
-            // In place: a gang's records are not copied for each of its nodes.
-            jobs.update(r.job) { job in
-                job.allocations[i].startedAt = at
-                if job.state == .starting {
-                    job.state = .running
-                    job.startedAt = at
-                    job.record("started", "running on \(r.node)", at: at)
-                }
-            }
+            start(r.job, i, on: r.node, at: at)
             applied += 1
         }
         var tally = Billing.Tally()
