@@ -1009,17 +1009,24 @@ extension State {
     mutating func allocationStarted(_ c: AllocationStarted, at: Timestamp, commit: Bool) throws(StratusError)
         -> Outcome
     {
-        let i: Int
-        do {
-            let (job, k) = try liveAllocation(c.job, on: c.node, attempt: c.attempt)
-            let alloc = job.allocations[k]
-            guard !alloc.isEnded else { throw StratusError(.failedPrecondition, "job \(c.job) on \(c.node) already ended") }
-            if alloc.startedAt != nil { return .unchanged(c.job.rawValue) }
-            i = k
-        }
+        let (i, starts) = try Self.judgeStart(c, jobs[c.job])
+        guard starts else { return .unchanged(c.job.rawValue) }
         guard commit else { return .applied(c.job.rawValue) }
         start(c.job, i, on: c.node, at: at)
         return .applied(c.job.rawValue)
+    }
+
+    /// Judges a start report against `job` (the reported job's record; nil: there is
+    /// none): the index of the allocation it names, and whether it starts it (false: it
+    /// had started already, nothing to do). `hint`: see `allocationIndex`.
+    @inline(__always)
+    static func judgeStart(_ r: AllocationStarted, _ job: Job?, hint: Int = 0) throws(StratusError) -> (
+        index: Int, starts: Bool
+    ) {
+        let i = try allocationIndex(job, r.job, on: r.node, attempt: r.attempt, hint: hint)
+        let alloc = job!.allocations[i]
+        guard !alloc.isEnded else { throw StratusError(.failedPrecondition, "job \(r.job) on \(r.node) already ended") }
+        return (i, alloc.startedAt == nil)
     }
 
     /// Allocation `i` (on `node`) of job `id` started at `at`; the first one to start
@@ -1033,14 +1040,6 @@ extension State {
                 job.record("started", "running on \(node)", at: at)
             }
         }
-    }
-
-    /// The job and the index of its allocation on `node`, for a report about run `attempt`.
-    @inline(__always)
-    func liveAllocation(_ id: JobID, on node: NodeID, attempt: Int?) throws(StratusError) -> (Job, Int) {
-        let job = jobs[id]
-        let i = try Self.allocationIndex(job, id, on: node, attempt: attempt)
-        return (job!, i)
     }
 
     /// The index of the allocation on `node` of `job` (job `id`'s; nil: there is none),
@@ -1064,12 +1063,12 @@ extension State {
     }
 
     mutating func allocationExited(_ c: AllocationExited, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
-        let (job, i) = try liveAllocation(c.job, on: c.node, attempt: c.attempt)
-        if job.allocations[i].isEnded { return .unchanged(c.job.rawValue) }
-        let record = usageRecord(job, i, endedAt: at)
+        guard let judged = try judgeExit(c, jobs[c.job], at: at).exit else { return .unchanged(c.job.rawValue) }
         guard commit else { return .applied(c.job.rawValue) }
         var tally = Billing.Tally()
-        endAllocation(c.job, i, record: record, endedAt: at, exitCode: c.exitCode, reason: c.reason, at: at, tally: &tally)
+        endAllocation(
+            c.job, judged.index, record: judged.record, endedAt: at, exitCode: c.exitCode, reason: c.reason, at: at,
+            tally: &tally)
         billing.post(tally, now: at)
         return .applied(c.job.rawValue)
     }
@@ -1119,6 +1118,18 @@ extension State {
         let record: UsageRecord?
     }
 
+    /// Judges an exit report against `job` (the reported job's record; nil: there is
+    /// none) as of `at`: the index of the allocation it names, and what ending it would
+    /// do (nil: it had ended already, nothing to do). `hint`: see `allocationIndex`.
+    @inline(__always)
+    func judgeExit(_ r: AllocationExited, _ job: Job?, at: Timestamp, hint: Int = 0) throws(StratusError) -> (
+        index: Int, exit: JudgedExit?
+    ) {
+        let i = try Self.allocationIndex(job, r.job, on: r.node, attempt: r.attempt, hint: hint)
+        guard let job, !job.allocations[i].isEnded else { return (i, nil) }
+        return (i, JudgedExit(index: i, attempt: job.attempt, record: usageRecord(job, i, endedAt: at)))
+    }
+
     /// How many of `c`'s reports would change something; for each start that would, its
     /// allocation's index, and for each exit that would, what was judged. Throws the first
     /// refusal, named by its place in its list.
@@ -1141,21 +1152,12 @@ extension State {
             guard named.insert(Run(job: r.job, node: r.node)).inserted else {
                 throw StratusError(.invalidArgument, "started[\(k)]: job \(r.job) on \(r.node) is named twice")
             }
-            do throws(StratusError) {
-                // What `allocationStarted` checks.
+            do {
                 if job?.id != r.job { (job, next) = (jobs.all[r.job], 0) }
-                let i = try Self.allocationIndex(job, r.job, on: r.node, attempt: r.attempt, hint: next)
+                let (i, starting) = try Self.judgeStart(r, job, hint: next)
                 next = i + 1
-                let alloc = job!.allocations[i]
-                guard !alloc.isEnded else {
-                    throw StratusError(.failedPrecondition, "job \(r.job) on \(r.node) already ended")
-                }
-                if alloc.startedAt != nil {
-                    starts.append(nil)
-                } else {
-                    starts.append(i)
-                    applied += 1
-                }
+                starts.append(starting ? i : nil)
+                if starting { applied += 1 }
             } catch {
                 throw StratusError(error.code, "started[\(k)]: \(error.message)")
             }
@@ -1169,16 +1171,11 @@ extension State {
                 throw StratusError(.invalidArgument, "exited[\(k)]: job \(r.job) on \(r.node) is named twice")
             }
             do {
-                // What `allocationExited` checks, keeping what the commit needs.
                 if job?.id != r.job { (job, next) = (jobs.all[r.job], 0) }
-                let i = try Self.allocationIndex(job, r.job, on: r.node, attempt: r.attempt, hint: next)
+                let (i, exit) = try judgeExit(r, job, at: at, hint: next)
                 next = i + 1
-                if job!.allocations[i].isEnded {
-                    exits.append(nil)
-                } else {
-                    exits.append(JudgedExit(index: i, attempt: job!.attempt, record: usageRecord(job!, i, endedAt: at)))
-                    applied += 1
-                }
+                exits.append(exit)
+                if exit != nil { applied += 1 }
             } catch {
                 throw StratusError(error.code, "exited[\(k)]: \(error.message)")
             }
