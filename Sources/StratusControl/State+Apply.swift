@@ -283,9 +283,7 @@ extension State {
                 var node = Node(
                     id: n.id, rack: n.rack, gpuModel: model, gpuCount: n.gpuCount, labels: n.labels, state: .ready)
                 node.resources = n.resources
-                nodes[n.id] = node
-                nodeOrder.append(n.id)
-                gpuHolders[n.id] = Array(repeating: nil, count: n.gpuCount)
+                addNode(node)
                 nodeSizes[model, default: [:]][n.gpuCount, default: 0] += 1
             }
         }
@@ -784,7 +782,11 @@ extension State {
             }
             var model: String?
             for a in p.nodes {
-                guard let node = nodes[a.node], node.isSchedulable, let count = job.spec.gpusPerNode(on: node.gpuModel)
+                // The node's slot in the node tables, looked up once for the guards, the
+                // power check and the recount.
+                let k = counterPosition(a.node)
+                guard let node = nodes[a.node, at: k], node.isSchedulable,
+                    let count = job.spec.gpusPerNode(on: node.gpuModel)
                 else {
                     throw StratusError(.failedPrecondition, "plan: node \(a.node) cannot take job \(p.job)")
                 }
@@ -792,7 +794,7 @@ extension State {
                     throw StratusError(.failedPrecondition, "plan: job \(p.job) must use one GPU model on all its nodes")
                 }
                 model = node.gpuModel
-                placedNodes.append((counterPosition(a.node), node))
+                placedNodes.append((k, node))
                 guard a.gpus.count == count else {
                     throw StratusError(.failedPrecondition, "plan: job \(p.job) needs \(count) GPUs on \(a.node)")
                 }
@@ -806,7 +808,8 @@ extension State {
                         throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is not free")
                     }
                     var share =
-                        shared[key] ?? gpuShares[a.node]?[g] ?? GPUShare(org: job.org, tier: job.spec.tier, milli: 0, jobs: [])
+                        shared[key] ?? gpuShares[a.node, at: k]?[g]
+                        ?? GPUShare(org: job.org, tier: job.spec.tier, milli: 0, jobs: [])
                     guard share.jobs.isEmpty ? isFree(a.node, g) : share.org == job.org && share.tier == job.spec.tier,
                         share.milli + milli <= 1000
                     else {
@@ -816,13 +819,15 @@ extension State {
                     share.jobs.append(p.job)
                     shared[key] = share
                 } else {
-                    let holders = gpuHolders[a.node]!
-                    let shares = gpuShares[a.node]
+                    let holders = gpuHolders[a.node, at: k]!
+                    let shares = gpuShares[a.node, at: k]
                     try claim(a.node, a.gpus, for: p.job) { g in
                         g >= 0 && g < holders.count && holders[g] == nil && shares?[g] == nil
                     }
                 }
-                if let need = job.spec.nodeResources, let free = freeResources(node) {
+                if let need = job.spec.nodeResources,
+                    let free = Self.freeResources(node, used: resourcesInUse[a.node, at: k])
+                {
                     let taken = resourcesTaken[a.node, default: .zero] + need
                     guard free.covers(taken) else {
                         throw StratusError(
@@ -846,7 +851,7 @@ extension State {
                     // A shared GPU draws its power once: when the plan starts sharing it.
                     if fraction {
                         let key = "\(a.node)#\(a.gpus[0])"
-                        guard gpuShares[a.node]?[a.gpus[0]] == nil, newShares.insert(key).inserted else { continue }
+                        guard gpuShares[a.node, at: k]?[a.gpus[0]] == nil, newShares.insert(key).inserted else { continue }
                     }
                     var site: Site?
                     if let k {
@@ -941,20 +946,18 @@ extension State {
             for a in p.nodes {
                 let (k, node) = placedNodes[n]
                 n += 1
-                // The GPU table changed in place and read back for the recount: one lookup.
-                let h = gpuHolders.index(forKey: a.node)
+                // The node tables changed in place at the node's slot, and the GPU table read
+                // back for the recount.
                 if spec.gpuShareMilli != nil {
-                    gpuShares[a.node, default: [:]][a.gpus[0]] = shared["\(a.node)#\(a.gpus[0])"]
+                    gpuShares[a.node, at: k, default: [:]][a.gpus[0]] = shared["\(a.node)#\(a.gpus[0])"]
                 } else {
-                    gpuHolders.values[h!].hold(a.gpus, for: p.job)
+                    gpuHolders[a.node, at: k]!.hold(a.gpus, for: p.job)
                 }
                 if let need = spec.nodeResources {
-                    resourcesInUse[a.node, default: .zero] = resourcesInUse[a.node, default: .zero] + need
+                    resourcesInUse[a.node, at: k, default: .zero] = resourcesInUse[a.node, at: k, default: .zero] + need
                 }
                 // The node record read by the guards above (nothing here changes it).
-                var holders: [JobID?]?
-                if let h { holders = gpuHolders.values[h] }
-                recount(a.node, at: k, node: node, holders: holders)
+                recount(a.node, at: k, node: node, holders: gpuHolders[a.node, at: k])
             }
             if counters.valid { counters.holding.insert(p.job) }
             // In place: the job is not copied out and back.
@@ -1234,25 +1237,22 @@ extension State {
                 checkSLAs(job, alloc, record, at: at)
             }
         }
-        // The GPU table changed in place and read back for the recount: one lookup.
-        var holders: [JobID?]?
-        if let h = gpuHolders.index(forKey: alloc.node) {
-            gpuHolders.values[h].release(alloc.gpus, heldBy: id)
-            holders = gpuHolders.values[h]
-        }
+        // The node tables changed in place at the node's slot, and the GPU table read back
+        // for the recount.
+        gpuHolders[alloc.node, at: k]?.release(alloc.gpus, heldBy: id)
         if let milli = spec.gpuShareMilli, !alloc.isEnded, let g = alloc.gpus.first,
-            var share = gpuShares[alloc.node]?[g], let j = share.jobs.firstIndex(of: id)
+            var share = gpuShares[alloc.node, at: k]?[g], let j = share.jobs.firstIndex(of: id)
         {
             share.jobs.remove(at: j)
             share.milli -= milli
-            gpuShares[alloc.node]![g] = share.jobs.isEmpty ? nil : share
-            if gpuShares[alloc.node]!.isEmpty { gpuShares[alloc.node] = nil }
+            gpuShares[alloc.node, at: k]![g] = share.jobs.isEmpty ? nil : share
+            if gpuShares[alloc.node, at: k]!.isEmpty { gpuShares[alloc.node, at: k] = nil }
         }
-        if let need = spec.nodeResources, !alloc.isEnded, let used = resourcesInUse[alloc.node] {
+        if let need = spec.nodeResources, !alloc.isEnded, let used = resourcesInUse[alloc.node, at: k] {
             let left = used - need
-            resourcesInUse[alloc.node] = left.isZero ? nil : left
+            resourcesInUse[alloc.node, at: k] = left.isZero ? nil : left
         }
-        recount(alloc.node, at: k, node: nodes[alloc.node], holders: holders)
+        recount(alloc.node, at: k, node: nodes[alloc.node, at: k], holders: gpuHolders[alloc.node, at: k])
         var last = false
         jobs.update(id) { job in
             job.allocations[i].endedAt = endedAt

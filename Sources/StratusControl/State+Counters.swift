@@ -151,7 +151,7 @@ extension State {
     /// `recount` of node `id` at position `k` (from `counterPosition`).
     mutating func recount(_ id: NodeID, at k: Int?) {
         guard counters.valid else { return }
-        recount(id, at: k, node: nodes[id], holders: gpuHolders[id])
+        recount(id, at: k, node: nodes[id, at: k], holders: gpuHolders[id, at: k])
     }
 
     /// `recount` given node `id`'s record and GPU table, which the caller has just read or
@@ -160,7 +160,7 @@ extension State {
         guard counters.valid else { return }
         // Every read before the first write (the state is then not copied for the reads),
         // and each of the node's tables looked up once.
-        let shares = gpuShares[id]
+        let shares = gpuShares[id, at: k]
         var new = FleetCounters.NodeShare()
         if let node {
             // No closure here: one that reads `self` makes the optimizer copy the whole state.
@@ -180,7 +180,7 @@ extension State {
         }
         if let k, let node {
             // In place: the view's arrays are reused, not allocated anew.
-            Self.refresh(&counters.nodeViews[k], node, holders: holders ?? [], shares: shares, used: resourcesInUse[id])
+            Self.refresh(&counters.nodeViews[k], node, holders: holders ?? [], shares: shares, used: resourcesInUse[id, at: k])
             if shares?.isEmpty ?? true {
                 if !counters.sharedNodes.isEmpty { counters.sharedNodes.remove(k) }
             } else {
@@ -204,6 +204,13 @@ extension State {
 
     /// Rebuilds the counters from the whole fleet (after decoding, or a fleet change).
     mutating func rebuildCounters() {
+        // The node tables in `nodeOrder`'s slots (decoded ones are in ID order).
+        if !nodes.isSlotted(nodeOrder) { nodes = NodeTable(nodes.dictionary, order: nodeOrder) }
+        if !gpuHolders.isSlotted(nodeOrder) { gpuHolders = NodeTable(gpuHolders.dictionary, order: nodeOrder) }
+        if !gpuShares.isSlotted(nodeOrder) { gpuShares = NodeTable(gpuShares.dictionary, order: nodeOrder) }
+        if !resourcesInUse.isSlotted(nodeOrder) {
+            resourcesInUse = NodeTable(resourcesInUse.dictionary, order: nodeOrder)
+        }
         var c = FleetCounters()
         for id in nodeOrder {
             let s = share(of: id)

@@ -101,9 +101,7 @@ extension State {
                 id: c.node, rack: c.rack!, gpuModel: model.name, gpuCount: c.gpus.count, labels: c.labels, state: .ready,
                 agent: info)
             node.resources = c.resources
-            nodes[c.node] = node
-            nodeOrder.append(c.node)
-            gpuHolders[c.node] = Array(repeating: nil, count: c.gpus.count)
+            addNode(node)
             nodeSizes[model.name, default: [:]][c.gpus.count, default: 0] += 1
         }
         // A new node changes the scheduler's numbering of nodes: rebuild.
@@ -208,5 +206,15 @@ extension State {
     /// the server watches.
     public var agentNodes: [NodeID] {
         nodeOrder.filter { nodes[$0]!.agent != nil && nodes[$0]!.lostAt == nil }
+    }
+
+    /// Adds `node` (new) at the end of `nodeOrder`, with a free GPU table: the next slot
+    /// of every node table.
+    mutating func addNode(_ node: Node) {
+        nodes.add(node.id, node)
+        nodeOrder.append(node.id)
+        gpuHolders.add(node.id, Array(repeating: nil, count: node.gpuCount))
+        gpuShares.add(node.id, nil)
+        resourcesInUse.add(node.id, nil)
     }
 }

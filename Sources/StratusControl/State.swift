@@ -17,22 +17,23 @@ public struct State: Codable, Equatable, Sendable {
     public internal(set) var regions: [RegionID: Region] = [:]
     public internal(set) var sites: [SiteID: Site] = [:]
     public internal(set) var racks: [RackID: Rack] = [:]
-    public internal(set) var nodes: [NodeID: Node] = [:]
+    public internal(set) var nodes = NodeTable<Node>()
     /// Nodes in the order they were added; the scheduler scans in this order.
     public internal(set) var nodeOrder: [NodeID] = []
     /// Nodes per GPU model per GPU count, kept by `applyFleet`, so that submit-time checks
     /// do not scan the fleet.
     var nodeSizes: [String: [Int: Int]] = [:]
-    /// For each node, the job holding each GPU index (nil when free).
-    public internal(set) var gpuHolders: [NodeID: [JobID?]] = [:]
+    /// For each node, the job holding each GPU index (nil when free). This and the other
+    /// node tables keep the slots of `nodeOrder` (`addNode`).
+    public internal(set) var gpuHolders = NodeTable<[JobID?]>()
     /// GPUs shared by jobs that each take a fraction of one: node -> GPU index -> share.
     /// A shared GPU has no whole holder in `gpuHolders`.
-    public internal(set) var gpuShares: [NodeID: [Int: GPUShare]] = [:]
+    public internal(set) var gpuShares = NodeTable<[Int: GPUShare]>()
     /// Power, spot supply, the jobs holding GPUs and the scheduler's node views and
     /// capacity index, kept as commands change the fleet and the GPU table (derived).
     var counters = FleetCounters()
     /// CPU and memory that live allocations of jobs asking for them take on each node.
-    public internal(set) var resourcesInUse: [NodeID: NodeResources] = [:]
+    public internal(set) var resourcesInUse = NodeTable<NodeResources>()
 
     public internal(set) var jobs = JobTable()
     /// Queued jobs in submission order.

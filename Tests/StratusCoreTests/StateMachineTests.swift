@@ -8,6 +8,57 @@ import Testing
 @testable import StratusControl
 
 @Suite struct StateMachineTests {
+    /// Node tables (GPU holders, shares, CPU and memory in use) are stored by slot, in
+    /// `nodeOrder`; they encode as dictionaries and decode in ID order. A decoded state equals
+    /// the original, puts its tables back in `nodeOrder` before its first change, and then
+    /// changes exactly as the original does.
+    @Test func aDecodedStateKeepsItsNodeTablesAndChangesTheSame() throws {
+        var e = try Fixture.engine()
+        // Nodes added out of ID order: "node-0" and "a-node" come after node-1...node-8.
+        var more = FleetSpec()
+        more.nodes = ["node-0", "a-node"].map {
+            FleetSpec.NodeSpec(id: NodeID($0), rack: "rack-a", gpuModel: "H100", gpuCount: 8, labels: [:])
+        }
+        try e.execute(.applyFleet(more), at: Fixture.t0)
+        #expect(e.state.nodeOrder.suffix(2) == ["node-0", "a-node"])
+        var fraction = Fixture.spec(1)
+        fraction.gpuShareMilli = 500
+        var sized = Fixture.spec(2)
+        sized.nodeResources = NodeResources(cpuMilli: 4000, memoryMiB: 8192)
+        let jobs = try [fraction, sized, Fixture.spec(8, nodes: 8)].map { try Fixture.submit(&e, $0) }
+        let plan = try e.schedule(at: Fixture.t0)
+        #expect(plan.placements.count == 3)
+        for p in plan.placements {
+            for a in p.nodes { try e.execute(.allocationStarted(AllocationStarted(job: p.job, node: a.node)), at: Fixture.t0) }
+        }
+        #expect(!e.state.gpuShares.isEmpty && !e.state.resourcesInUse.isEmpty)
+        #expect(e.state.gpuHolders.ids == e.state.nodeOrder && e.state.gpuShares.ids == e.state.nodeOrder)
+
+        let data = try JSONEncoder().encode(e.state)
+        var decoded = try JSONDecoder().decode(State.self, from: data)
+        #expect(decoded == e.state)
+        #expect(decoded.gpuHolders.ids == e.state.nodeOrder.sorted())
+        #expect(decoded.gpuShares.dictionary == e.state.gpuShares.dictionary)
+        #expect(decoded.resourcesInUse.dictionary == e.state.resourcesInUse.dictionary)
+        // The same exits change both the same way (the whole gang ends with its last node).
+        var original = e.state
+        for p in plan.placements {
+            for a in p.nodes {
+                let exit = Command.allocationExited(AllocationExited(job: p.job, node: a.node, exitCode: 0, reason: nil))
+                let later = Fixture.t0.adding(seconds: 600)
+                _ = try original.apply(LogEntry(seq: original.seq + 1, at: later, command: exit))
+                _ = try decoded.apply(LogEntry(seq: decoded.seq + 1, at: later, command: exit))
+            }
+        }
+        #expect(decoded == original)
+        for table in [decoded.gpuHolders.ids, decoded.gpuShares.ids, decoded.resourcesInUse.ids] {
+            #expect(table == decoded.nodeOrder)
+        }
+        #expect(jobs.allSatisfy { original.jobs[$0]?.state == .succeeded })
+        #expect(original.gpuShares.isEmpty && original.resourcesInUse.isEmpty)
+        #expect(original.gpuHolders.values.allSatisfy { $0.allSatisfy { $0 == nil } })
+    }
+
     @Test func rejectedCommandsChangeNothingAndAreNotLogged() throws {
         var e = try Fixture.engine()
         let before = e.state
