@@ -957,7 +957,9 @@ extension State {
                     resourcesInUse[a.node, at: k, default: .zero] = resourcesInUse[a.node, at: k, default: .zero] + need
                 }
                 // The node record read by the guards above (nothing here changes it).
-                recount(a.node, at: k, node: node, holders: gpuHolders[a.node, at: k])
+                recount(
+                    a.node, at: k, node: node, holders: gpuHolders[a.node, at: k],
+                    delta: spec.gpuShareMilli == nil ? (a.gpus.count, spec.tier) : nil)
             }
             if counters.valid { counters.holding.insert(p.job) }
             // In place: the job is not copied out and back.
@@ -1239,7 +1241,7 @@ extension State {
         }
         // The node tables changed in place at the node's slot, and the GPU table read back
         // for the recount.
-        gpuHolders[alloc.node, at: k]?.release(alloc.gpus, heldBy: id)
+        let freed = gpuHolders[alloc.node, at: k]?.release(alloc.gpus, heldBy: id) ?? 0
         if let milli = spec.gpuShareMilli, !alloc.isEnded, let g = alloc.gpus.first,
             var share = gpuShares[alloc.node, at: k]?[g], let j = share.jobs.firstIndex(of: id)
         {
@@ -1252,7 +1254,9 @@ extension State {
             let left = used - need
             resourcesInUse[alloc.node, at: k] = left.isZero ? nil : left
         }
-        recount(alloc.node, at: k, node: nodes[alloc.node, at: k], holders: gpuHolders[alloc.node, at: k])
+        recount(
+            alloc.node, at: k, node: nodes[alloc.node, at: k], holders: gpuHolders[alloc.node, at: k],
+            delta: spec.gpuShareMilli == nil ? (-freed, spec.tier) : nil)
         var last = false
         jobs.update(id) { job in
             job.allocations[i].endedAt = endedAt
@@ -1371,8 +1375,14 @@ extension [JobID?] {
         for g in gpus { self[g] = job }
     }
 
-    /// Frees those of `gpus` that `job` holds.
-    mutating func release(_ gpus: [Int], heldBy job: JobID) {
-        for g in gpus where g < count && self[g] == job { self[g] = nil }
+    /// Frees those of `gpus` that `job` holds; how many it freed.
+    @discardableResult
+    mutating func release(_ gpus: [Int], heldBy job: JobID) -> Int {
+        var freed = 0
+        for g in gpus where g < count && self[g] == job {
+            self[g] = nil
+            freed += 1
+        }
+        return freed
     }
 }

@@ -155,14 +155,32 @@ extension State {
     }
 
     /// `recount` given node `id`'s record and GPU table, which the caller has just read or
-    /// changed (so they are not looked up again).
-    mutating func recount(_ id: NodeID, at k: Int?, node: Node?, holders: [JobID?]?) {
+    /// changed (so they are not looked up again). With `delta`, the only change since the
+    /// last recount is that a job of that tier took (positive) or freed (negative) that many
+    /// whole GPUs: the node's part follows from its old one, without looking up the tier of
+    /// every job on the node.
+    mutating func recount(
+        _ id: NodeID, at k: Int?, node: Node?, holders: [JobID?]?, delta: (gpus: Int, tier: Tier)? = nil
+    ) {
         guard counters.valid else { return }
         // Every read before the first write (the state is then not copied for the reads),
         // and each of the node's tables looked up once.
         let shares = gpuShares[id, at: k]
         var new = FleetCounters.NodeShare()
-        if let node {
+        if let node, let k, let delta {
+            new = counters.shares[k]
+            var held = shares?.count ?? 0
+            for case .some in holders ?? [] { held += 1 }
+            new.watts = 0
+            if let site = counters.siteAt[k], held > 0 {
+                new.watts = Self.wallWatts(model: node.gpuModel, gpus: held, pueMilli: site.pueMilli)
+            }
+            if new.sku != nil, delta.tier != .spot {
+                new.committed += delta.gpus
+                if delta.tier == .internal { new.internalUsed += delta.gpus }
+            }
+            assert(new == share(of: node, site: counters.siteAt[k], holders: holders, shares: shares), "recount delta")
+        } else if let node {
             // No closure here: one that reads `self` makes the optimizer copy the whole state.
             var site: Site?
             if let k { site = counters.siteAt[k] } else { site = self.site(of: node) }
