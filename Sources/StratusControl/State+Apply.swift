@@ -1204,9 +1204,14 @@ extension State {
         id += String(job.attempt)
         id += "/"
         id += alloc.node.rawValue
+        // A job of one model ran on nodes of that model (placement checks it, and a busy
+        // node's model cannot change): its node is looked up only when it accepts several.
+        var model = job.spec.gpuModel
+        if !job.spec.alternatives.isEmpty, let node = nodes[alloc.node] { model = node.gpuModel }
+        assert(model == nodes[alloc.node]?.gpuModel ?? job.spec.gpuModel, "usage record's GPU model")
         let r = UsageRecord(
             id: id, job: job.id, org: job.org, project: job.project, node: alloc.node,
-            gpuModel: nodes[alloc.node]?.gpuModel ?? job.spec.gpuModel, tier: job.spec.tier, gpus: alloc.gpus.count,
+            gpuModel: model, tier: job.spec.tier, gpus: alloc.gpus.count,
             startedAt: started, endedAt: max(started, endedAt), gpuShareMilli: job.spec.gpuShareMilli)
         return r
     }

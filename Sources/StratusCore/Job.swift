@@ -72,7 +72,11 @@ public struct JobSpec: Codable, Equatable, Sendable {
     public var acceptable: [Accelerator] { [Accelerator(model: gpuModel, count: gpusPerNode)] + alternatives }
 
     /// GPUs per node the job takes on nodes of `model`, or nil if it does not accept it.
-    public func gpusPerNode(on model: String) -> Int? { acceptable.first { $0.model == model }?.count }
+    public func gpusPerNode(on model: String) -> Int? {
+        // The first acceptable choice, without building the list.
+        if model == gpuModel { return gpusPerNode }
+        return alternatives.first { $0.model == model }?.count
+    }
 
     public var totalGPUs: Int { gpusPerNode * numNodes }
 
