@@ -81,11 +81,15 @@ public enum DurationText {
                 throw StratusError(
                     .invalidArgument, "\(field): '\(text)' is not a duration (use e.g. 90s, 15m, 2h, 1h30m, 3d)")
             }
-            guard let value = Int64(digits), value <= Limits.maxJobDurationSeconds else {
+            guard let value = Int64(digits) else {
                 throw StratusError(
                     .invalidArgument, "\(field): '\(text)' is not a duration (use e.g. 90s, 15m, 2h, 1h30m, 3d)")
             }
-            total += value * unit
+            // Callers bound durations by what they are for; here only what fits.
+            let (seconds, o1) = value.multipliedReportingOverflow(by: unit)
+            let (sum, o2) = total.addingReportingOverflow(seconds)
+            guard !o1, !o2 else { throw StratusError(.invalidArgument, "\(field): '\(text)' is too long") }
+            total = sum
             digits = ""
             sawUnit = true
         }

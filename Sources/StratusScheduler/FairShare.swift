@@ -32,14 +32,30 @@ public struct FairShare: Sendable {
             snapshot.table.runningByOrg[org].map { r in (Double(Int64(r.gpus) * now.milliseconds - r.gpuStartMs), r.gpus) }
         }
         let halfLifeMs = Double(max(1, halfLifeSeconds) * 1000)
+        // A day's decay depends only on the day: computed once per call, not per org, by
+        // days before today (orgs' usage covers the same recent days).
+        let today = now.milliseconds / 86_400_000
+        func factor(_ day: Int64) -> Double {
+            let age = Double(max(0, now.milliseconds - (day * 86_400_000 + 43_200_000)))
+            return pow2(-age / halfLifeMs)
+        }
+        var decayByAge: [Double] = []
+        func decay(_ day: Int64) -> Double {
+            let back = today - day
+            guard back >= 0, back < Self.decayDaysKept else { return factor(day) }
+            while decayByAge.count <= back { decayByAge.append(factor(today - Int64(decayByAge.count))) }
+            return decayByAge[Int(back)]
+        }
         var rows: [(OrgID, Int, Double, Int)] = []
+        var days: [(key: Int64, value: Int64)] = []
         for (org, usage) in snapshot.tenants where orgs?.contains(org) ?? true {
             let current = running(org)
             var ms = current?.ms ?? 0
-            for (day, dayMs) in usage.dailyGPUMilliseconds {
-                let age = Double(max(0, now.milliseconds - (day * 86_400_000 + 43_200_000)))
-                ms += Double(dayMs) * pow2(-age / halfLifeMs)
-            }
+            // Summed in day order, so the total does not depend on the dictionary's order.
+            days.removeAll(keepingCapacity: true)
+            days.append(contentsOf: usage.dailyGPUMilliseconds)
+            days.sort { $0.key < $1.key }
+            for (day, dayMs) in days { ms += Double(dayMs) * decay(day) }
             rows.append((org, max(1, usage.weight), ms / 3_600_000, current?.gpus ?? 0))
         }
         let total = rows.reduce(0.0) { $0 + $1.2 / Double($1.1) }
@@ -51,6 +67,9 @@ public struct FairShare: Sendable {
         }
         .sorted { $0.score != $1.score ? $0.score < $1.score : $0.org < $1.org }
     }
+
+    /// Days of decay factors one call keeps (older days' are computed each time).
+    static let decayDaysKept: Int64 = 4096
 
     /// 2^x without Foundation: exact powers for the integer part, a short series for the rest.
     public func pow2(_ x: Double) -> Double {

@@ -55,6 +55,31 @@ import Testing
         #expect(fs.pow2(-3) == 0.125)
     }
 
+    /// A year of daily usage: each day's decay applied to each org, summed oldest first, so
+    /// the total does not depend on the order a dictionary keeps the days in; days older
+    /// than the kept decay factors (`decayDaysKept`) count too.
+    @Test func decayedUsageIsExactAndIndependentOfDictionaryOrder() {
+        let fs = FairShare(halfLifeSeconds: 7 * 86400)
+        let history: [(Int64, Int64)] =
+            (0..<365).map { (day - Int64($0), Int64(1 + $0 % 7) * 3_600_000) } + [(day - 5000, 1_000_000_000)]
+        var small: [Int64: Int64] = [:]
+        var large: [Int64: Int64] = [:]
+        large.reserveCapacity(100_000)  // another capacity: another iteration order
+        for (d, ms) in history { small[d] = ms }
+        for (d, ms) in history.reversed() { large[d] = ms }
+        #expect(Array(small.keys) != Array(large.keys))
+        let a = fs.standings(snapshot([], usage: ["a": (1, small), "b": (1, large)]), now: now)
+        #expect(a.count == 2 && a[0].usageGPUHours == a[1].usageGPUHours)
+        // The same as each day's term summed oldest first.
+        var expected = 0.0
+        for (d, ms) in history.sorted(by: { $0.0 < $1.0 }) {
+            let age = Double(max(0, now.milliseconds - (d * 86_400_000 + 43_200_000)))
+            expected += Double(ms) * fs.pow2(-age / Double(7 * 86_400_000))
+        }
+        #expect(a[0].usageGPUHours == expected / 3_600_000)
+        #expect(a[0].usageGPUHours > 4 * 7 && a[0].usageGPUHours < 4 * 7 * 1.5)
+    }
+
     @Test func runningWorkCountsInFull() {
         let running = SchedulingSnapshot.RunningJob(
             id: "r", tier: .onDemand, org: "busy", startedAt: Timestamp(milliseconds: now.milliseconds - 3_600_000),

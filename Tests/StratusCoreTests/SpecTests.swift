@@ -74,6 +74,8 @@ import Testing
             (base + [("num_nodes", .int(-3))], "num_nodes: must be at least 1"),
             (base + [("num_nodes", .int(5000))], "num_nodes: at most"),
             (base + [("max_duration", .string("soon"))], "max_duration: 'soon' is not a duration"),
+            // Many seconds is a duration, over the job limit: the limit is named.
+            (base + [("max_duration", .string("3000000s"))], "max_duration: at most 720h"),
             (base + [("max_duration", .int(0))], "max_duration: must be positive"),
             (base + [("tier", .string("gold"))], "tier: 'gold' is not one of"),
             (base + [("envs", .object([(key: "CUDA_VISIBLE_DEVICES", value: .string("0"))]))], "reserved"),
@@ -94,6 +96,11 @@ import Testing
         #expect(try DurationText.parseSeconds("1d2h3m4s", field: "d") == 93784)
         #expect(throws: StratusError.self) { try DurationText.parseSeconds("3x", field: "d") }
         #expect(throws: StratusError.self) { try DurationText.parseSeconds("h", field: "d") }
+        // Any length that fits parses (callers bound it); one that does not is named too long.
+        #expect(try DurationText.parseSeconds("16070415s", field: "d") == 16_070_415)
+        #expect(try DurationText.parseSeconds("400d", field: "d") == 34_560_000)
+        let tooLong = #expect(throws: StratusError.self) { try DurationText.parseSeconds("999999999999999d", field: "d") }
+        #expect(tooLong?.message == "d: '999999999999999d' is too long")
         #expect(DurationText.format(seconds: 5400) == "90m")
     }
 
