@@ -44,13 +44,22 @@ struct SimBench: AsyncParsableCommand {
     /// The scenario: one site with exactly `gpus` H100 (whole racks) and two demand
     /// streams whose mean size and duration give `load` percent of the GPUs.
     func scenario() throws -> Scenario {
-        let racks = max(1, gpus / 32)
+        guard gpus >= 32 else { throw CLIError("--gpus: at least 32 (a rack of 4 nodes of 8), got \(gpus)") }
+        guard jobs >= 1, days >= 1, load >= 1, load <= 1000 else {
+            throw CLIError("--jobs and --days: at least 1; --load: 1 to 1000 (percent)")
+        }
+        let racks = gpus / 32
         // Wall kW for the racks: GPUs x 1,403 W x PUE 1.25, plus a watt so rounding keeps them all.
         let kw = (Int64(racks * 32) * 1403 * 1250 / 1000 + 1000) / 1000
         let perDay = Double(jobs) / Double(days)
         // Sizes: 1: 30%, 8: 40%, 64: 25%, 512: 5% -> 45.1 GPUs on average.
         let meanGPUs = 0.3 + 3.2 + 16 + 25.6
         let meanSeconds = Double(load) / 100 * Double(racks * 32) * 86400 / (perDay * meanGPUs)
+        guard meanSeconds >= 60, meanSeconds <= Double(Limits.maxJobDurationSeconds) else {
+            throw CLIError(
+                "--jobs: \(jobs) jobs over \(days) day\(days == 1 ? "" : "s") filling \(load)% of \(racks * 32) GPUs would each run \(Int(meanSeconds)) s on average; jobs run 1m to \(Limits.maxJobDurationSeconds / 86400)d (change --jobs, --days, --gpus or --load)"
+            )
+        }
         // 70% of the arrivals on-demand, 30% spot, each spread over 1,000 orgs (YAML flow style).
         let streams = [("od", "on_demand", 0.7), ("spot", "spot", 0.3)].map { name, tier, share in
             "  - {name: \(name), tier: \(tier), gpu_model: H100, arrivals_per_day: \(String(format: "%.3f", perDay * share)), "
