@@ -26,10 +26,6 @@ public struct NodeTable<Value: Sendable>: Sendable, Sequence {
         assert(values.keys.allSatisfy { slots[$0] != nil }, "a node table's value without a slot")
     }
 
-    /// Node `id`'s slot (nil: the table has no slot for it).
-    @inline(__always)
-    func slot(of id: NodeID) -> Int? { slots[id] }
-
     /// Node `id`'s value, found at slot `k` when the caller knows it (from the state's
     /// counters, whose positions are every node table's slots); else by ID.
     @inline(__always)

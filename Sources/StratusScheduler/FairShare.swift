@@ -58,14 +58,16 @@ public struct FairShare: Sendable {
             for (day, dayMs) in days { ms += Double(dayMs) * decay(day) }
             rows.append((org, max(1, usage.weight), ms / 3_600_000, current?.gpus ?? 0))
         }
-        let total = rows.reduce(0.0) { $0 + $1.2 / Double($1.1) }
-        return rows.map { org, weight, hours, gpus in
-            let score = hours / Double(weight)
-            return Standing(
+        // In line order first, so that the total of scores (shares) is summed in an order
+        // that does not depend on the tenants dictionary's either.
+        let ranked = rows.map { org, weight, hours, gpus in (org, weight, hours, gpus, hours / Double(weight)) }
+            .sorted { $0.4 != $1.4 ? $0.4 < $1.4 : $0.0 < $1.0 }
+        let total = ranked.reduce(0.0) { $0 + $1.4 }
+        return ranked.map { org, weight, hours, gpus, score in
+            Standing(
                 org: org, weight: weight, usageGPUHours: hours, runningGPUs: gpus, score: score,
                 share: total > 0 ? score / total : 0)
         }
-        .sorted { $0.score != $1.score ? $0.score < $1.score : $0.org < $1.org }
     }
 
     /// Days of decay factors one call keeps (older days' are computed each time).
