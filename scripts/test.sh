@@ -9,6 +9,15 @@ if ! dpkg -s libsqlite3-dev >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq libsqlite3-dev; else sudo apt-get update -qq && sudo apt-get install -y -qq libsqlite3-dev; fi
 fi
 
+# A test process that crashes cannot stop the servers and agents it started: when the
+# suite ends, however it ends, stop whatever this checkout's binary still runs.
+stop_leftovers() {
+    if command -v pkill >/dev/null 2>&1; then
+        pkill -TERM -f "^$PWD/\.build/debug/stratus (up|agent)( |\$)" && echo "== stopped stratus processes the tests left running" || true
+    fi
+}
+trap stop_leftovers EXIT
+
 echo "== format check (swift format lint)"
 swift format lint --strict -r Sources Tests Package.swift
 

@@ -802,8 +802,9 @@ extension State {
                     // A fraction: a free GPU, or one shared by the same org and tier with room.
                     let g = a.gpus[0]
                     let key = "\(a.node)#\(g)"
+                    // Held for another job's preemption: not free (held for this one: its own).
                     guard (taken[a.node] ?? 0) & Self.gpuBit(g) == 0,
-                        (held[a.node] ?? []).allSatisfy({ !$0.gpus.contains(g) })
+                        (held[a.node] ?? []).allSatisfy({ $0.job == p.job || !$0.gpus.contains(g) })
                     else {
                         throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is not free")
                     }

@@ -153,10 +153,10 @@ public struct RunningTable: Sendable {
             }
             if r.tier == .spot, !r.stopping, let first = on.first {
                 let model = nodes[first.node].gpuModel
-                var list = spotByRecency[model] ?? []
-                let k = lowerBound(list) { s in Self.recent(self[s], before: r) }
-                list.insert(j, at: k)
-                spotByRecency[model] = list
+                // Found in the list as it stands, then inserted in place (taking the list
+                // out and putting it back would copy every spot job's slot).
+                let k = spotByRecency[model].map { list in lowerBound(list) { s in Self.recent(self[s], before: r) } } ?? 0
+                spotByRecency[model, default: []].insert(j, at: k)
             }
             count(r, on, nodes: nodes, sign: 1)
         }

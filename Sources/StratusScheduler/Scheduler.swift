@@ -130,7 +130,9 @@ public struct TieredScheduler: Scheduler {
             }
             // Preemption mutates the round (victims taken, GPUs held): try it only here.
             var preemption: Preemption?
-            if job.tier.rank < Tier.spot.rank, job.gpuShareMilli == nil {
+            // A fraction of a GPU preempts like a job of one GPU: the GPU its victims free is
+            // held for it, and becomes a GPU it shares once they have stopped.
+            if job.tier.rank < Tier.spot.rank {
                 for choice in job.choices where preemption == nil {
                     preemption = round.preempt(for: choice, noticeSeconds: preemptionNoticeSeconds)
                 }
@@ -147,11 +149,7 @@ public struct TieredScheduler: Scheduler {
             if !job.alternatives.isEmpty {
                 reasons.append("also tried: \(job.alternatives.map(\.description).joined(separator: ", "))")
             }
-            if job.tier == .spot {
-                reasons.append("tier: spot work never preempts")
-            } else if job.gpuShareMilli != nil {
-                reasons.append("preemption: work on a fraction of a GPU does not preempt")
-            }
+            if job.tier == .spot { reasons.append("tier: spot work never preempts") }
             if reservation == nil, let estimate = Self.earliestStart(job, from: round, now: now) {
                 let nodes = Set(estimate.nodes.compactMap { round.index[$0.node] })
                 reservation = (job.id, estimate.at, nodes)

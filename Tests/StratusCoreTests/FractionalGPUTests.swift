@@ -8,7 +8,7 @@ import Testing
 
 /// Jobs on a fraction of one GPU (`accelerators: H100:0.25`): they share a GPU only with
 /// work of their own org and tier, never beyond the whole GPU, pay their share of the
-/// time, and a shared spot GPU is preempted as a unit.
+/// time; a shared spot GPU is preempted as a unit, and on-demand fractions preempt spot.
 @Suite struct FractionalGPUTests {
     typealias N = SchedulingSnapshot.NodeView
     typealias J = SchedulingSnapshot.PendingJob
@@ -160,6 +160,53 @@ import Testing
         try e.execute(.nodeLost(NodeLost(node: node, lastSeen: Fixture.t0)), at: Fixture.t0.adding(seconds: 60))
         #expect(e.state.gpuShares.isEmpty)
         #expect(Invariants.check(e.state, ran: nil, now: Fixture.t0).isEmpty)
+    }
+
+    /// On-demand work on a fraction preempts spot work like a job of one GPU: the GPU the
+    /// victim frees is held for it, then becomes a GPU it shares (and its org's next
+    /// fraction joins it there without preempting again).
+    @Test func anOnDemandFractionPreemptsSpotThenSharesTheFreedGPU() throws {
+        var e = try Fixture.engine()
+        // The demo fleet (64 H100) full of whole-GPU spot work, started.
+        let spots = try (0..<8).map { _ in
+            try Fixture.submit(&e, JobSpec(name: "s", gpuModel: "H100", gpusPerNode: 8, tier: .spot, run: "x"))
+        }
+        try e.schedule(at: Fixture.t0)
+        for id in spots {
+            try e.execute(
+                .allocationStarted(AllocationStarted(job: id, node: e.state.jobs[id]!.allocations[0].node)), at: Fixture.t0)
+        }
+        let t1 = Fixture.t0.adding(seconds: 10)
+        let quarter = try Fixture.submit(&e, spec(250), at: t1)
+        let plan = try e.schedule(at: t1)
+        let p = try #require(plan.preemptions.first { $0.job == quarter })
+        #expect(p.victims.count == 1 && p.target.count == 1 && p.target[0].gpus.count == 1)
+        let victim = p.victims[0]
+        let node = p.target[0].node
+        let g = p.target[0].gpus[0]
+        #expect(e.state.jobs[victim]!.preemptedBy == quarter && e.state.nominations[quarter] == p.target)
+        #expect(plan.waits.first { $0.job == quarter }?.reason.hasPrefix("preemption: stopping 1 spot job") == true)
+
+        // The victim stops; the fraction takes the held GPU as a share.
+        for a in e.state.jobs[victim]!.allocations {
+            try e.execute(
+                .allocationExited(AllocationExited(job: victim, node: a.node, exitCode: nil, reason: "stopped")),
+                at: t1.adding(seconds: 30))
+        }
+        let placed = try e.schedule(at: t1.adding(seconds: 31))
+        #expect(placed.placements.map(\.job) == [quarter])
+        #expect(placed.placements.first?.nodes == p.target)
+        #expect(e.state.nominations[quarter] == nil && e.state.gpuHolders[node]?[g] == nil)
+        #expect(e.state.gpuShares[node]?[g] == GPUShare(org: "acme", tier: .onDemand, milli: 250, jobs: [quarter]))
+
+        // The org's next fraction shares that GPU: no second preemption.
+        let half = try Fixture.submit(&e, spec(500), at: t1.adding(seconds: 40))
+        let next = try e.schedule(at: t1.adding(seconds: 40))
+        #expect(next.preemptions.isEmpty)
+        #expect(next.placements.first { $0.job == half }?.nodes == [NodeAssignment(node: node, gpus: [g])])
+        #expect(e.state.gpuShares[node]?[g]?.milli == 750)
+        #expect(Invariants.check(e.state, ran: nil, now: t1.adding(seconds: 40)).isEmpty)
+        #expect(try Engine(store: e.store).state == e.state)
     }
 
     // MARK: the simulator
