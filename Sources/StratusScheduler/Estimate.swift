@@ -58,6 +58,8 @@ extension Round {
             } else if r.tier != .spot, outside[snapshot.nodes[i].gpuModel] != nil {
                 outside.add(-a.gpus.count, model: snapshot.nodes[i].gpuModel, site: snapshot.nodes[i].site)
             }
+            // Its CPU and memory too (taken less than nothing: more than the snapshot's free).
+            if !r.resources.isZero { resourcesTaken[i] = resourcesTaken[i, default: .zero] - r.resources }
             let site = snapshot.nodes[i].site
             if site < powerLeft.count { powerLeft[site] += watts(i, gpus: a.gpus.count) }
             if r.tier == .onDemand || r.tier == .reserved, reserve[snapshot.nodes[i].gpuModel] != nil {

@@ -28,6 +28,25 @@ import Testing
 
     // MARK: the scheduler
 
+    /// Backfill's estimate frees what ending work holds: its CPU and memory too, so a job
+    /// short of CPU (not of GPUs) gets an estimate and a hold.
+    @Test func theStartEstimateFreesTheCPUAndMemoryOfEndingWork() throws {
+        let now = Timestamp(seconds: 10_000)
+        let snapshot = SchedulingSnapshot(
+            nodes: [node("a", free: [4, 5, 6, 7], resources: r(8, 64))],
+            pending: [],
+            running: [
+                .init(
+                    id: "r", tier: .onDemand, startedAt: Timestamp(seconds: 9_000),
+                    allocations: [NodeAssignment(node: "a", gpus: [0, 1, 2, 3])], stopping: false,
+                    expectedEnd: now.adding(seconds: 600), resources: r(56, 448))
+            ])
+        // 4 GPUs are free now, 8 CPUs are not: it starts when r ends and frees its 56.
+        let estimate = try #require(TieredScheduler().earliestStart(job("j", 2, r(16, 32)), in: snapshot, now: now))
+        #expect(estimate.at == now.adding(seconds: 600))
+        #expect(estimate.nodes.first?.node == "a")
+    }
+
     @Test func bestFitSkipsNodesShortOfCPUOrMemory() {
         // "a" is the best fit by GPUs (2 free) but has 4 CPUs; "b" 16 GiB; "c" has enough.
         let nodes = [
