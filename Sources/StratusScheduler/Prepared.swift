@@ -43,6 +43,9 @@ struct Prepared: Sendable {
     let outside: [String: [Int: Int]]
     /// Nodes of each rack held by a block of whole racks.
     let nodesInRackBlocks: [Int: [Int]]
+    /// CPU and memory held for jobs whose preemption is under way, on the nodes whose GPUs
+    /// are held for them (as if taken: nobody else's placement takes them meanwhile).
+    let heldResources: [Int: NodeResources]
 
     init(
         nodes: [SchedulingSnapshot.NodeView], pending: [SchedulingSnapshot.PendingJob],
@@ -58,12 +61,15 @@ struct Prepared: Sendable {
         }
         self.nodesInRackBlocks = nodesInRackBlocks
         var held: [Int: [Int: JobID]] = [:]
+        var heldResources: [Int: NodeResources] = [:]
         for job in pending {
             for a in job.nominated ?? [] {
                 guard let i = index[a.node] else { continue }
                 for g in a.gpus { held[i, default: [:]][g] = job.id }
+                if !job.resources.isZero { heldResources[i] = heldResources[i, default: .zero] + job.resources }
             }
         }
+        self.heldResources = heldResources
         if let kept, kept.schedulable.count == nodes.count {
             // The kept index, with this round's holds for preemptions under way.
             var c = kept.index

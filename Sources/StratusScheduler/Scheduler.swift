@@ -261,7 +261,8 @@ struct Round {
     let time: Timestamp
     /// Milliwatts per GPU of each pool.
     let poolMilliwatts: [Int64]
-    /// CPU and memory this round's placements took, per node.
+    /// CPU and memory this round's placements took, per node, and what is held there for
+    /// jobs whose preemption is under way (`Prepared.heldResources`).
     var resourcesTaken: [Int: NodeResources] = [:]
     /// GPUs shared by jobs on fractions (now and after this round's placements), by model.
     var shares: [String: [ShareSlot: SchedulingSnapshot.SharedGPU]] = [:]
@@ -284,6 +285,7 @@ struct Round {
         capacity = s.prepared.capacity
         powerLeft = s.sites.map { $0.budgetWatts - $0.usedWatts }
         quotaUsed = s.quotaUsed
+        resourcesTaken = s.prepared.heldResources
         sold = s.prepared.sold
         outside = s.prepared.outside
         time = now
@@ -477,9 +479,16 @@ struct Round {
         }
     }
 
-    /// Forgets (or with `undo`, restores) the accounting of GPUs held for `job`.
+    /// Forgets (or with `undo`, restores) the accounting of GPUs, CPU and memory held for `job`.
     mutating func unhold(_ held: [NodeAssignment], for job: SchedulingSnapshot.PendingJob, undo: Bool = false) {
         let sign = undo ? 1 : -1
+        if !job.resources.isZero {
+            for a in held {
+                guard let i = index[a.node] else { continue }
+                let now = resourcesTaken[i, default: .zero]
+                resourcesTaken[i] = undo ? now + job.resources : now - job.resources
+            }
+        }
         if let id = job.reservation {
             reservationUsed[id, default: 0] += sign * held.reduce(0) { $0 + $1.gpus.count }
         } else if job.tier != .spot, outside[job.gpuModel] != nil {

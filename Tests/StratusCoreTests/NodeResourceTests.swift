@@ -47,6 +47,28 @@ import Testing
         #expect(estimate.nodes.first?.node == "a")
     }
 
+    /// A preemptor's held node keeps its CPU and memory for it too: work behind it does not
+    /// take what the preemptor will need when its victims have stopped.
+    @Test func aPreemptorsHeldNodeKeepsItsCPUAndMemory() {
+        // On "a" the victim still holds GPUs 0-3 and 32 of the 64 CPUs; "p" is held GPUs 0-3
+        // and needs 56 CPUs. "q" would fit on "a" now (4 GPUs, 32 CPUs free) but would leave
+        // 48 for "p": it goes to "b".
+        let p = J(
+            id: "p", tier: .onDemand, gpuModel: "H100", gpusPerNode: 4, numNodes: 1,
+            nominated: [NodeAssignment(node: "a", gpus: [0, 1, 2, 3])], resources: r(56, 64))
+        let victim = R(
+            id: "v", tier: .spot, startedAt: .zero, allocations: [NodeAssignment(node: "a", gpus: [0, 1, 2, 3])],
+            stopping: true, resources: r(32, 64))
+        let plan = TieredScheduler().plan(
+            .init(
+                nodes: [node("a", free: [4, 5, 6, 7], resources: r(32, 448)), node("b", free: all, resources: r(64, 512))],
+                pending: [p, job("q", 2, r(16, 32))], running: [victim]),
+            now: Timestamp(seconds: 60))
+        #expect(plan.placements.map(\.job) == ["q"])
+        #expect(plan.placements.first?.nodes.first?.node == "b")
+        #expect(plan.waits.first { $0.job == "p" }?.reason.hasPrefix("preemption: waiting") == true)
+    }
+
     @Test func bestFitSkipsNodesShortOfCPUOrMemory() {
         // "a" is the best fit by GPUs (2 free) but has 4 CPUs; "b" 16 GiB; "c" has enough.
         let nodes = [
