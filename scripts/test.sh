@@ -10,10 +10,11 @@ if ! dpkg -s libsqlite3-dev >/dev/null 2>&1; then
 fi
 
 # A test process that crashes cannot stop the servers and agents it started: when the
-# suite ends, however it ends, stop whatever this checkout's binary still runs.
+# suite ends, however it ends, stop whatever this checkout's debug binary still runs
+# (the tests run it as .build/<triple>/debug/stratus).
 stop_leftovers() {
     if command -v pkill >/dev/null 2>&1; then
-        pkill -TERM -f "^$PWD/\.build/debug/stratus (up|agent)( |\$)" && echo "== stopped stratus processes the tests left running" || true
+        pkill -TERM -f "^$PWD/\.build/([^/ ]+/)?debug/stratus (up|agent)( |\$)" && echo "== stopped stratus processes the tests left running" || true
     fi
 }
 trap stop_leftovers EXIT
