@@ -485,8 +485,8 @@ struct Round {
         if !job.resources.isZero {
             for a in held {
                 guard let i = index[a.node] else { continue }
-                let now = resourcesTaken[i, default: .zero]
-                resourcesTaken[i] = undo ? now + job.resources : now - job.resources
+                let taken = resourcesTaken[i, default: .zero]
+                resourcesTaken[i] = undo ? taken + job.resources : taken - job.resources
             }
         }
         if let id = job.reservation {
