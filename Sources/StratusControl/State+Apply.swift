@@ -802,9 +802,13 @@ extension State {
                     // A fraction: a free GPU, or one shared by the same org and tier with room.
                     let g = a.gpus[0]
                     let key = "\(a.node)#\(g)"
-                    // Held for another job's preemption: not free (held for this one: its own).
+                    // Held for another job's preemption: not free (held for this one: its own;
+                    // held for a fraction this plan placed there first: a share to join).
+                    let placedShare = shared[key]
                     guard (taken[a.node] ?? 0) & Self.gpuBit(g) == 0,
-                        (held[a.node] ?? []).allSatisfy({ $0.job == p.job || !$0.gpus.contains(g) })
+                        (held[a.node] ?? []).allSatisfy({
+                            $0.job == p.job || !$0.gpus.contains(g) || placedShare?.jobs.contains($0.job) == true
+                        })
                     else {
                         throw StratusError(.failedPrecondition, "plan: GPU \(g) of \(a.node) is not free")
                     }

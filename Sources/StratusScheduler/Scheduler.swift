@@ -62,6 +62,11 @@ public struct TieredScheduler: Scheduler {
         .prefix(Limits.maxJobsPerPlan)
         .map { snapshot.pending[$0.i] }
 
+        // GPUs held for fractions whose victims are stopping, known before any job is
+        // decided (a fraction ahead of its holder in the order waits for it too).
+        for job in ordered {
+            if let nominated = job.nominated { round.holdShare(for: job, nominated) }
+        }
         // EASY backfill: the first job that cannot start gets a reservation at its earliest
         // start; jobs behind it may take those nodes only if they end before it starts.
         var reservation: (job: JobID, at: Timestamp, nodes: Set<Int>)?
@@ -89,6 +94,7 @@ public struct TieredScheduler: Scheduler {
                     protection == nil
                 {
                     round.take(nominated.map { (round.index[$0.node]!, $0.gpus) }, for: job)
+                    round.releaseHeldShare(of: job.id)
                     plan.placements.append(Placement(job: job.id, nodes: nominated, reason: "on the GPUs its preemption freed"))
                 } else {
                     round.unhold(nominated, for: job, undo: true)
@@ -128,6 +134,12 @@ public struct TieredScheduler: Scheduler {
                 plan.waits.append(Wait(job: job.id, reasons: [why.reasons[0], p.reason]))
                 continue
             }
+            // A fraction whose org and tier already have a GPU held for another fraction's
+            // preemption, with room for it, waits to share that GPU.
+            if let held = round.shareHeld(for: job) {
+                plan.waits.append(Wait(job: job.id, reasons: [why.reasons[0], held]))
+                continue
+            }
             // Preemption mutates the round (victims taken, GPUs held): try it only here.
             var preemption: Preemption?
             // A fraction of a GPU preempts like a job of one GPU: the GPU its victims free is
@@ -138,6 +150,7 @@ public struct TieredScheduler: Scheduler {
                 }
             }
             if let p = preemption {
+                round.holdShare(for: job, p.target)
                 plan.preemptions.append(p)
                 plan.waits.append(
                     Wait(
@@ -270,6 +283,16 @@ struct Round {
         let node: Int
         let gpu: Int
         static func < (a: ShareSlot, b: ShareSlot) -> Bool { (a.node, a.gpu) < (b.node, b.gpu) }
+    }
+    /// GPUs held for a fraction's preemption (victims still stopping), by model: room
+    /// there for the same org's and tier's other fractions, which wait to share the GPU
+    /// rather than each preempt one.
+    var heldShares: [String: [ShareSlot: HeldShare]] = [:]
+    struct HeldShare {
+        let job: JobID
+        let org: OrgID
+        let tier: Tier
+        var freeMilli: Int
     }
 
     struct Failure: Error {
@@ -539,6 +562,46 @@ struct Round {
         if !job.resources.isZero {
             for (i, _) in nodes { resourcesTaken[i] = resourcesTaken[i, default: .zero] + job.resources }
         }
+    }
+
+    /// Notes the GPU held for fraction `job`'s preemption (`target`: one node, one GPU)
+    /// as room for its org's and tier's other fractions. Whole-GPU jobs hold nothing here.
+    mutating func holdShare(for job: SchedulingSnapshot.PendingJob, _ target: [NodeAssignment]) {
+        guard let milli = job.gpuShareMilli, target.count == 1, let g = target[0].gpus.first,
+            let i = index[target[0].node]
+        else { return }
+        heldShares[snapshot.nodes[i].gpuModel, default: [:]][ShareSlot(node: i, gpu: g)] = HeldShare(
+            job: job.id, org: job.org, tier: job.tier, freeMilli: 1000 - milli)
+    }
+
+    /// Fraction `job` was placed on its held GPU: the GPU is a share now (`shares`).
+    mutating func releaseHeldShare(of job: JobID) {
+        for (model, held) in heldShares {
+            for (slot, h) in held where h.job == job { heldShares[model]![slot] = nil }
+        }
+    }
+
+    /// For a fraction that does not fit: a GPU held for a fraction of its org and tier
+    /// with room for it (the least room that fits, then the lowest node and GPU), which it
+    /// then counts on; the wait's reason, or nil.
+    mutating func shareHeld(for job: SchedulingSnapshot.PendingJob) -> String? {
+        guard let milli = job.gpuShareMilli, !heldShares.isEmpty else { return nil }
+        for choice in job.choices {
+            var best: (room: Int, slot: ShareSlot)?
+            for (slot, h) in heldShares[choice.gpuModel] ?? [:] {
+                guard h.org == job.org, h.tier == job.tier, h.freeMilli >= milli else { continue }
+                let room = h.freeMilli - milli
+                if let b = best, (b.room, b.slot) <= (room, slot) { continue }
+                guard locationAllows(snapshot.nodes[slot.node].site, choice), usable(slot.node, choice) else { continue }
+                best = (room, slot)
+            }
+            guard let best else { continue }
+            heldShares[choice.gpuModel]![best.slot]!.freeMilli -= milli
+            let h = heldShares[choice.gpuModel]![best.slot]!
+            return
+                "preemption: waiting to share GPU \(best.slot.gpu) of \(snapshot.nodes[best.slot.node].id), held for \(h.job)'s preemption"
+        }
+        return nil
     }
 
     /// For a job on a fraction of a GPU: the GPU shared by its org and tier with the least

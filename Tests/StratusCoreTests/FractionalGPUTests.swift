@@ -209,6 +209,72 @@ import Testing
         #expect(try Engine(store: e.store).state == e.state)
     }
 
+    /// Two fractions of one org arrive together on a fleet full of spot work: the first
+    /// preempts one GPU, the second waits to share it (no second victim); once the victim
+    /// has stopped both run on that GPU.
+    @Test func twoWaitingFractionsPreemptOneGPU() throws {
+        var e = try Fixture.engine()
+        let spots = try (0..<8).map { _ in
+            try Fixture.submit(&e, JobSpec(name: "s", gpuModel: "H100", gpusPerNode: 8, tier: .spot, run: "x"))
+        }
+        try e.schedule(at: Fixture.t0)
+        for id in spots {
+            try e.execute(
+                .allocationStarted(AllocationStarted(job: id, node: e.state.jobs[id]!.allocations[0].node)), at: Fixture.t0)
+        }
+        let t1 = Fixture.t0.adding(seconds: 10)
+        let quarter = try Fixture.submit(&e, spec(250), at: t1)
+        let half = try Fixture.submit(&e, spec(500), at: t1)
+        let plan = try e.schedule(at: t1)
+        #expect(plan.preemptions.count == 1)
+        let p = try #require(plan.preemptions.first { $0.job == quarter })
+        #expect(p.victims.count == 1 && p.target.count == 1 && p.target[0].gpus.count == 1)
+        let node = p.target[0].node
+        let g = p.target[0].gpus[0]
+        let wait = try #require(plan.waits.first { $0.job == half })
+        #expect(wait.reason.contains("preemption: waiting to share GPU \(g) of \(node), held for \(quarter)'s preemption"))
+        #expect(e.state.nominations[half] == nil)
+
+        // Still stopping a round later: the second still waits, and nothing more is preempted.
+        let again = try e.schedule(at: t1.adding(seconds: 20))
+        #expect(again.preemptions.isEmpty)
+        #expect(again.waits.first { $0.job == half }?.reason.contains("waiting to share GPU") == true)
+
+        let victim = p.victims[0]
+        for a in e.state.jobs[victim]!.allocations {
+            try e.execute(
+                .allocationExited(AllocationExited(job: victim, node: a.node, exitCode: nil, reason: "stopped")),
+                at: t1.adding(seconds: 30))
+        }
+        let placed = try e.schedule(at: t1.adding(seconds: 31))
+        #expect(Set(placed.placements.map(\.job)) == [quarter, half])
+        for id in [quarter, half] {
+            #expect(placed.placements.first { $0.job == id }?.nodes == [NodeAssignment(node: node, gpus: [g])])
+        }
+        #expect(e.state.gpuShares[node]?[g]?.milli == 750)
+        // One spot job was stopped (and requeued, or preempted for good); the rest run on.
+        #expect(spots.filter { e.state.jobs[$0]!.state != .running } == [victim])
+        #expect(Invariants.check(e.state, ran: nil, now: t1.adding(seconds: 31)).isEmpty)
+        #expect(try Engine(store: e.store).state == e.state)
+    }
+
+    /// A fraction of another org does not wait on a GPU held for this org's fraction: it
+    /// preempts its own.
+    @Test func aHeldGPUWaitsOnlyForItsOwnOrgsFractions() throws {
+        let nodes = (0..<2).map { i in
+            N(id: NodeID("n\(i)"), gpuModel: "H100", schedulable: true, freeGPUs: [], gpuCount: 1, rack: i, site: 0)
+        }
+        let running = (0..<2).map { i in
+            R(
+                id: JobID("s\(i)"), tier: .spot, org: "spotco", startedAt: Timestamp(seconds: i),
+                allocations: [NodeAssignment(node: NodeID("n\(i)"), gpus: [0])], stopping: false)
+        }
+        let pending = [job("a", 250), job("b", 250, org: "other"), job("c", 500)]
+        let plan = s.plan(SchedulingSnapshot(nodes: nodes, pending: pending, running: running), now: Timestamp(seconds: 100))
+        #expect(Set(plan.preemptions.map(\.job)) == ["a", "b"])
+        #expect(plan.waits.first { $0.job == "c" }?.reason.contains("waiting to share GPU 0 of") == true)
+    }
+
     // MARK: the simulator
 
     /// One node of 1 GPU; four pods of half a GPU for 1,000 s, all at once: two share the
