@@ -153,17 +153,17 @@ extension Simulation {
                 s.demand[k].perGPU = NodeResources(cpuMilli: 500 * (1 + pick(16)), memoryMiB: 1024 * (1 + pick(64)))
                 if s.demand[k].tier != .reserved { s.demand[k].sizes.append((250 * (1 + pick(3)), 1 + pick(4))) }
             }
-            // In half of those: spot work filling the GPUs and a burst of one org's
+            // In a quarter of those: spot work filling the GPUs and a burst of one org's
             // on-demand fractions, which preempt it and share the GPUs freed.
-            if pick(2) == 0 {
+            if pick(4) == 0 {
                 s.demand.append(
                     Scenario.Demand(
-                        name: "spot-fill", tier: .spot, model: "H100", arrivalsPerDayMilli: Int64(50_000 + pick(100_000)),
+                        name: "spot-fill", tier: .spot, model: "H100", arrivalsPerDayMilli: Int64(30_000 + pick(60_000)),
                         sizes: [(8000, 1)], meanSeconds: 3600 * Int64(2 + pick(6)), elasticityMilli: 0, referencePrice: nil,
                         orgs: 1 + pick(2), blockSeconds: 3600, leadSeconds: 0, patienceSeconds: 86_400))
                 s.demand.append(
                     Scenario.Demand(
-                        name: "bits", tier: .onDemand, model: "H100", arrivalsPerDayMilli: Int64(100_000 + pick(300_000)),
+                        name: "bits", tier: .onDemand, model: "H100", arrivalsPerDayMilli: Int64(60_000 + pick(180_000)),
                         sizes: [(250, 1), (500, 1)], meanSeconds: 600 + Int64(pick(7200)), elasticityMilli: 0,
                         referencePrice: nil, orgs: 1 + pick(2), blockSeconds: 3600, leadSeconds: 0, patienceSeconds: 86_400))
             }

@@ -50,9 +50,9 @@ import Testing
 
     /// Seeds that once broke an invariant (work in a capacity block running past the
     /// block's end: no round near the end, then a block job placed again after the round
-    /// that gave notice; 10 and 17: a plan placing a fraction on a GPU its org-mate's
+    /// that gave notice; 95 and 154: a plan placing a fraction on a GPU its org-mate's
     /// preemption freed, refused by `applyPlan`) stay fixed.
-    @Test(arguments: [UInt64(3), 5, 6, 7, 10, 17, 101_416, 102_270, 105_636, 106_100, 106_987, 108_301, 108_790])
+    @Test(arguments: [UInt64(3), 5, 6, 7, 95, 154, 101_416, 102_270, 105_636, 106_100, 106_987, 108_301, 108_790])
     func seedsThatOnceFailedHold(seed: UInt64) async throws {
         #expect(try await offPool { try Simulation.fuzz(seed: seed) }.ledgerBalanced)
     }
