@@ -162,12 +162,9 @@ import Testing
         #expect(Invariants.check(e.state, ran: nil, now: Fixture.t0).isEmpty)
     }
 
-    /// On-demand work on a fraction preempts spot work like a job of one GPU: the GPU the
-    /// victim frees is held for it, then becomes a GPU it shares (and its org's next
-    /// fraction joins it there without preempting again).
-    @Test func anOnDemandFractionPreemptsSpotThenSharesTheFreedGPU() throws {
-        var e = try Fixture.engine()
-        // The demo fleet (64 H100) full of whole-GPU spot work, started.
+    /// Fills the demo fleet (64 H100) with whole-GPU spot work, started at `Fixture.t0`.
+    @discardableResult
+    func fillWithStartedSpotWork(_ e: inout Engine) throws -> [JobID] {
         let spots = try (0..<8).map { _ in
             try Fixture.submit(&e, JobSpec(name: "s", gpuModel: "H100", gpusPerNode: 8, tier: .spot, run: "x"))
         }
@@ -176,6 +173,15 @@ import Testing
             try e.execute(
                 .allocationStarted(AllocationStarted(job: id, node: e.state.jobs[id]!.allocations[0].node)), at: Fixture.t0)
         }
+        return spots
+    }
+
+    /// On-demand work on a fraction preempts spot work like a job of one GPU: the GPU the
+    /// victim frees is held for it, then becomes a GPU it shares (and its org's next
+    /// fraction joins it there without preempting again).
+    @Test func anOnDemandFractionPreemptsSpotThenSharesTheFreedGPU() throws {
+        var e = try Fixture.engine()
+        try fillWithStartedSpotWork(&e)
         let t1 = Fixture.t0.adding(seconds: 10)
         let quarter = try Fixture.submit(&e, spec(250), at: t1)
         let plan = try e.schedule(at: t1)
@@ -214,14 +220,7 @@ import Testing
     /// has stopped both run on that GPU.
     @Test func twoWaitingFractionsPreemptOneGPU() throws {
         var e = try Fixture.engine()
-        let spots = try (0..<8).map { _ in
-            try Fixture.submit(&e, JobSpec(name: "s", gpuModel: "H100", gpusPerNode: 8, tier: .spot, run: "x"))
-        }
-        try e.schedule(at: Fixture.t0)
-        for id in spots {
-            try e.execute(
-                .allocationStarted(AllocationStarted(job: id, node: e.state.jobs[id]!.allocations[0].node)), at: Fixture.t0)
-        }
+        let spots = try fillWithStartedSpotWork(&e)
         let t1 = Fixture.t0.adding(seconds: 10)
         let quarter = try Fixture.submit(&e, spec(250), at: t1)
         let half = try Fixture.submit(&e, spec(500), at: t1)
