@@ -358,6 +358,11 @@ public struct Allocation: Codable, Equatable, Sendable {
     @inlinable public var isEnded: Bool { endedAt != nil }
 }
 
+/// A job: what was asked for and what became of it. A value, like every record of the
+/// state, but its fields live in one shared box that is copied only when a copy that
+/// shares it is changed (copy on write, as `Array` does): a job is read and copied far
+/// more often than it changes, and copying a box is one reference count, not one per
+/// string and list of the job.
 public struct Job: Codable, Equatable, Sendable {
     public init(
         id: JobID, org: OrgID, project: ProjectID, spec: JobSpec, submittedBy: KeyID, submittedAt: Timestamp,
@@ -365,28 +370,19 @@ public struct Job: Codable, Equatable, Sendable {
         endedAt: Timestamp? = nil, reason: String? = nil, cancelRequested: Bool = false, attempt: Int = 0,
         preemptedBy: JobID? = nil, events: [JobEvent] = []
     ) {
-        self.id = id
-        self.org = org
-        self.project = project
-        self.specBox = SpecBox(spec)
-        self.submittedBy = submittedBy
-        self.submittedAt = submittedAt
-        self.idempotencyKey = idempotencyKey
-        self.state = state
-        self.allocations = allocations
-        self.startedAt = startedAt
-        self.endedAt = endedAt
-        self.reason = reason
-        self.cancelRequested = cancelRequested
-        self.attempt = attempt
-        self.preemptedBy = preemptedBy
-        self.events = events
+        box = Box(
+            id: id, org: org, project: project, spec: spec, submittedBy: submittedBy, submittedAt: submittedAt,
+            idempotencyKey: idempotencyKey, state: state, allocations: allocations, placedAt: nil,
+            startedAt: startedAt, endedAt: endedAt, reason: reason, cancelRequested: cancelRequested,
+            attempt: attempt, preemptedBy: preemptedBy, lostNode: nil, movedBy: nil, events: events)
     }
 
     /// Whether allocation `i` is on `node`, of run `attempt`, and has not ended.
     @inlinable
     public func isLive(_ i: Int, on node: NodeID, attempt: Int) -> Bool {
-        self.attempt == attempt && i < allocations.count && allocations[i].node == node && !allocations[i].isEnded
+        let b = box
+        return b.attempt == attempt && i < b.allocations.count && b.allocations[i].node == node
+            && !b.allocations[i].isEnded
     }
 
     /// Appends an event, dropping the oldest beyond `Limits.maxJobEvents`.
@@ -395,62 +391,292 @@ public struct Job: Codable, Equatable, Sendable {
         if events.count > Limits.maxJobEvents { events.removeFirst(events.count - Limits.maxJobEvents) }
     }
 
-    public let id: JobID
-    public let org: OrgID
-    public let project: ProjectID
-    /// What was asked for; it never changes, so it is shared, not copied, when the job is
-    /// (a job is copied often and a spec has a dozen strings and lists).
-    @inlinable public var spec: JobSpec { specBox.value }
-    @usableFromInline let specBox: SpecBox
-    public let submittedBy: KeyID
-    public let submittedAt: Timestamp
-    public var idempotencyKey: String?
-    public var state: JobState
-    public var allocations: [Allocation]
-    /// When the scheduler last placed it (its current run's placement).
-    public var placedAt: Timestamp?
-    public var startedAt: Timestamp?
-    public var endedAt: Timestamp?
-    /// Why the job is in its state, in words ("exit code 3 on node-2", "cancelled by key k-2").
-    public var reason: String?
-    public var cancelRequested: Bool
-    /// Runs so far that ended in a requeue (0 for the first run).
-    public var attempt: Int
-    /// Set while the job is being preempted: by whom.
-    public var preemptedBy: JobID?
-    /// Set when a node it ran on was lost (its retry policy's `node_lost` decides what follows).
-    public var lostNode: NodeID?
-    /// Set when an operator drained a node it ran on with `requeue`: it goes back to the
-    /// queue whatever its retry policy says.
-    public var movedBy: String?
-    /// What happened to the job, oldest first, at most `Limits.maxJobEvents`.
-    public var events: [JobEvent]
-}
+    /// The fields; shared by copies of the job until one of them changes.
+    @usableFromInline var box: Box
 
-extension Job {
-    /// A job's spec, shared by its copies; encodes as the spec itself.
-    @usableFromInline final class SpecBox: Codable, Equatable, Sendable {
-        @usableFromInline let value: JobSpec
+    /// Makes the box this job's own before a change.
+    @inlinable mutating func own() {
+        if !isKnownUniquelyReferenced(&box) { box = box.copy() }
+    }
+    @inlinable public var id: JobID { box.id }
 
-        init(_ value: JobSpec) { self.value = value }
+    @inlinable public var org: OrgID { box.org }
 
-        @usableFromInline static func == (a: SpecBox, b: SpecBox) -> Bool { a === b || a.value == b.value }
+    @inlinable public var project: ProjectID { box.project }
 
-        @usableFromInline init(from decoder: any Decoder) throws {
-            value = try decoder.singleValueContainer().decode(JobSpec.self)
-        }
+    /// What was asked for; it never changes.
+    @inlinable public var spec: JobSpec { box.spec }
 
-        @usableFromInline func encode(to encoder: any Encoder) throws {
-            var c = encoder.singleValueContainer()
-            try c.encode(value)
+    @inlinable public var submittedBy: KeyID { box.submittedBy }
+
+    @inlinable public var submittedAt: Timestamp { box.submittedAt }
+
+    public var idempotencyKey: String? {
+        @inlinable get { box.idempotencyKey }
+        @inlinable _modify {
+            own()
+            yield &box.idempotencyKey
         }
     }
 
+    public var state: JobState {
+        @inlinable get { box.state }
+        @inlinable _modify {
+            own()
+            yield &box.state
+        }
+    }
+
+    public var allocations: [Allocation] {
+        @inlinable get { box.allocations }
+        @inlinable _modify {
+            own()
+            yield &box.allocations
+        }
+    }
+
+    /// When the scheduler last placed it (its current run's placement).
+    public var placedAt: Timestamp? {
+        @inlinable get { box.placedAt }
+        @inlinable _modify {
+            own()
+            yield &box.placedAt
+        }
+    }
+
+    public var startedAt: Timestamp? {
+        @inlinable get { box.startedAt }
+        @inlinable _modify {
+            own()
+            yield &box.startedAt
+        }
+    }
+
+    public var endedAt: Timestamp? {
+        @inlinable get { box.endedAt }
+        @inlinable _modify {
+            own()
+            yield &box.endedAt
+        }
+    }
+
+    /// Why the job is in its state, in words ("exit code 3 on node-2", "cancelled by key k-2").
+    public var reason: String? {
+        @inlinable get { box.reason }
+        @inlinable _modify {
+            own()
+            yield &box.reason
+        }
+    }
+
+    public var cancelRequested: Bool {
+        @inlinable get { box.cancelRequested }
+        @inlinable _modify {
+            own()
+            yield &box.cancelRequested
+        }
+    }
+
+    /// Runs so far that ended in a requeue (0 for the first run).
+    public var attempt: Int {
+        @inlinable get { box.attempt }
+        @inlinable _modify {
+            own()
+            yield &box.attempt
+        }
+    }
+
+    /// Set while the job is being preempted: by whom.
+    public var preemptedBy: JobID? {
+        @inlinable get { box.preemptedBy }
+        @inlinable _modify {
+            own()
+            yield &box.preemptedBy
+        }
+    }
+
+    /// Set when a node it ran on was lost (its retry policy's `node_lost` decides what follows).
+    public var lostNode: NodeID? {
+        @inlinable get { box.lostNode }
+        @inlinable _modify {
+            own()
+            yield &box.lostNode
+        }
+    }
+
+    /// Set when an operator drained a node it ran on with `requeue`: it goes back to the
+    /// queue whatever its retry policy says.
+    public var movedBy: String? {
+        @inlinable get { box.movedBy }
+        @inlinable _modify {
+            own()
+            yield &box.movedBy
+        }
+    }
+
+    /// What happened to the job, oldest first, at most `Limits.maxJobEvents`.
+    public var events: [JobEvent] {
+        @inlinable get { box.events }
+        @inlinable _modify {
+            own()
+            yield &box.events
+        }
+    }
+
+}
+
+extension Job {
+    /// A job's fields. Changed only through a job that holds the only reference to it
+    /// (`own()`), so sharing it between threads is safe, as with `Array`'s buffer.
+    @usableFromInline final class Box: @unchecked Sendable {
+        @usableFromInline let id: JobID
+        @usableFromInline let org: OrgID
+        @usableFromInline let project: ProjectID
+        @usableFromInline let spec: JobSpec
+        @usableFromInline let submittedBy: KeyID
+        @usableFromInline let submittedAt: Timestamp
+        @usableFromInline @exclusivity(unchecked) var idempotencyKey: String?
+        @usableFromInline @exclusivity(unchecked) var state: JobState
+        @usableFromInline @exclusivity(unchecked) var allocations: [Allocation]
+        @usableFromInline @exclusivity(unchecked) var placedAt: Timestamp?
+        @usableFromInline @exclusivity(unchecked) var startedAt: Timestamp?
+        @usableFromInline @exclusivity(unchecked) var endedAt: Timestamp?
+        @usableFromInline @exclusivity(unchecked) var reason: String?
+        @usableFromInline @exclusivity(unchecked) var cancelRequested: Bool
+        @usableFromInline @exclusivity(unchecked) var attempt: Int
+        @usableFromInline @exclusivity(unchecked) var preemptedBy: JobID?
+        @usableFromInline @exclusivity(unchecked) var lostNode: NodeID?
+        @usableFromInline @exclusivity(unchecked) var movedBy: String?
+        @usableFromInline @exclusivity(unchecked) var events: [JobEvent]
+
+        @usableFromInline init(
+            id: JobID, org: OrgID, project: ProjectID, spec: JobSpec, submittedBy: KeyID, submittedAt: Timestamp,
+            idempotencyKey: String?, state: JobState, allocations: [Allocation], placedAt: Timestamp?, startedAt: Timestamp?,
+            endedAt: Timestamp?, reason: String?, cancelRequested: Bool, attempt: Int, preemptedBy: JobID?, lostNode: NodeID?,
+            movedBy: String?, events: [JobEvent]
+        ) {
+            self.id = id
+            self.org = org
+            self.project = project
+            self.spec = spec
+            self.submittedBy = submittedBy
+            self.submittedAt = submittedAt
+            self.idempotencyKey = idempotencyKey
+            self.state = state
+            self.allocations = allocations
+            self.placedAt = placedAt
+            self.startedAt = startedAt
+            self.endedAt = endedAt
+            self.reason = reason
+            self.cancelRequested = cancelRequested
+            self.attempt = attempt
+            self.preemptedBy = preemptedBy
+            self.lostNode = lostNode
+            self.movedBy = movedBy
+            self.events = events
+        }
+
+        @usableFromInline func copy() -> Box {
+            Box(
+                id: id, org: org, project: project, spec: spec, submittedBy: submittedBy, submittedAt: submittedAt,
+                idempotencyKey: idempotencyKey, state: state, allocations: allocations, placedAt: placedAt, startedAt: startedAt,
+                endedAt: endedAt, reason: reason, cancelRequested: cancelRequested, attempt: attempt, preemptedBy: preemptedBy,
+                lostNode: lostNode, movedBy: movedBy, events: events)
+        }
+    }
+
+    public static func == (a: Job, b: Job) -> Bool {
+        let (x, y) = (a.box, b.box)
+        if x === y { return true }
+        return x.id == y.id
+            && x.org == y.org
+            && x.project == y.project
+            && x.spec == y.spec
+            && x.submittedBy == y.submittedBy
+            && x.submittedAt == y.submittedAt
+            && x.idempotencyKey == y.idempotencyKey
+            && x.state == y.state
+            && x.allocations == y.allocations
+            && x.placedAt == y.placedAt
+            && x.startedAt == y.startedAt
+            && x.endedAt == y.endedAt
+            && x.reason == y.reason
+            && x.cancelRequested == y.cancelRequested
+            && x.attempt == y.attempt
+            && x.preemptedBy == y.preemptedBy
+            && x.lostNode == y.lostNode
+            && x.movedBy == y.movedBy
+            && x.events == y.events
+    }
+
     enum CodingKeys: String, CodingKey {
-        case id, org, project
-        case specBox = "spec"
-        case submittedBy, submittedAt, idempotencyKey, state, allocations, placedAt, startedAt, endedAt, reason
-        case cancelRequested, attempt, preemptedBy, lostNode, movedBy, events
+        case id
+        case org
+        case project
+        case spec
+        case submittedBy
+        case submittedAt
+        case idempotencyKey
+        case state
+        case allocations
+        case placedAt
+        case startedAt
+        case endedAt
+        case reason
+        case cancelRequested
+        case attempt
+        case preemptedBy
+        case lostNode
+        case movedBy
+        case events
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        box = Box(
+            id: try c.decode(JobID.self, forKey: .id),
+            org: try c.decode(OrgID.self, forKey: .org),
+            project: try c.decode(ProjectID.self, forKey: .project),
+            spec: try c.decode(JobSpec.self, forKey: .spec),
+            submittedBy: try c.decode(KeyID.self, forKey: .submittedBy),
+            submittedAt: try c.decode(Timestamp.self, forKey: .submittedAt),
+            idempotencyKey: try c.decodeIfPresent(String.self, forKey: .idempotencyKey),
+            state: try c.decode(JobState.self, forKey: .state),
+            allocations: try c.decode([Allocation].self, forKey: .allocations),
+            placedAt: try c.decodeIfPresent(Timestamp.self, forKey: .placedAt),
+            startedAt: try c.decodeIfPresent(Timestamp.self, forKey: .startedAt),
+            endedAt: try c.decodeIfPresent(Timestamp.self, forKey: .endedAt),
+            reason: try c.decodeIfPresent(String.self, forKey: .reason),
+            cancelRequested: try c.decode(Bool.self, forKey: .cancelRequested),
+            attempt: try c.decode(Int.self, forKey: .attempt),
+            preemptedBy: try c.decodeIfPresent(JobID.self, forKey: .preemptedBy),
+            lostNode: try c.decodeIfPresent(NodeID.self, forKey: .lostNode),
+            movedBy: try c.decodeIfPresent(String.self, forKey: .movedBy),
+            events: try c.decode([JobEvent].self, forKey: .events))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        let b = box
+        try c.encode(b.id, forKey: .id)
+        try c.encode(b.org, forKey: .org)
+        try c.encode(b.project, forKey: .project)
+        try c.encode(b.spec, forKey: .spec)
+        try c.encode(b.submittedBy, forKey: .submittedBy)
+        try c.encode(b.submittedAt, forKey: .submittedAt)
+        try c.encodeIfPresent(b.idempotencyKey, forKey: .idempotencyKey)
+        try c.encode(b.state, forKey: .state)
+        try c.encode(b.allocations, forKey: .allocations)
+        try c.encodeIfPresent(b.placedAt, forKey: .placedAt)
+        try c.encodeIfPresent(b.startedAt, forKey: .startedAt)
+        try c.encodeIfPresent(b.endedAt, forKey: .endedAt)
+        try c.encodeIfPresent(b.reason, forKey: .reason)
+        try c.encode(b.cancelRequested, forKey: .cancelRequested)
+        try c.encode(b.attempt, forKey: .attempt)
+        try c.encodeIfPresent(b.preemptedBy, forKey: .preemptedBy)
+        try c.encodeIfPresent(b.lostNode, forKey: .lostNode)
+        try c.encodeIfPresent(b.movedBy, forKey: .movedBy)
+        try c.encode(b.events, forKey: .events)
     }
 }
 
