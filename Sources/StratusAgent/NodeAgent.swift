@@ -36,6 +36,22 @@ public struct NodeAgent: Sendable {
     public var smi: NvidiaSMI?
     public var logger: Logger
 
+    /// What a process on a fraction of one GPU (`milli` thousandths) is told: the share
+    /// (`STRATUS_GPU_SHARE`, e.g. 0.25), and the limits an MPS client obeys, as AWS ECS sets
+    /// them for MPS containers: that share of the GPU's threads, and of its memory when the
+    /// agent knows it (`memoryMib`, from nvidia-smi or the declared GPUs). They bind where
+    /// the node runs the MPS control daemon (`nvidia-cuda-mps-control -d`); elsewhere CUDA
+    /// ignores them and the share is the job's to keep.
+    public static func shareEnvironment(milli: Int, memoryMib: Int64?) -> [String: String] {
+        var env = [
+            "STRATUS_GPU_SHARE": DecimalText.format(Int64(milli), scale: 1000),
+            "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": DecimalText.format(Int64(milli), scale: 10),
+        ]
+        // Device 0: the one GPU the process sees (CUDA_VISIBLE_DEVICES names only it).
+        if let memoryMib, memoryMib > 0 { env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = "0=\(memoryMib * Int64(milli) / 1000)M" }
+        return env
+    }
+
     public init(node: NodeID, link: any AgentLink, files: JobFiles, logger: Logger) {
         self.node = node
         self.link = link
@@ -477,8 +493,10 @@ actor AgentRuntime {
         env["NODE_RANK"] = String(a.rank)
         env["NNODES"] = String(a.numNodes)
         env["GPUS_PER_NODE"] = String(a.gpus.count)
-        // A fraction of the GPU (e.g. 0.25): what the job may use of it (not enforced by the agent).
-        if let share = a.gpuShareMilli { env["STRATUS_GPU_SHARE"] = DecimalText.format(Int64(share), scale: 1000) }
+        if let share = a.gpuShareMilli {
+            let memory = a.gpus.first.flatMap { g in agent.gpus.first { $0.index == g }?.memoryMib }
+            env.merge(NodeAgent.shareEnvironment(milli: share, memoryMib: memory)) { _, new in new }
+        }
         env["WORLD_SIZE"] = String(a.numNodes * a.gpus.count)
         env["MASTER_ADDR"] = a.masterAddress ?? agent.masterAddress
         env["MASTER_PORT"] = String(29500 + Int(Self.stableHash(a.job.rawValue) % 2000))

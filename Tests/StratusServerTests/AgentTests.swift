@@ -73,7 +73,9 @@ import Testing
         for _ in 0..<2 {
             var spec = JobSpec(
                 name: "half", gpuModel: "H100", gpusPerNode: 1,
-                run: "echo \"gpus=$CUDA_VISIBLE_DEVICES share=$STRATUS_GPU_SHARE\"")
+                run:
+                    "echo \"gpus=$CUDA_VISIBLE_DEVICES share=$STRATUS_GPU_SHARE mps=$CUDA_MPS_ACTIVE_THREAD_PERCENTAGE mem=${CUDA_MPS_PINNED_DEVICE_MEM_LIMIT-none}\""
+            )
             spec.gpuShareMilli = 500
             let outcome = try await cloud.plane.execute(
                 .submitJob(SubmitJob(org: "internal", spec: spec, idempotencyKey: nil, by: "key-1")))
@@ -85,10 +87,24 @@ import Testing
             for job in jobs {
                 let j = try await waitFor(cloud, job) { $0.state.isTerminal }
                 #expect(j.state == .succeeded)
-                #expect(log(cloud, job) == "gpus=0 share=0.5\n")
+                // This agent declares no GPUs, so it knows no GPU memory to divide.
+                #expect(log(cloud, job) == "gpus=0 share=0.5 mps=50 mem=none\n")
             }
         }
         #expect(await cloud.plane.read { $0.gpuShares.isEmpty })
+    }
+
+    /// A fraction's process gets the MPS client limits for its share of the GPU's threads
+    /// and, when the agent knows the GPU's memory, of its memory (MiB, rounded down).
+    @Test func aFractionGetsItsShareAsMPSLimits() {
+        let quarter = NodeAgent.shareEnvironment(milli: 250, memoryMib: 81_559)
+        #expect(quarter["STRATUS_GPU_SHARE"] == "0.25")
+        #expect(quarter["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25")
+        #expect(quarter["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=20389M")
+        let eighth = NodeAgent.shareEnvironment(milli: 125, memoryMib: nil)
+        #expect(eighth["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "12.5")
+        #expect(eighth["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == nil)
+        #expect(NodeAgent.shareEnvironment(milli: 1, memoryMib: 1000)["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=1M")
     }
 
     @Test func enforcesMaxDuration() async throws {
