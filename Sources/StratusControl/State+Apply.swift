@@ -1073,7 +1073,7 @@ extension State {
     }
 
     mutating func allocationExited(_ c: AllocationExited, at: Timestamp, commit: Bool) throws(StratusError) -> Outcome {
-        guard let judged = try judgeExit(c, jobs[c.job], at: at).exit else { return .unchanged(c.job.rawValue) }
+        guard let judged = try judgeExit(c, at: at) else { return .unchanged(c.job.rawValue) }
         guard commit else { return .applied(c.job.rawValue) }
         var tally = Billing.Tally()
         endAllocation(
@@ -1081,6 +1081,14 @@ extension State {
             tally: &tally)
         billing.post(tally, now: at)
         return .applied(c.job.rawValue)
+    }
+
+    /// `judgeExit` of a lone report. Judged here, not in the changing command's body: the
+    /// judging reads the state through a closure (an assertion's), and a closure that reads
+    /// `self` in a `mutating` function makes the optimizer copy the whole state.
+    @inline(never)
+    func judgeExit(_ r: AllocationExited, at: Timestamp) throws(StratusError) -> JudgedExit? {
+        try judgeExit(r, jobs[r.job], at: at).exit
     }
 
     /// Reports that arrived together: each start, then each exit, as one command. Judged
