@@ -1034,9 +1034,11 @@ extension State {
         index: Int, starts: Bool
     ) {
         let i = try allocationIndex(job, r.job, on: r.node, attempt: r.attempt, hint: hint)
-        let alloc = job!.allocations[i]
-        guard !alloc.isEnded else { throw StratusError(.failedPrecondition, "job \(r.job) on \(r.node) already ended") }
-        return (i, alloc.startedAt == nil)
+        // The fields read in place (a copy of the allocation would retain its lists).
+        guard !job!.allocations[i].isEnded else {
+            throw StratusError(.failedPrecondition, "job \(r.job) on \(r.node) already ended")
+        }
+        return (i, job!.allocations[i].startedAt == nil)
     }
 
     /// Allocation `i` (on `node`) of job `id` started at `at`; the first one to start
@@ -1101,7 +1103,8 @@ extension State {
         }
         // Every report is judged before any is applied (also when committing: the command
         // is all or nothing whichever way the shell runs it).
-        let (judged, starts, exits) = try judge(c, at: at)
+        var exits: [JudgedExit?] = []
+        let (judged, starts) = try judge(c, at: at, exits: &exits)
         guard commit, judged > 0 else { return judged > 0 ? .applied("\(judged)") : .unchanged("0") }
         var applied = 0
         for (k, r) in c.started.enumerated() {
@@ -1114,7 +1117,9 @@ extension State {
         for (k, r) in c.exited.enumerated() {
             // One judged unchanged (it had ended) is skipped; so is one whose run an
             // earlier exit of this command just finished (and requeued).
-            guard let judged = exits[k], jobs.all[r.job]?.isLive(judged.index, on: r.node, attempt: judged.attempt) == true
+            // Taken out of the list, not copied (a record is a dozen strings).
+            guard let judged = exits[k].take(),
+                jobs.all[r.job]?.isLive(judged.index, on: r.node, attempt: judged.attempt) == true
             else { continue }
             // The record judged, unless the allocation started in this very command.
             var record = judged.record
@@ -1148,10 +1153,11 @@ extension State {
         return (i, JudgedExit(index: i, attempt: job.attempt, record: usageRecord(job, i, endedAt: at)))
     }
 
-    /// How many of `c`'s reports would change something; for each start that would, its
-    /// allocation's index, and for each exit that would, what was judged. Throws the first
-    /// refusal, named by its place in its list.
-    private func judge(_ c: AgentReports, at: Timestamp) throws(StratusError) -> (Int, [Int?], [JudgedExit?]) {
+    /// How many of `c`'s reports would change something and, for each start that would,
+    /// its allocation's index; for each exit that would, what was judged, appended to
+    /// `exits` (the caller's list, whose records it then takes without copying them).
+    /// Throws the first refusal, named by its place in its list.
+    private func judge(_ c: AgentReports, at: Timestamp, exits: inout [JudgedExit?]) throws(StratusError) -> (Int, [Int?]) {
         struct Run: Hashable {
             let job: JobID
             let node: NodeID
@@ -1182,7 +1188,6 @@ extension State {
         }
         named.removeAll(keepingCapacity: true)
         job = nil
-        var exits: [JudgedExit?] = []
         exits.reserveCapacity(c.exited.count)
         for (k, r) in c.exited.enumerated() {
             guard named.insert(Run(job: r.job, node: r.node)).inserted else {
@@ -1198,7 +1203,7 @@ extension State {
                 throw StratusError(error.code, "exited[\(k)]: \(error.message)")
             }
         }
-        return (applied, starts, exits)
+        return (applied, starts)
     }
 
     /// The usage of allocation `i` if it ends at `endedAt` (nil if it never started). Its
@@ -1207,24 +1212,25 @@ extension State {
     /// recorded) once; `UsageMeter.add(new:)` asserts it in debug builds.
     @inline(__always)
     func usageRecord(_ job: Job, _ i: Int, endedAt: Timestamp) -> UsageRecord? {
-        let alloc = job.allocations[i]
-        guard let started = alloc.startedAt else { return nil }
+        // The fields read in place (a copy of the allocation would retain its lists).
+        guard let started = job.allocations[i].startedAt else { return nil }
+        let node = job.allocations[i].node
         // `JOB/RUN/NODE`, built in one allocation (an interpolation grows its buffer twice).
         var id = ""
-        id.reserveCapacity(job.id.rawValue.utf8.count + alloc.node.rawValue.utf8.count + 22)
+        id.reserveCapacity(job.id.rawValue.utf8.count + node.rawValue.utf8.count + 22)
         id += job.id.rawValue
         id += "/"
         id += String(job.attempt)
         id += "/"
-        id += alloc.node.rawValue
+        id += node.rawValue
         // A job of one model ran on nodes of that model (placement checks it, and a busy
         // node's model cannot change): its node is looked up only when it accepts several.
         var model = job.spec.gpuModel
-        if !job.spec.alternatives.isEmpty, let node = nodes[alloc.node] { model = node.gpuModel }
-        assert(model == nodes[alloc.node]?.gpuModel ?? job.spec.gpuModel, "usage record's GPU model")
+        if !job.spec.alternatives.isEmpty, let record = nodes[node] { model = record.gpuModel }
+        assert(model == nodes[node]?.gpuModel ?? job.spec.gpuModel, "usage record's GPU model")
         let r = UsageRecord(
-            id: id, job: job.id, org: job.org, project: job.project, node: alloc.node,
-            gpuModel: model, tier: job.spec.tier, gpus: alloc.gpus.count,
+            id: id, job: job.id, org: job.org, project: job.project, node: node,
+            gpuModel: model, tier: job.spec.tier, gpus: job.allocations[i].gpus.count,
             startedAt: started, endedAt: max(started, endedAt), gpuShareMilli: job.spec.gpuShareMilli)
         return r
     }

@@ -802,15 +802,13 @@ struct Round {
         }
         let check: SchedulingSnapshot.PendingJob? = filtered ? job : nil
         let heldInSlot = heldFittingInSlot
-        func fitting(inSlot s: Int) -> Int {
-            fittingCount(inSlot: s, g: g, check: selector ? job : nil, heldInSlot: heldInSlot)
-        }
-        func chosen(_ nodes: [Int], _ reason: String) -> Choice {
-            Choice(nodes: nodes.map { ($0, capacity.available($0, for: job.id).lowest(g)) }, reason: reason)
-        }
+        // (No local functions or closures that read `self` here: each would copy the whole
+        // round, every table of it retained, on each call of `fit`.)
+        let slotCheck: SchedulingSnapshot.PendingJob? = selector ? job : nil
         if n == 1 {
             // Best fit: the fewest free GPUs that fit, in the most used rack.
-            let largest = open.map { capacity.pools[$0.pool].maxGPUs }.max() ?? 0
+            var largest = 0
+            for (p, _) in open { largest = max(largest, capacity.pools[p].maxGPUs) }
             for f in g...max(g, largest) {
                 var best: (key: UInt64, node: Int)?
                 for (p, _) in open where f <= capacity.pools[p].maxGPUs {
@@ -827,7 +825,8 @@ struct Round {
                     }
                 }
                 if let best {
-                    return .success(chosen([best.node], "best fit: \(snapshot.nodes[best.node].id) has \(f) free \(model)"))
+                    return .success(
+                        choice([best.node], g: g, for: job, "best fit: \(snapshot.nodes[best.node].id) has \(f) free \(model)"))
                 }
             }
             return .failure(Failure(reasons: ["capacity: no node with \(g) free \(model) passed every check"]))
@@ -841,7 +840,7 @@ struct Round {
                     Int64(n) * watts(probe, gpus: g) <= powerLeft(probe)
                 else { continue }
                 for s in pool.slots {
-                    let q = fitting(inSlot: s)
+                    let q = fittingCount(inSlot: s, g: g, check: slotCheck, heldInSlot: heldInSlot)
                     if q >= n, best == nil || q < best!.q {
                         best = (q, s)
                         if q == n { break search }
@@ -850,12 +849,17 @@ struct Round {
             }
             if let best {
                 return .success(
-                    chosen(
-                        Array(packed(best.slot, g: g, check: check).prefix(n)),
+                    choice(
+                        Array(packed(best.slot, g: g, check: check).prefix(n)), g: g, for: job,
                         "gang in one rack (rack #\(capacity.slots[best.slot].rack), \(best.q) nodes fit)"))
             }
             if job.topology == .rack {
-                let most = open.flatMap { capacity.pools[$0.pool].slots.map { fitting(inSlot: $0) } }.max() ?? 0
+                var most = 0
+                for (p, _) in open {
+                    for s in capacity.pools[p].slots {
+                        most = max(most, fittingCount(inSlot: s, g: g, check: slotCheck, heldInSlot: heldInSlot))
+                    }
+                }
                 reasons.insert(
                     "topology: no rack with \(n) nodes with \(g) free \(model) (at most \(most) in one rack)", at: 0)
                 return .failure(Failure(reasons: reasons))
@@ -868,7 +872,7 @@ struct Round {
                 guard let probe = pool.allNodes.first, Int64(n) * watts(probe, gpus: g) <= powerLeft(probe) else { continue }
                 for (block, slots) in pool.blocks {
                     var q = 0
-                    for s in slots { q += fitting(inSlot: s) }
+                    for s in slots { q += fittingCount(inSlot: s, g: g, check: slotCheck, heldInSlot: heldInSlot) }
                     mostInBlock = max(mostInBlock, q)
                     if q >= n, bestBlock == nil || q < bestBlock!.q {
                         bestBlock = (q, block, p, slots)
@@ -878,10 +882,15 @@ struct Round {
                 }
             }
             if let b = bestBlock {
-                let counts = b.slots.map { (slot: $0, q: fitting(inSlot: $0)) }.filter { $0.q > 0 }
+                var counts: [(slot: Int, q: Int)] = []
+                for s in b.slots {
+                    let q = fittingCount(inSlot: s, g: g, check: slotCheck, heldInSlot: heldInSlot)
+                    if q > 0 { counts.append((s, q)) }
+                }
                 let (picked, racks) = spread(
                     counts, n: n, g: g, check: check, maxPerSlot: capacity.pools[b.pool].maxSlotNodes)
-                return .success(chosen(picked, "gang in one block (block #\(b.block), across \(racks) racks)"))
+                return .success(
+                    choice(picked, g: g, for: job, "gang in one block (block #\(b.block), across \(racks) racks)"))
             }
             if job.topology == .block {
                 reasons.insert(
@@ -922,25 +931,33 @@ struct Round {
                     }
                 }
             }
-            return .success(chosen(picked, "gang across \(racks) racks of one site"))
+            return .success(choice(picked, g: g, for: job, "gang across \(racks) racks of one site"))
         }
         var counts: [(slot: Int, q: Int)] = []
         if g == pool.maxGPUs, check == nil {
             // Whole nodes: the slots that have one are exactly bucket g.
             for key in pool.buckets[g] {
                 let s = CapacityIndex.slot(of: key)
-                let q = fitting(inSlot: s)
+                let q = fittingCount(inSlot: s, g: g, check: slotCheck, heldInSlot: heldInSlot)
                 if q > 0 { counts.append((s, q)) }
             }
             counts.sort { $0.slot < $1.slot }
         } else {
             for s in pool.slots {
-                let q = fitting(inSlot: s)
+                let q = fittingCount(inSlot: s, g: g, check: slotCheck, heldInSlot: heldInSlot)
                 if q > 0 { counts.append((s, q)) }
             }
         }
         let (picked, racks) = spread(counts, n: n, g: g, check: check, maxPerSlot: pool.maxSlotNodes)
-        return .success(chosen(picked, "gang across \(racks) racks of one site"))
+        return .success(choice(picked, g: g, for: job, "gang across \(racks) racks of one site"))
+    }
+
+    /// The placement of `job` on `nodes`: on each, the `g` lowest GPUs free for it.
+    func choice(_ nodes: [Int], g: Int, for job: SchedulingSnapshot.PendingJob, _ reason: String) -> Choice {
+        var placed: [(Int, [Int])] = []
+        placed.reserveCapacity(nodes.count)
+        for i in nodes { placed.append((i, capacity.available(i, for: job.id).lowest(g))) }
+        return Choice(nodes: placed, reason: reason)
     }
 
     /// `n` nodes from the given slots, taking the slots with the most fitting nodes first

@@ -458,21 +458,28 @@ public struct Simulation {
         }
     }
 
-    mutating func end(_ job: Job, _ a: Allocation, reason: String?, exitCode: Int32? = 0) throws {
+    mutating func end(_ job: consuming Job, _ a: Allocation, reason: String?, exitCode: Int32? = 0) throws {
         try end(job, [a], reason: reason, exitCode: exitCode)
     }
 
     /// Allocations `allocs` of `job` end now: the agents' exits arrive together, as one
-    /// `agent_reports` command (one `allocation_exited` when there is one).
-    mutating func end(_ job: Job, _ allocs: [Allocation], reason: String?, exitCode: Int32? = 0) throws {
+    /// `agent_reports` command (one `allocation_exited` when there is one). The job and its
+    /// list are let go before the command applies: a copy held across it would make the
+    /// state copy the job's record and its allocations when it changes them.
+    mutating func end(_ job: consuming Job, _ allocs: consuming [Allocation], reason: String?, exitCode: Int32? = 0)
+        throws
+    {
         guard !allocs.isEmpty else { return }
         let exits = allocs.map { a in
             AllocationExited(
                 job: job.id, node: a.node, exitCode: reason == nil ? exitCode : nil, reason: reason, attempt: job.attempt)
         }
+        let runs = Runs(job, allocs)
+        _ = consume job
+        _ = consume allocs
         try send(exits, one: Command.allocationExited) { .agentReports(AgentReports(exited: $0)) }
-        released(job, allocs, settle: false)
-        settle(job.id)
+        released(runs, settle: false)
+        settle(runs.job)
     }
 
     /// Delivers agents' reports that arrive together: one command per
@@ -486,25 +493,47 @@ public struct Simulation {
         }
     }
 
+    /// What the simulator's bookkeeping needs of a job's runs that end: the job, its run,
+    /// and each node with its GPUs (how many, and the first, for a shared one).
+    struct Runs {
+        let job: JobID
+        let attempt: Int
+        let tier: Tier
+        /// The share of one GPU each of its runs holds (thousandths); nil: whole GPUs.
+        let share: Int?
+        let nodes: [(node: NodeID, gpus: Int, first: Int?)]
+
+        init(_ job: borrowing Job, _ allocs: borrowing [Allocation]) {
+            self.job = job.id
+            attempt = job.attempt
+            tier = job.spec.tier
+            share = job.spec.gpuShareMilli
+            var nodes: [(node: NodeID, gpus: Int, first: Int?)] = []
+            nodes.reserveCapacity(allocs.count)
+            for k in allocs.indices { nodes.append((allocs[k].node, allocs[k].gpus.count, allocs[k].gpus.first)) }
+            self.nodes = nodes
+        }
+    }
+
     /// Bookkeeping after allocation `a` of `job` was released (by its end, a stop or a
     /// lost node); with `settle`, also whether the job is over.
     mutating func released(_ job: Job, _ a: Allocation, settle settles: Bool = true) {
-        released(job, [a], settle: settles)
+        released(Runs(job, [a]), settle: settles)
     }
 
-    /// `released` for allocations `allocs` of `job` at once (the job's kind and runs are
-    /// looked up once).
-    mutating func released(_ job: Job, _ allocs: [Allocation], settle settles: Bool = true) {
-        if let i = starts.index(forKey: job.id) {
-            let isInference = kinds[job.id] == .inference
+    /// `released` for the runs of one job at once (the job's kind and runs are looked up
+    /// once).
+    mutating func released(_ runs: Runs, settle settles: Bool = true) {
+        if let i = starts.index(forKey: runs.job) {
+            let isInference = kinds[runs.job] == .inference
             var busy = 0
-            for a in allocs {
+            for a in runs.nodes {
                 // The run's start, forgotten (in place: the list is not copied).
-                guard let k = starts.values[i].firstIndex(where: { $0.node == a.node && $0.attempt == job.attempt })
+                guard let k = starts.values[i].firstIndex(where: { $0.node == a.node && $0.attempt == runs.attempt })
                 else { continue }
                 let started = starts.values[i].remove(at: k).at
-                let gpus = a.gpus.count
-                if let g = a.gpus.first, job.spec.gpuShareMilli != nil {
+                let gpus = a.gpus
+                if let g = a.first, runs.share != nil {
                     // A shared GPU is allocated while any of its sharers runs.
                     let slot = "\(a.node)#\(g)"
                     sharers[slot, default: 0] -= 1
@@ -518,16 +547,16 @@ public struct Simulation {
                 if isInference { stats.inferenceRunning -= gpus }
                 ran.allocations += 1
                 ran.gpuMilliseconds += UsageRecord.gpuMilliseconds(
-                    gpus: gpus, share: job.spec.gpuShareMilli, milliseconds: started.milliseconds(until: now))
+                    gpus: gpus, share: runs.share, milliseconds: started.milliseconds(until: now))
                 if config.chaos {
-                    endedRuns.append((job.id, job.attempt, a.node))
+                    endedRuns.append((runs.job, runs.attempt, a.node))
                     if endedRuns.count > 64 { endedRuns.removeFirst() }
                 }
             }
-            if busy != 0 { stats.busy[job.spec.tier, default: 0] -= busy }
+            if busy != 0 { stats.busy[runs.tier, default: 0] -= busy }
             if starts.values[i].isEmpty { starts.remove(at: i) }
         }
-        if settles { settle(job.id) }
+        if settles { settle(runs.job) }
     }
 
     /// If job `id` is over, counts it and forgets it.
