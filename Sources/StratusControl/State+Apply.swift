@@ -763,7 +763,7 @@ extension State {
         }
         // Each placed node's position in the counters and its record, in placement order:
         // looked up once for the guards, the power check and the recount.
-        var placedNodes: [(k: Int?, node: Node)] = []
+        var placedNodes: [(k: Int?, model: String)] = []
         for p in plan.placements {
             guard let job = jobs[p.job], job.state == .queued else {
                 throw StratusError(.failedPrecondition, "plan: job \(p.job) is not queued")
@@ -785,16 +785,17 @@ extension State {
                 // The node's slot in the node tables, looked up once for the guards, the
                 // power check and the recount.
                 let k = counterPosition(a.node)
-                guard let node = nodes[a.node, at: k], node.isSchedulable,
-                    let count = job.spec.gpusPerNode(on: node.gpuModel)
+                // The node's record read in place (not copied), for its state and model.
+                guard nodes[a.node, at: k]?.isSchedulable == true, let nodeModel = nodes[a.node, at: k]?.gpuModel,
+                    let count = job.spec.gpusPerNode(on: nodeModel)
                 else {
                     throw StratusError(.failedPrecondition, "plan: node \(a.node) cannot take job \(p.job)")
                 }
-                guard model == nil || model == node.gpuModel else {
+                guard model == nil || model == nodeModel else {
                     throw StratusError(.failedPrecondition, "plan: job \(p.job) must use one GPU model on all its nodes")
                 }
-                model = node.gpuModel
-                placedNodes.append((k, node))
+                model = nodeModel
+                placedNodes.append((k, nodeModel))
                 guard a.gpus.count == count else {
                     throw StratusError(.failedPrecondition, "plan: job \(p.job) needs \(count) GPUs on \(a.node)")
                 }
@@ -830,7 +831,7 @@ extension State {
                         g >= 0 && g < holders.count && holders[g] == nil && shares?[g] == nil
                     }
                 }
-                if let need = job.spec.nodeResources,
+                if let need = job.spec.nodeResources, let node = nodes[a.node, at: k],
                     let free = Self.freeResources(node, used: resourcesInUse[a.node, at: k])
                 {
                     let taken = resourcesTaken[a.node, default: .zero] + need
@@ -851,7 +852,7 @@ extension State {
                 let fraction = jobs.all[p.job]?.spec.gpuShareMilli != nil
                 for a in p.nodes {
                     let k = placedNodes[n].k
-                    let model = placedNodes[n].node.gpuModel
+                    let model = placedNodes[n].model
                     n += 1
                     // A shared GPU draws its power once: when the plan starts sharing it.
                     if fraction {
@@ -947,24 +948,36 @@ extension State {
         let placed = Set(plan.placements.map(\.job))
         var n = 0
         for p in plan.placements {
-            let spec = jobs.all[p.job]!.spec
+            // The fields of the spec that placing reads (the whole spec, a dozen strings and
+            // lists, is not copied), read in a scope of their own: a copy of the job alive
+            // when it changes below would make the change copy its record.
+            let share: Int?
+            let need: NodeResources?
+            let tier: Tier
+            let reservation: ReservationID?
+            do {
+                let job = jobs.all[p.job]!
+                (share, need, tier, reservation) = (
+                    job.spec.gpuShareMilli, job.spec.nodeResources, job.spec.tier, job.spec.reservation
+                )
+            }
             for a in p.nodes {
-                let (k, node) = placedNodes[n]
+                let k = placedNodes[n].k
                 n += 1
                 // The node tables changed in place at the node's slot, and the GPU table read
                 // back for the recount.
-                if spec.gpuShareMilli != nil {
+                if share != nil {
                     gpuShares[a.node, at: k, default: [:]][a.gpus[0]] = shared["\(a.node)#\(a.gpus[0])"]
                 } else {
                     gpuHolders[a.node, at: k]!.hold(a.gpus, for: p.job)
                 }
-                if let need = spec.nodeResources {
+                if let need {
                     resourcesInUse[a.node, at: k, default: .zero] = resourcesInUse[a.node, at: k, default: .zero] + need
                 }
-                // The node record read by the guards above (nothing here changes it).
+                // The node record lent, not copied (nothing here changes it).
                 recount(
-                    a.node, at: k, node: node, holders: gpuHolders[a.node, at: k],
-                    delta: spec.gpuShareMilli == nil ? (a.gpus.count, spec.tier) : nil)
+                    a.node, at: k, node: nodes[a.node, at: k], holders: gpuHolders[a.node, at: k],
+                    delta: share == nil ? (a.gpus.count, tier) : nil)
             }
             if counters.valid { counters.holding.insert(p.job) }
             // In place: the job is not copied out and back.
@@ -978,7 +991,7 @@ extension State {
                 job.reason = p.reason
                 job.record("placed", "\(p.reason): \(Self.describe(p.nodes))", at: at)
             }
-            closeOutages(p.job, reservation: spec.reservation, at: at)
+            closeOutages(p.job, reservation: reservation, at: at)
             nominations[p.job] = nil
         }
         queue.removeAll { placed.contains($0) }
@@ -1118,11 +1131,11 @@ extension State {
             // One judged unchanged (it had ended) is skipped; so is one whose run an
             // earlier exit of this command just finished (and requeued).
             // Taken out of the list, not copied (a record is a dozen strings).
-            guard let judged = exits[k].take(),
+            guard var judged = exits[k].take(),
                 jobs.all[r.job]?.isLive(judged.index, on: r.node, attempt: judged.attempt) == true
             else { continue }
             // The record judged, unless the allocation started in this very command.
-            var record = judged.record
+            var record = judged.record.take()
             if record == nil { record = usageRecord(jobs.all[r.job]!, judged.index, endedAt: at) }
             endAllocation(
                 r.job, judged.index, record: record, endedAt: at, exitCode: r.exitCode, reason: r.reason, at: at,
@@ -1138,7 +1151,7 @@ extension State {
     struct JudgedExit {
         let index: Int
         let attempt: Int
-        let record: UsageRecord?
+        var record: UsageRecord?
     }
 
     /// Judges an exit report against `job` (the reported job's record; nil: there is

@@ -398,21 +398,31 @@ public struct Job: Codable, Equatable, Sendable {
     @inlinable mutating func own() {
         if !isKnownUniquelyReferenced(&box) { box = box.copy() }
     }
-    @inlinable public var id: JobID { box.id }
+    public var id: JobID {
+        @inlinable _read { yield box.id }
+    }
 
-    @inlinable public var org: OrgID { box.org }
+    public var org: OrgID {
+        @inlinable _read { yield box.org }
+    }
 
-    @inlinable public var project: ProjectID { box.project }
+    public var project: ProjectID {
+        @inlinable _read { yield box.project }
+    }
 
     /// What was asked for; it never changes.
-    @inlinable public var spec: JobSpec { box.spec }
+    public var spec: JobSpec {
+        @inlinable _read { yield box.spec }
+    }
 
-    @inlinable public var submittedBy: KeyID { box.submittedBy }
+    public var submittedBy: KeyID {
+        @inlinable _read { yield box.submittedBy }
+    }
 
     @inlinable public var submittedAt: Timestamp { box.submittedAt }
 
     public var idempotencyKey: String? {
-        @inlinable get { box.idempotencyKey }
+        @inlinable _read { yield box.idempotencyKey }
         @inlinable _modify {
             own()
             yield &box.idempotencyKey
@@ -428,7 +438,7 @@ public struct Job: Codable, Equatable, Sendable {
     }
 
     public var allocations: [Allocation] {
-        @inlinable get { box.allocations }
+        @inlinable _read { yield box.allocations }
         @inlinable _modify {
             own()
             yield &box.allocations
@@ -462,7 +472,7 @@ public struct Job: Codable, Equatable, Sendable {
 
     /// Why the job is in its state, in words ("exit code 3 on node-2", "cancelled by key k-2").
     public var reason: String? {
-        @inlinable get { box.reason }
+        @inlinable _read { yield box.reason }
         @inlinable _modify {
             own()
             yield &box.reason
@@ -488,7 +498,7 @@ public struct Job: Codable, Equatable, Sendable {
 
     /// Set while the job is being preempted: by whom.
     public var preemptedBy: JobID? {
-        @inlinable get { box.preemptedBy }
+        @inlinable _read { yield box.preemptedBy }
         @inlinable _modify {
             own()
             yield &box.preemptedBy
@@ -497,7 +507,7 @@ public struct Job: Codable, Equatable, Sendable {
 
     /// Set when a node it ran on was lost (its retry policy's `node_lost` decides what follows).
     public var lostNode: NodeID? {
-        @inlinable get { box.lostNode }
+        @inlinable _read { yield box.lostNode }
         @inlinable _modify {
             own()
             yield &box.lostNode
@@ -507,7 +517,7 @@ public struct Job: Codable, Equatable, Sendable {
     /// Set when an operator drained a node it ran on with `requeue`: it goes back to the
     /// queue whatever its retry policy says.
     public var movedBy: String? {
-        @inlinable get { box.movedBy }
+        @inlinable _read { yield box.movedBy }
         @inlinable _modify {
             own()
             yield &box.movedBy
@@ -516,7 +526,7 @@ public struct Job: Codable, Equatable, Sendable {
 
     /// What happened to the job, oldest first, at most `Limits.maxJobEvents`.
     public var events: [JobEvent] {
-        @inlinable get { box.events }
+        @inlinable _read { yield box.events }
         @inlinable _modify {
             own()
             yield &box.events

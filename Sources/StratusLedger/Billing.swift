@@ -301,16 +301,13 @@ public struct Billing: Codable, Equatable, Sendable {
         }
         if tally.first == nil { tally.first = e.id }
         tally.events += 1
-        if var p = tally.pending, p.gpuShareMilli == nil, e.gpuShareMilli == nil, p.start == e.start, p.end == e.end,
-            p.org == e.org, p.tier == e.tier, p.gpuModel == e.gpuModel, p.region == e.region, p.project == e.project,
-            p.source == e.source
-        {
-            p.gpus += e.gpus
-            tally.pending = p
+        // Compared and grown in place: a copy of the pending event would retain its strings.
+        if tally.pending?.merges(e) == true {
+            tally.pending!.gpus += e.gpus
             tally.merged += 1
             return
         }
-        if let p = tally.pending { rate(p, now: now, into: &tally.postings, cache: &tally.cache) }
+        if let p = tally.pending.take() { rate(p, now: now, into: &tally.postings, cache: &tally.cache) }
         tally.pending = e
     }
 
@@ -491,4 +488,14 @@ public struct Billing: Codable, Equatable, Sendable {
 
     /// Event ids the meter remembers now.
     public var rememberedEvents: Int { seen.count }
+}
+
+extension UsageEvent {
+    /// Whether `e` differs from this event only in its GPUs (a gang's nodes ending
+    /// together), so that the two are rated as one.
+    func merges(_ e: UsageEvent) -> Bool {
+        gpuShareMilli == nil && e.gpuShareMilli == nil && start == e.start && end == e.end && org == e.org
+            && tier == e.tier && gpuModel == e.gpuModel && region == e.region && project == e.project
+            && source == e.source
+    }
 }
