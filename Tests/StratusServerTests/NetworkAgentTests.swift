@@ -104,20 +104,27 @@ import Testing
         let agents = Agents(c)
         try agents.start("gpu-a", prefix: "aaaa")
         try agents.start("gpu-b", prefix: "bbbb", fromConfig: true)
-        try await waitFor("both agents registered") {
+        // Two processes starting on a 2-core machine that runs the whole suite at once:
+        // given a minute and a half, and their logs shown if they do not make it.
+        try await waitFor(
+            "both agents registered", seconds: 90,
+            context: { "gpu-a:\n\(agents.logs("gpu-a"))\ngpu-b:\n\(agents.logs("gpu-b"))" }
+        ) {
             let nodes = c.cli(["nodes", "--json"]).json["items"] as? [[String: Any]] ?? []
             return nodes.filter { $0["state"] as? String == "ready" }.count == 2
         }
         return (c, agents)
     }
 
-    func waitFor(_ what: String, seconds: Int = 30, _ done: () async throws -> Bool) async throws {
+    func waitFor(
+        _ what: String, seconds: Int = 30, context: () -> String = { "" }, _ done: () async throws -> Bool
+    ) async throws {
         let deadline = ContinuousClock.now + .seconds(seconds)
         while ContinuousClock.now < deadline {
             if try await done() { return }
             try await Task.sleep(for: .milliseconds(200))
         }
-        Issue.record("timed out waiting for \(what)")
+        Issue.record("timed out waiting for \(what)\n\(context())")
     }
 
     func launch(_ c: Cluster, _ yaml: String) throws -> String {
