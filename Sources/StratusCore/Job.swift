@@ -538,7 +538,7 @@ public struct Job: Codable, Equatable, Sendable {
 extension Job {
     /// A job's fields. Changed only through a job that holds the only reference to it
     /// (`own()`), so sharing it between threads is safe, as with `Array`'s buffer.
-    @usableFromInline final class Box: @unchecked Sendable {
+    @usableFromInline final class Box: Codable, @unchecked Sendable {
         @usableFromInline let id: JobID
         @usableFromInline let org: OrgID
         @usableFromInline let project: ProjectID
@@ -619,75 +619,10 @@ extension Job {
             && x.events == y.events
     }
 
-    enum CodingKeys: String, CodingKey {
-        case id
-        case org
-        case project
-        case spec
-        case submittedBy
-        case submittedAt
-        case idempotencyKey
-        case state
-        case allocations
-        case placedAt
-        case startedAt
-        case endedAt
-        case reason
-        case cancelRequested
-        case attempt
-        case preemptedBy
-        case lostNode
-        case movedBy
-        case events
-    }
+    /// A job encodes as its fields (the box's, in their order), as when they were the job's own.
+    public init(from decoder: any Decoder) throws { box = try Box(from: decoder) }
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        box = Box(
-            id: try c.decode(JobID.self, forKey: .id),
-            org: try c.decode(OrgID.self, forKey: .org),
-            project: try c.decode(ProjectID.self, forKey: .project),
-            spec: try c.decode(JobSpec.self, forKey: .spec),
-            submittedBy: try c.decode(KeyID.self, forKey: .submittedBy),
-            submittedAt: try c.decode(Timestamp.self, forKey: .submittedAt),
-            idempotencyKey: try c.decodeIfPresent(String.self, forKey: .idempotencyKey),
-            state: try c.decode(JobState.self, forKey: .state),
-            allocations: try c.decode([Allocation].self, forKey: .allocations),
-            placedAt: try c.decodeIfPresent(Timestamp.self, forKey: .placedAt),
-            startedAt: try c.decodeIfPresent(Timestamp.self, forKey: .startedAt),
-            endedAt: try c.decodeIfPresent(Timestamp.self, forKey: .endedAt),
-            reason: try c.decodeIfPresent(String.self, forKey: .reason),
-            cancelRequested: try c.decode(Bool.self, forKey: .cancelRequested),
-            attempt: try c.decode(Int.self, forKey: .attempt),
-            preemptedBy: try c.decodeIfPresent(JobID.self, forKey: .preemptedBy),
-            lostNode: try c.decodeIfPresent(NodeID.self, forKey: .lostNode),
-            movedBy: try c.decodeIfPresent(String.self, forKey: .movedBy),
-            events: try c.decode([JobEvent].self, forKey: .events))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        let b = box
-        try c.encode(b.id, forKey: .id)
-        try c.encode(b.org, forKey: .org)
-        try c.encode(b.project, forKey: .project)
-        try c.encode(b.spec, forKey: .spec)
-        try c.encode(b.submittedBy, forKey: .submittedBy)
-        try c.encode(b.submittedAt, forKey: .submittedAt)
-        try c.encodeIfPresent(b.idempotencyKey, forKey: .idempotencyKey)
-        try c.encode(b.state, forKey: .state)
-        try c.encode(b.allocations, forKey: .allocations)
-        try c.encodeIfPresent(b.placedAt, forKey: .placedAt)
-        try c.encodeIfPresent(b.startedAt, forKey: .startedAt)
-        try c.encodeIfPresent(b.endedAt, forKey: .endedAt)
-        try c.encodeIfPresent(b.reason, forKey: .reason)
-        try c.encode(b.cancelRequested, forKey: .cancelRequested)
-        try c.encode(b.attempt, forKey: .attempt)
-        try c.encodeIfPresent(b.preemptedBy, forKey: .preemptedBy)
-        try c.encodeIfPresent(b.lostNode, forKey: .lostNode)
-        try c.encodeIfPresent(b.movedBy, forKey: .movedBy)
-        try c.encode(b.events, forKey: .events)
-    }
+    public func encode(to encoder: any Encoder) throws { try box.encode(to: encoder) }
 }
 
 /// A notable moment in a job's life, for people and the API.
