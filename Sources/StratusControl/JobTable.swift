@@ -29,6 +29,13 @@ public struct JobTable: Codable, Equatable, Sendable, Sequence {
         change(&all[id]!)
     }
 
+    /// `update` for a change that the caller knows leaves the scheduler's view of the job
+    /// as it was (`touching` false): the job is not noted as changed.
+    mutating func update(_ id: JobID, touching: Bool, _ change: (inout Job) -> Void) {
+        if touching { touch(id) }
+        change(&all[id]!)
+    }
+
     /// Forgets job `id`, which holds nothing (it ended): the scheduler's view of running
     /// work cannot have it, so it is not noted as changed.
     mutating func forget(_ id: JobID) {

@@ -47,6 +47,22 @@ public struct NodeTable<Value: Sendable>: Sendable, Sequence {
         }
     }
 
+    /// Changes node `id`'s value (at slot `k` when known) in place with `body`: what
+    /// `self[id, at: k]` modifies, without a coroutine (whose frame, larger than the
+    /// caller's buffer, costs an allocation per call).
+    @inline(__always)
+    mutating func modify<R>(_ id: NodeID, at k: Int?, _ body: (inout Value?) throws -> R) rethrows -> R {
+        guard let k = k ?? slots[id] else {
+            var value: Value? = nil
+            defer { precondition(value == nil, "node \(id) has no slot in the table") }
+            return try body(&value)
+        }
+        assert(ids[k] == id, "node \(id) is not at slot \(k)")
+        let had = bySlot[k] == nil ? 0 : 1
+        defer { count += (bySlot[k] == nil ? 0 : 1) - had }
+        return try body(&bySlot[k])
+    }
+
     /// `self[id, at: k]`, `value` when the node has none (set first when changed).
     @inline(__always)
     subscript(_ id: NodeID, at k: Int?, default value: @autoclosure () -> Value) -> Value {

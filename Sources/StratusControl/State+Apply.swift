@@ -969,7 +969,7 @@ extension State {
                 if share != nil {
                     gpuShares[a.node, at: k, default: [:]][a.gpus[0]] = shared["\(a.node)#\(a.gpus[0])"]
                 } else {
-                    gpuHolders[a.node, at: k]!.hold(a.gpus, for: p.job)
+                    gpuHolders.modify(a.node, at: k) { $0!.hold(a.gpus, for: p.job) }
                 }
                 if let need {
                     resourcesInUse[a.node, at: k, default: .zero] = resourcesInUse[a.node, at: k, default: .zero] + need
@@ -1057,7 +1057,12 @@ extension State {
     /// Allocation `i` (on `node`) of job `id` started at `at`; the first one to start
     /// makes the job running. In place: a gang's records are not copied for each node.
     private mutating func start(_ id: JobID, _ i: Int, on node: NodeID, at: Timestamp) {
-        jobs.update(id) { job in
+        // The scheduler sees a job from when it started (else when it was placed), and its
+        // end at the latest from its first start: a start changes that view only when it
+        // is the job's first and later than its placement (later starts of a gang's nodes
+        // do not move its first).
+        let changesView = jobs.all[id].map { $0.state == .starting && $0.placedAt != at } ?? true
+        jobs.update(id, touching: changesView) { job in
             job.allocations[i].startedAt = at
             if job.state == .starting {
                 job.state = .running
@@ -1278,7 +1283,7 @@ extension State {
         }
         // The node tables changed in place at the node's slot, and the GPU table read back
         // for the recount.
-        let freed = gpuHolders[alloc.node, at: k]?.release(alloc.gpus, heldBy: id) ?? 0
+        let freed = gpuHolders.modify(alloc.node, at: k) { $0?.release(alloc.gpus, heldBy: id) } ?? 0
         if let milli = spec.gpuShareMilli, !alloc.isEnded, let g = alloc.gpus.first,
             var share = gpuShares[alloc.node, at: k]?[g], let j = share.jobs.firstIndex(of: id)
         {

@@ -241,11 +241,16 @@ public struct State: Codable, Equatable, Sendable {
     /// The latest a job holding GPUs will have ended: its start (or placement) plus its
     /// max_duration, or its stop deadline; nil when nothing bounds it.
     static func expectedEnd(_ job: Job) -> Timestamp? {
-        let deadlines = job.allocations.compactMap(\.stopDeadline)
-        if let d = deadlines.max() { return d }
+        // One walk over the allocations, their fields read in place (no lists built).
+        var deadline: Timestamp?
+        var firstStart: Timestamp?
+        for i in job.allocations.indices {
+            if let d = job.allocations[i].stopDeadline { deadline = max(deadline ?? d, d) }
+            if let s = job.allocations[i].startedAt { firstStart = min(firstStart ?? s, s) }
+        }
+        if let deadline { return deadline }
         guard let limit = job.spec.maxDurationSeconds else { return nil }
-        let started = job.allocations.compactMap(\.startedAt).min() ?? job.startedAt ?? job.placedAt ?? job.submittedAt
-        return started.adding(seconds: limit)
+        return (firstStart ?? job.startedAt ?? job.placedAt ?? job.submittedAt).adding(seconds: limit)
     }
 
     /// GPUs held now per quota scope, for the scopes that have a rule.

@@ -387,6 +387,8 @@ public struct Job: Codable, Equatable, Sendable {
 
     /// Appends an event, dropping the oldest beyond `Limits.maxJobEvents`.
     public mutating func record(_ kind: String, _ message: String, at: Timestamp) {
+        // Room for a job's usual life (submitted, placed, started, ended) at once.
+        if events.isEmpty { events.reserveCapacity(4) }
         events.append(JobEvent(at: at, kind: kind, message: message))
         if events.count > Limits.maxJobEvents { events.removeFirst(events.count - Limits.maxJobEvents) }
     }

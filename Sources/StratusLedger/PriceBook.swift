@@ -180,7 +180,16 @@ public struct PriceBook: Codable, Equatable, Sendable {
             add(exact)
             add(any)
             for o in overrides where o.from > from && o.from < to { out.append(o.from) }
-            if out.count > 1 { out = Array(Set(out)).sorted() }
+            if out.count > 1 {
+                // Sorted, then each moment once (in place: no set, no second list).
+                out.sort()
+                var kept = 1
+                for i in 1..<out.count where out[i] != out[kept - 1] {
+                    out[kept] = out[i]
+                    kept += 1
+                }
+                out.removeLast(out.count - kept)
+            }
             return out
         }
     }

@@ -16,9 +16,6 @@ public struct RunningTable: Sendable {
     var placedOn: [[(node: Int, gpus: [Int])]] = []
     /// Slots of spot work with an allocation on each node.
     var onNode: [Int: [Int]] = [:]
-    /// Spot work that may be preempted: node -> [(slots, their GPUs there)]: one job with
-    /// its GPUs, or every job sharing one GPU (they free it together).
-    var preemptible: [Int: [(jobs: [Int], gpus: [Int])]] = [:]
     /// Spot jobs on whole GPUs not being stopped, by the model of their first node, most
     /// recently started first (ties: the larger ID).
     var spotByRecency: [String: [Int]] = [:]
@@ -113,19 +110,10 @@ public struct RunningTable: Sendable {
         }
         if r.tier == .spot {
             for a in on {
-                // One lookup of the node's list, changed in place; a node left with no spot
-                // work has nothing preemptible (what a refresh would find, without one).
-                guard let x = onNode.index(forKey: a.node) else {
-                    refreshPreemptible(a.node)
-                    continue
-                }
+                // One lookup of the node's list, changed in place.
+                guard let x = onNode.index(forKey: a.node) else { continue }
                 onNode.values[x].removeAll { $0 == j }
-                if onNode.values[x].isEmpty {
-                    onNode.remove(at: x)
-                    preemptible[a.node] = nil
-                } else {
-                    refreshPreemptible(a.node)
-                }
+                if onNode.values[x].isEmpty { onNode.remove(at: x) }
             }
         }
     }
@@ -143,19 +131,19 @@ public struct RunningTable: Sendable {
         o.gpuStartMs += Int64(gpus) * r.startedAt.milliseconds
         runningByOrg[r.org] = o.gpus == 0 && o.gpuStartMs == 0 ? nil : o
         if r.reservation != nil {
-            let k = lowerBound(inReservations) { self[$0].id < r.id }
+            let k = lowerBound(inReservations) { slots[$0]!.id < r.id }
             inReservations.insert(j, at: k)
         }
         if r.gpuShareMilli == nil {
             if let at = r.expectedEnd {
-                let k = lowerBound(ends) { e in e.at != at ? e.at < at : self[e.job].id < r.id }
+                let k = lowerBound(ends) { e in e.at != at ? e.at < at : slots[e.job]!.id < r.id }
                 ends.insert((j, at), at: k)
             }
             if r.tier == .spot, !r.stopping, let first = on.first {
                 let model = nodes[first.node].gpuModel
                 // Found in the list as it stands, then inserted in place (taking the list
                 // out and putting it back would copy every spot job's slot).
-                let k = spotByRecency[model].map { list in lowerBound(list) { s in Self.recent(self[s], before: r) } } ?? 0
+                let k = spotByRecency[model].map { list in lowerBound(list) { s in recent(s, before: r) } } ?? 0
                 spotByRecency[model, default: []].insert(j, at: k)
             }
             count(r, on, nodes: nodes, sign: 1)
@@ -165,16 +153,8 @@ public struct RunningTable: Sendable {
             for a in on {
                 if let x = onNode.index(forKey: a.node) {
                     onNode.values[x].append(j)
-                    refreshPreemptible(a.node)
-                    continue
-                }
-                onNode[a.node] = [j]
-                // Alone on the node on whole GPUs: the job is the node's preemptible work
-                // (what a refresh would find, without one).
-                if r.gpuShareMilli == nil {
-                    preemptible[a.node] = r.stopping ? nil : [([j], a.gpus)]
                 } else {
-                    refreshPreemptible(a.node)
+                    onNode[a.node] = [j]
                 }
             }
         }
@@ -186,15 +166,22 @@ public struct RunningTable: Sendable {
         a.startedAt != b.startedAt ? a.startedAt > b.startedAt : a.id > b.id
     }
 
+    /// `recent` for the job in slot `s`, its fields read in place (a copy of the view
+    /// costs a retain and a release per field, on every probe of a search).
+    private func recent(_ s: Int, before b: RunningJob) -> Bool {
+        let at = slots[s]!.startedAt
+        return at != b.startedAt ? at > b.startedAt : slots[s]!.id > b.id
+    }
+
     private func endPosition(_ j: Int, _ r: RunningJob) -> Int? {
         guard let at = r.expectedEnd else { return nil }
-        let k = lowerBound(ends) { e in e.at != at ? e.at < at : self[e.job].id < r.id }
+        let k = lowerBound(ends) { e in e.at != at ? e.at < at : slots[e.job]!.id < r.id }
         return k < ends.count && ends[k].job == j ? k : nil
     }
 
     private func spotPosition(_ j: Int, _ r: RunningJob, model: String) -> Int? {
         guard let list = spotByRecency[model] else { return nil }
-        let k = lowerBound(list) { s in Self.recent(self[s], before: r) }
+        let k = lowerBound(list) { s in recent(s, before: r) }
         return k < list.count && list[k] == j ? k : nil
     }
 
@@ -217,19 +204,27 @@ public struct RunningTable: Sendable {
         let isOutside = r.reservation == nil && r.tier != .spot
         let isSold = r.tier == .onDemand || r.tier == .reserved
         guard isOutside || isSold, r.gpuShareMilli == nil else { return }
-        // GPUs per (model, site): a gang's nodes are mostly of one.
-        var sums: [(model: String, site: Int, gpus: Int)] = []
+        // GPUs per (model, site): a gang's nodes are almost always of one, summed without a
+        // list (others, if any, in one); the nodes' fields read in place, not copied.
+        guard let head = on.first else { return }
+        let model = nodes[head.node].gpuModel
+        let site = nodes[head.node].site
+        var gpus = 0
+        var others: [(model: String, site: Int, gpus: Int)] = []
         for a in on {
-            let n = nodes[a.node]
-            if let k = sums.firstIndex(where: { $0.site == n.site && $0.model == n.gpuModel }) {
-                sums[k].gpus += a.gpus.count
+            if nodes[a.node].site == site, nodes[a.node].gpuModel == model {
+                gpus += a.gpus.count
+            } else if let k = others.firstIndex(where: { $0.site == nodes[a.node].site && $0.model == nodes[a.node].gpuModel }) {
+                others[k].gpus += a.gpus.count
             } else {
-                sums.append((n.gpuModel, n.site, a.gpus.count))
+                others.append((nodes[a.node].gpuModel, nodes[a.node].site, a.gpus.count))
             }
         }
-        for (model, site, gpus) in sums {
-            if isOutside { outside.adjust(sign * gpus, model: model, site: site) }
-            if isSold { sold.adjust(sign * gpus, model: model, site: site) }
+        if isOutside { outside.adjust(sign * gpus, model: model, site: site) }
+        if isSold { sold.adjust(sign * gpus, model: model, site: site) }
+        for o in others {
+            if isOutside { outside.adjust(sign * o.gpus, model: o.model, site: o.site) }
+            if isSold { sold.adjust(sign * o.gpus, model: o.model, site: o.site) }
         }
     }
 
@@ -278,15 +273,16 @@ public struct RunningTable: Sendable {
                 onNode[a.node]?.removeAll { $0 == j }
                 if onNode[a.node]?.isEmpty == true { onNode[a.node] = nil }
             }
-            for a in gone { refreshPreemptible(a.node) }
         }
         return true
     }
 
-    /// Recomputes node `i`'s preemptible entries from the jobs on it: each spot job on
-    /// whole GPUs not being stopped, by ID, then each GPU spot jobs share (in GPU order)
-    /// unless one of its sharers is being stopped.
-    private mutating func refreshPreemptible(_ i: Int) {
+    /// Spot work on node `i` that may be preempted, as (slots, their GPUs there): each spot
+    /// job on whole GPUs not being stopped, by ID, then each GPU spot jobs share (in GPU
+    /// order, every sharer: they free it together) unless one of its sharers is being
+    /// stopped. Worked out when a preemption looks at the node (rare), not kept for every
+    /// node as work starts and ends.
+    public func preemptible(on i: Int) -> [(jobs: [Int], gpus: [Int])] {
         let listed = onNode[i] ?? []
         let here = listed.count < 2 ? listed : listed.sorted { slots[$0]!.id < slots[$1]!.id }
         var entries: [(jobs: [Int], gpus: [Int])] = []
@@ -305,7 +301,7 @@ public struct RunningTable: Sendable {
             }
         }
         for g in shared.keys.sorted() where !stopping.contains(g) { entries.append((shared[g]!, [g])) }
-        preemptible[i] = entries.isEmpty ? nil : entries
+        return entries
     }
 
     /// How this table differs from `other` (empty when they hold the same jobs and give
@@ -340,10 +336,10 @@ public struct RunningTable: Sendable {
             problems.append("running GPUs per org differ")
         }
         if outside != other.outside || sold != other.sold { problems.append("GPUs outside blocks or sold differ") }
-        let nodesWith = Set(preemptible.keys).union(other.preemptible.keys)
+        let nodesWith = Set(onNode.keys).union(other.onNode.keys)
         for i in nodesWith.sorted() {
-            let a = (preemptible[i] ?? []).map { e in "\(e.jobs.map { self[$0].id })\(e.gpus)" }
-            let b = (other.preemptible[i] ?? []).map { e in "\(e.jobs.map { other[$0].id })\(e.gpus)" }
+            let a = preemptible(on: i).map { e in "\(e.jobs.map { self[$0].id })\(e.gpus)" }
+            let b = other.preemptible(on: i).map { e in "\(e.jobs.map { other[$0].id })\(e.gpus)" }
             if a != b {
                 problems.append("preemptible work on node \(i) differs")
                 break
@@ -358,14 +354,16 @@ extension Dictionary where Key == String, Value == [Int: Int] {
     /// dropping entries that reach zero.
     mutating func adjust(_ n: Int, model: String, site: Int) {
         guard n != 0 else { return }
-        for key in [-1, site] {
-            let v = (self[model]?[key] ?? 0) + n
-            if v == 0 {
-                self[model]?[key] = nil
-            } else {
-                self[model, default: [:]][key] = v
-            }
-        }
-        if self[model]?.isEmpty == true { self[model] = nil }
+        // The model's counts changed in place (one lookup), then dropped if left empty.
+        if Self.adjust(&self[model, default: [:]], n, site: site) { self[model] = nil }
+    }
+
+    /// Adds `n` to `counts` at -1 and at `site`; whether `counts` is left empty.
+    private static func adjust(_ counts: inout [Int: Int], _ n: Int, site: Int) -> Bool {
+        counts[-1, default: 0] += n
+        if counts[-1] == 0 { counts[-1] = nil }
+        counts[site, default: 0] += n
+        if counts[site] == 0 { counts[site] = nil }
+        return counts.isEmpty
     }
 }

@@ -916,6 +916,8 @@ struct Round {
             // Whole nodes: the index lists the racks by how many whole nodes they have free,
             // each list in rack order, which is the order `spread` takes them in.
             var picked: [Int] = []
+            picked.reserveCapacity(n)
+            var inRack: [Int] = []
             var racks = 0
             levels: for level in stride(from: pool.maxSlotNodes, through: 1, by: -1) {
                 for (w, word) in pool.whole[level].enumerated() where word != 0 {
@@ -924,7 +926,8 @@ struct Round {
                         let s = pool.slots.lowerBound + w * 64 + rest.trailingZeroBitCount
                         rest &= rest - 1
                         racks += 1
-                        for i in packed(s, g: g, check: nil) {
+                        packed(s, g: g, check: nil, into: &inRack)
+                        for i in inRack {
                             picked.append(i)
                             if picked.count == n { break levels }
                         }
@@ -966,11 +969,14 @@ struct Round {
         _ counts: [(slot: Int, q: Int)], n: Int, g: Int, check: SchedulingSnapshot.PendingJob?, maxPerSlot: Int
     ) -> (nodes: [Int], racks: Int) {
         var picked: [Int] = []
+        picked.reserveCapacity(n)
+        var inRack: [Int] = []
         var racks = 0
         for level in stride(from: maxPerSlot, through: 1, by: -1) {
             for (s, q) in counts where q == level {
                 racks += 1
-                for i in packed(s, g: g, check: check) {
+                packed(s, g: g, check: check, into: &inRack)
+                for i in inRack {
                     picked.append(i)
                     if picked.count == n { return (picked, racks) }
                 }
@@ -989,6 +995,14 @@ struct Round {
     /// fewest available first, then in inventory order.
     func packed(_ s: Int, g: Int, check: SchedulingSnapshot.PendingJob?) -> [Int] {
         var out: [Int] = []
+        packed(s, g: g, check: check, into: &out)
+        return out
+    }
+
+    /// `packed`, written into `out` (emptied first): a gang across racks reuses one list
+    /// for all of them.
+    func packed(_ s: Int, g: Int, check: SchedulingSnapshot.PendingJob?, into out: inout [Int]) {
+        out.removeAll(keepingCapacity: true)
         for i in capacity.slots[s].nodes {
             let a = capacity.availableCount[i]
             guard Int(a) >= g else { continue }
@@ -1001,7 +1015,6 @@ struct Round {
             }
             out[k] = i
         }
-        return out
     }
 
     func firstNode(inSlot s: Int, withExactly f: Int, check: SchedulingSnapshot.PendingJob?) -> Int? {
@@ -1106,7 +1119,7 @@ struct Round {
                     if room.count < g || !resourcesFit(i, job) {
                         let others = capacity.held[i] ?? [:]
                         // Most recently started first (a shared GPU by its latest sharer).
-                        let candidates = (snapshot.table.preemptible[i] ?? [])
+                        let candidates = snapshot.table.preemptible(on: i)
                             .filter { !$0.jobs.contains(where: victimTaken.contains) }
                             .map { (c: $0, latest: snapshot.table[latest($0.jobs)]) }
                             .sorted { a, b in

@@ -34,7 +34,7 @@ public struct Engine: Sendable {
             let outcome = try state.apply(entry, commit: true)
             guard case .applied = outcome else { return outcome }
             do {
-                try store.append([entry])
+                try store.append(entry)
             } catch {
                 fatalError("command \(command.name) was applied but the store refused it: \(error)")
             }
@@ -44,7 +44,7 @@ public struct Engine: Sendable {
         }
         let predicted = try state.apply(entry, commit: false)
         guard case .applied = predicted else { return predicted }
-        try store.append([entry])
+        try store.append(entry)
         let outcome: Outcome
         do {
             outcome = try state.apply(entry, commit: true)

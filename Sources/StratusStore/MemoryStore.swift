@@ -18,14 +18,21 @@ public final class MemoryStore: Store {
 
     public func append(_ entries: [LogEntry]) throws {
         try contents.withLock { c in
-            for e in entries {
-                guard e.seq == max(c.last, c.snapshot?.seq ?? 0) + 1 else {
-                    throw StratusError(.internal, "log gap: appending \(e.seq) after \(c.last)")
-                }
-                if keepsLog { c.log.append(e) }
-                c.last = e.seq
-            }
+            for e in entries { try Self.append(e, to: &c, keepsLog: keepsLog) }
         }
+    }
+
+    /// One entry, without a list (the simulator appends every command alone).
+    public func append(_ entry: LogEntry) throws {
+        try contents.withLock { c in try Self.append(entry, to: &c, keepsLog: keepsLog) }
+    }
+
+    private static func append(_ e: LogEntry, to c: inout Contents, keepsLog: Bool) throws {
+        guard e.seq == max(c.last, c.snapshot?.seq ?? 0) + 1 else {
+            throw StratusError(.internal, "log gap: appending \(e.seq) after \(c.last)")
+        }
+        if keepsLog { c.log.append(e) }
+        c.last = e.seq
     }
 
     public func entries(after seq: UInt64) throws -> [LogEntry] {

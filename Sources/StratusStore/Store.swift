@@ -6,6 +6,8 @@ import StratusCore
 public protocol Store: Sendable {
     /// Appends entries in one transaction. Their sequence numbers follow the last one.
     func append(_ entries: [LogEntry]) throws
+    /// Appends one entry: `append([entry])`, which a store may do without the list.
+    func append(_ entry: LogEntry) throws
     /// Entries with `seq > after`, in order.
     func entries(after seq: UInt64) throws -> [LogEntry]
     /// The newest snapshot, if any.
@@ -13,6 +15,10 @@ public protocol Store: Sendable {
     func saveSnapshot(_ state: State) throws
     /// Sequence number of the last appended entry (0 for an empty log).
     func lastSeq() throws -> UInt64
+}
+
+extension Store {
+    public func append(_ entry: LogEntry) throws { try append([entry]) }
 }
 
 public enum Recovery {
