@@ -1182,8 +1182,10 @@ extension State {
             func _rawHashValue(seed: Int) -> Int { job._rawHashValue(seed: node._rawHashValue(seed: seed)) }
         }
         var applied = 0
+        // Repeats found by a scan of the reports before (few: a job's nodes), else a set.
+        let scans = max(c.started.count, c.exited.count) <= 8
         var named = Set<Run>()
-        named.reserveCapacity(c.count)
+        if !scans { named.reserveCapacity(c.count) }
         // A gang's reports come together: its job is looked up once, and each node's
         // allocation first looked for after the previous one's.
         var job: Job?
@@ -1191,7 +1193,11 @@ extension State {
         var starts: [Int?] = []
         starts.reserveCapacity(c.started.count)
         for (k, r) in c.started.enumerated() {
-            guard named.insert(Run(job: r.job, node: r.node)).inserted else {
+            let repeated =
+                scans
+                ? c.started[..<k].contains { $0.job == r.job && $0.node == r.node }
+                : !named.insert(Run(job: r.job, node: r.node)).inserted
+            guard !repeated else {
                 throw StratusError(.invalidArgument, "started[\(k)]: job \(r.job) on \(r.node) is named twice")
             }
             do {
@@ -1208,7 +1214,11 @@ extension State {
         job = nil
         exits.reserveCapacity(c.exited.count)
         for (k, r) in c.exited.enumerated() {
-            guard named.insert(Run(job: r.job, node: r.node)).inserted else {
+            let repeated =
+                scans
+                ? c.exited[..<k].contains { $0.job == r.job && $0.node == r.node }
+                : !named.insert(Run(job: r.job, node: r.node)).inserted
+            guard !repeated else {
                 throw StratusError(.invalidArgument, "exited[\(k)]: job \(r.job) on \(r.node) is named twice")
             }
             do {
@@ -1331,20 +1341,35 @@ extension State {
     /// ("node-1[0, 1]"), the first `Limits.nodesNamedPerEvent` of a large gang, then how
     /// many more.
     static func describe(_ nodes: [NodeAssignment]) -> String {
-        // One string appended to (this runs for every placement), its room reserved.
-        var out = ""
-        out.reserveCapacity(
-            nodes.prefix(Limits.nodesNamedPerEvent).reduce(32) { $0 + $1.node.rawValue.utf8.count + 4 * $1.gpus.count + 3 })
-        for (n, a) in nodes.prefix(Limits.nodesNamedPerEvent).enumerated() {
-            if n > 0 { out += " " }
-            out += a.node.rawValue
-            out += "["
-            for (k, g) in a.gpus.enumerated() {
-                if k > 0 { out += ", " }
-                // A GPU index is almost always one digit: appended as one, not formatted.
-                if (0..<10).contains(g) { out.unicodeScalars.append(Unicode.Scalar(UInt8(48 + g))) } else { out += String(g) }
+        // Written as bytes into the string's own storage, its room counted first (this runs
+        // for every placement; appending to a String a character at a time cost more).
+        let named = nodes.prefix(Limits.nodesNamedPerEvent)
+        let room = named.reduce(0) { $0 + $1.node.rawValue.utf8.count + 3 + 5 * $1.gpus.count }
+        var out = String(unsafeUninitializedCapacity: room) { buffer in
+            var at = 0
+            func put(_ byte: UInt8) {
+                buffer[at] = byte
+                at += 1
             }
-            out += "]"
+            for (n, a) in named.enumerated() {
+                if n > 0 { put(0x20) }
+                for byte in a.node.rawValue.utf8 { put(byte) }
+                put(0x5B)
+                for (k, g) in a.gpus.enumerated() {
+                    if k > 0 {
+                        put(0x2C)
+                        put(0x20)
+                    }
+                    // A placed GPU's index is below its node's count (at most
+                    // `Limits.maxGPUsPerNode`): three digits are room to spare.
+                    let v = min(max(g, 0), 999)
+                    if v >= 100 { put(0x30 + UInt8(v / 100)) }
+                    if v >= 10 { put(0x30 + UInt8(v / 10 % 10)) }
+                    put(0x30 + UInt8(v % 10))
+                }
+                put(0x5D)
+            }
+            return at
         }
         if nodes.count > Limits.nodesNamedPerEvent { out += " and \(nodes.count - Limits.nodesNamedPerEvent) more nodes" }
         return out
