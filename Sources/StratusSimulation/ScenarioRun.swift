@@ -369,7 +369,7 @@ extension Simulation {
                     cpuMilli: (r.cpuMilli * units + 999) / 1000, memoryMiB: (r.memoryMiB * units + 999) / 1000)
             }
             if let id = try submit(spec, org: org, kind: .demand(k), duration: seconds) {
-                heap.push(now.adding(seconds: d.patienceSeconds), .abandon(id))
+                abandonLater(id, stream: k, at: now.adding(seconds: d.patienceSeconds))
             }
         }
         heap.push(nextArrival(d, k), .demand(k))

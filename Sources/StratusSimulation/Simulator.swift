@@ -72,7 +72,8 @@ public struct Simulation {
         case blockStart(stream: Int, reservation: String)
         case training(Int)
         case demand(Int)
-        case abandon(JobID)
+        /// A queued job's owner gives up (the job is from demand stream `stream`).
+        case abandon(JobID, stream: Int)
         case arrival(Int)
         /// A timer the server would have: a round at this moment (a capacity block's
         /// stop notice is due).
@@ -99,7 +100,7 @@ public struct Simulation {
             case .blockStart(let s, let r): (9, r, s)
             case .training(let s): (10, "", s)
             case .demand(let s): (11, "", s)
-            case .abandon(let j): (11, j.rawValue, -1)
+            case .abandon(let j, _): (11, j.rawValue, -1)
             case .arrival(let i): (12, "", i)
             case .wake: (13, "", 0)
             case .round: (14, "", 0)
@@ -137,6 +138,9 @@ public struct Simulation {
     /// The horizon of a scenario run; nil: until the trace's work is done.
     let end: Timestamp?
     var heap = EventHeap<Event>()
+    /// When each demand stream's queued jobs give up waiting, outside the heap but for the
+    /// earliest moment's (see `abandonLater`).
+    var deadlines: [Int: Deadlines] = [:]
     var random: SeededRandom
     var stats = Stats()
     public internal(set) var cohorts: [Cohort] = []
@@ -427,7 +431,8 @@ public struct Simulation {
         case .training(let s): try trainingArrival(s)
         case .demand(let s): try demandArrival(s)
         case .blockStart(let s, let r): try blockStart(s, ReservationID(r))
-        case .abandon(let id):
+        case .abandon(let id, let stream):
+            abandonDue(stream)
             // Its owner gave up waiting: a job that never started is cancelled.
             guard engine.state.jobs[id]?.state == .queued, stats.firstStart[id] == nil else { return }
             try engine.execute(.cancelJob(CancelJob(job: id, by: "key-1")), at: now)
@@ -436,6 +441,65 @@ public struct Simulation {
             if let job = engine.state.jobs[id] { ended(job) }
         }
         dirty = true
+    }
+
+    /// One demand stream's give-up moments, in time order, with how many of the earliest
+    /// moment's are in the heap. A job waits at most its stream's patience, so a stream's
+    /// moments come in submit order: the heap holds one moment's events per stream, not
+    /// one event per queued job (most of which start long before they would give up), and
+    /// pops them where it would have, so runs are the same.
+    struct Deadlines {
+        var queue: [(at: Timestamp, job: JobID)] = []
+        /// The queue's first entry still waiting to go into the heap.
+        var head = 0
+        var inHeap = 0
+        var heapTime: Timestamp?
+    }
+
+    /// Job `id` of demand stream `k` gives up at `at` if it has not started by then.
+    mutating func abandonLater(_ id: JobID, stream k: Int, at: Timestamp) {
+        var d = deadlines.removeValue(forKey: k) ?? Deadlines()
+        defer { deadlines[k] = d }
+        if d.inHeap == 0 || d.heapTime == at {
+            heap.push(at, .abandon(id, stream: k))
+            d.inHeap += 1
+            d.heapTime = at
+        } else if d.head == d.queue.count || d.queue[d.queue.count - 1].at <= at {
+            d.queue.append((at, id))
+        } else {
+            // Not in order (a stream's patience is fixed, so this does not happen): placed
+            // after every moment before or at its own.
+            var position = d.queue.count
+            while position > d.head, d.queue[position - 1].at > at { position -= 1 }
+            if d.heapTime.map({ at < $0 }) ?? false {
+                // Sooner than the moment in the heap: straight into the heap.
+                heap.push(at, .abandon(id, stream: k))
+                d.inHeap += 1
+            } else {
+                d.queue.insert((at, id), at: position)
+            }
+        }
+    }
+
+    /// One of stream `k`'s give-up events popped: once the last of its moment's has, the
+    /// next moment's go into the heap.
+    mutating func abandonDue(_ k: Int) {
+        guard var d = deadlines.removeValue(forKey: k) else { return }
+        defer { deadlines[k] = d }
+        d.inHeap -= 1
+        guard d.inHeap == 0, d.head < d.queue.count else { return }
+        let at = d.queue[d.head].at
+        while d.head < d.queue.count, d.queue[d.head].at == at {
+            heap.push(at, .abandon(d.queue[d.head].job, stream: k))
+            d.inHeap += 1
+            d.head += 1
+        }
+        d.heapTime = at
+        // The queue's front is dropped once it is most of the list (amortized: no shifting per pop).
+        if d.head > 1024, d.head * 2 > d.queue.count {
+            d.queue.removeFirst(d.head)
+            d.head = 0
+        }
     }
 
     /// Submits a job; a refusal (quota, money, no such capacity) counts and changes nothing.
