@@ -22,17 +22,24 @@ extension TieredScheduler {
     }
 
     /// The same, from a round part-way through planning (its placements count as work
-    /// with no known end).
-    static func earliestStart(_ job: SchedulingSnapshot.PendingJob, from start: Round, now: Timestamp) -> StartEstimate? {
-        var round = start
-        round.blocked = []
+    /// with no known end). `failedNow`: the job was just fitted to `start` as it is and
+    /// did not fit, so the estimate begins at the first end (when no running work has a
+    /// known end, there is none, and the round is not copied at all: on a full cloud
+    /// every queued job asks).
+    static func earliestStart(
+        _ job: SchedulingSnapshot.PendingJob, from start: Round, now: Timestamp, failedNow: Bool = false
+    ) -> StartEstimate? {
+        let skipsNow = failedNow && start.blocked.isEmpty
         let snapshot = start.snapshot
         let ends = snapshot.table.ends
+        if skipsNow, ends.isEmpty { return nil }
+        var round = start
+        round.blocked = []
         var cursor = 0
         var time = now
         var steps = 0
         while true {
-            if case .success(let choice) = round.fit(job) {
+            if steps > 0 || !skipsNow, case .success(let choice) = round.fit(job) {
                 return StartEstimate(
                     at: time, nodes: choice.nodes.map { NodeAssignment(node: snapshot.nodes[$0.0].id, gpus: $0.1) })
             }

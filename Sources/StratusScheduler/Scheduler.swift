@@ -163,7 +163,7 @@ public struct TieredScheduler: Scheduler {
                 reasons.append("also tried: \(job.alternatives.map(\.description).joined(separator: ", "))")
             }
             if job.tier == .spot { reasons.append("tier: spot work never preempts") }
-            if reservation == nil, let estimate = Self.earliestStart(job, from: round, now: now) {
+            if reservation == nil, let estimate = Self.earliestStart(job, from: round, now: now, failedNow: true) {
                 let nodes = Set(estimate.nodes.compactMap { round.index[$0.node] })
                 reservation = (job.id, estimate.at, nodes)
                 reasons.append("backfill: holds \(nodes.count) node(s) to start by \(estimate.at)")
@@ -256,6 +256,18 @@ struct Round {
         let model: String
         let gpus: Int
     }
+    /// Preemption searches that found nothing this round (see `preempt`).
+    var fruitless: Set<SearchShape> = []
+    struct SearchShape: Hashable {
+        let model: String
+        let gpus: Int
+        let nodes: Int
+        let topology: TopologyLevel?
+        let pools: [Int]
+    }
+    /// Spot work each node could give up, worked out once per round (the running table
+    /// does not change during one).
+    var preemptibleOn: [Int: [(jobs: [Int], gpus: [Int])]] = [:]
     /// Nodes held for the backfill reservation: jobs that would not end in time skip them.
     var blocked: Set<Int> = []
     /// Watts each site may still draw.
@@ -1055,6 +1067,26 @@ struct Round {
             if protectionBlock(job, site: site, need: g * job.numNodes, delay: noticeSeconds) != nil { continue }
             eligible.insert(p)
         }
+        // Within a round GPUs only get scarcer and victims only get taken: a search that
+        // found nothing finds nothing again for a job of the same shape, in the same pools,
+        // with no per-node constraint and no GPUs held for it. On a full cloud most queued
+        // jobs are a few shapes, and each would otherwise scan the nodes again.
+        let shape: SearchShape? =
+            !job.placement.selectsLabels && fenced.isEmpty && allowedRacks == nil && job.resources.isZero
+                && job.nominated == nil
+            ? SearchShape(model: job.gpuModel, gpus: g, nodes: job.numNodes, topology: job.topology, pools: eligible.sorted())
+            : nil
+        if let shape, fruitless.contains(shape) { return nil }
+        let found = findVictims(for: job, noticeSeconds: noticeSeconds, eligible: eligible, pools: pools)
+        if found == nil, let shape { fruitless.insert(shape) }
+        return found
+    }
+
+    /// `preempt` once the pools it may use are known.
+    private mutating func findVictims(
+        for job: SchedulingSnapshot.PendingJob, noticeSeconds: Int64, eligible: Set<Int>, pools: [Int]
+    ) -> Preemption? {
+        let g = job.gpusPerNode
         let selector = job.placement.selectsLabels
         func nodeOK(_ i: Int) -> Bool {
             guard let p = capacity.pool(ofNode: i), eligible.contains(p) else { return false }
@@ -1119,7 +1151,8 @@ struct Round {
                     if room.count < g || !resourcesFit(i, job) {
                         let others = capacity.held[i] ?? [:]
                         // Most recently started first (a shared GPU by its latest sharer).
-                        let candidates = snapshot.table.preemptible(on: i)
+                        if preemptibleOn[i] == nil { preemptibleOn[i] = snapshot.table.preemptible(on: i) }
+                        let candidates = preemptibleOn[i]!
                             .filter { !$0.jobs.contains(where: victimTaken.contains) }
                             .map { (c: $0, latest: snapshot.table[latest($0.jobs)]) }
                             .sorted { a, b in
