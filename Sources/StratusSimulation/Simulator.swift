@@ -460,10 +460,11 @@ public struct Simulation {
     mutating func abandonLater(_ id: JobID, stream k: Int, at: Timestamp) {
         var d = deadlines.removeValue(forKey: k) ?? Deadlines()
         defer { deadlines[k] = d }
-        if d.inHeap == 0 || d.heapTime == at {
+        if d.inHeap == 0 || d.heapTime.map({ at <= $0 }) == true {
+            // Due no later than the moment in the heap (or nothing is there): into the heap.
             heap.push(at, .abandon(id, stream: k))
+            if d.inHeap == 0 { d.heapTime = at }
             d.inHeap += 1
-            d.heapTime = at
         } else if d.head == d.queue.count || d.queue[d.queue.count - 1].at <= at {
             d.queue.append((at, id))
         } else {
@@ -471,13 +472,7 @@ public struct Simulation {
             // after every moment before or at its own.
             var position = d.queue.count
             while position > d.head, d.queue[position - 1].at > at { position -= 1 }
-            if d.heapTime.map({ at < $0 }) ?? false {
-                // Sooner than the moment in the heap: straight into the heap.
-                heap.push(at, .abandon(id, stream: k))
-                d.inHeap += 1
-            } else {
-                d.queue.insert((at, id), at: position)
-            }
+            d.queue.insert((at, id), at: position)
         }
     }
 
