@@ -1237,7 +1237,7 @@ extension State {
     /// The usage of allocation `i` if it ends at `endedAt` (nil if it never started). Its
     /// id (`JOB/RUN/NODE`) is new to the usage meter by construction: job ids are never
     /// reused, a run's allocations are on distinct nodes, and an allocation ends (and is
-    /// recorded) once; `UsageMeter.add(new:)` asserts it in debug builds.
+    /// recorded) once; the simulator's invariant checks (`--faults`, the fuzz) confirm it.
     @inline(__always)
     func usageRecord(_ job: Job, _ i: Int, endedAt: Timestamp) -> UsageRecord? {
         // The fields read in place (a copy of the allocation would retain its lists).
@@ -1271,44 +1271,54 @@ extension State {
         _ id: JobID, _ i: Int, record: UsageRecord?, endedAt: Timestamp, exitCode: Int32?, reason: String?, at: Timestamp,
         tally: inout Billing.Tally
     ) {
-        let alloc: Allocation
-        let spec: JobSpec
+        // The job's fields this needs, read in place (a copy of its spec or allocation
+        // would retain and release each of their strings and lists, on every node).
+        let node: NodeID
+        let gpus: [Int]
+        let wasEnded: Bool
+        let tier: Tier
+        let shareMilli: Int?
+        let need: NodeResources?
         let k: Int?
         do {
             let job = jobs.all[id]!
-            alloc = job.allocations[i]
-            spec = job.spec
+            node = job.allocations[i].node
+            gpus = job.allocations[i].gpus
+            wasEnded = job.allocations[i].isEnded
+            tier = job.spec.tier
+            shareMilli = job.spec.gpuShareMilli
+            need = job.spec.nodeResources
             // The node's place in the counters, looked up once for its region and recount.
-            k = counterPosition(alloc.node)
+            k = counterPosition(node)
             if let record {
                 // New by construction (see `usageRecord`).
                 usage.add(new: record)
                 addToHistory(record)
                 // No closure here: one that reads `self` makes the optimizer copy the whole state.
                 var region: String?
-                if let k { region = counters.siteAt[k]?.region.rawValue } else { region = self.region(ofNode: alloc.node) }
+                if let k { region = counters.siteAt[k]?.region.rawValue } else { region = self.region(ofNode: node) }
                 billing.count(usageEvent(record, region: region), now: at, into: &tally)
-                checkSLAs(job, alloc, record, at: at)
+                if !slas.isEmpty { checkSLAs(job, job.allocations[i], record, at: at) }
             }
         }
         // The node tables changed in place at the node's slot, and the GPU table read back
         // for the recount.
-        let freed = gpuHolders.modify(alloc.node, at: k) { $0?.release(alloc.gpus, heldBy: id) } ?? 0
-        if let milli = spec.gpuShareMilli, !alloc.isEnded, let g = alloc.gpus.first,
-            var share = gpuShares[alloc.node, at: k]?[g], let j = share.jobs.firstIndex(of: id)
+        let freed = gpuHolders.modify(node, at: k) { $0?.release(gpus, heldBy: id) } ?? 0
+        if let milli = shareMilli, !wasEnded, let g = gpus.first,
+            var share = gpuShares[node, at: k]?[g], let j = share.jobs.firstIndex(of: id)
         {
             share.jobs.remove(at: j)
             share.milli -= milli
-            gpuShares[alloc.node, at: k]![g] = share.jobs.isEmpty ? nil : share
-            if gpuShares[alloc.node, at: k]!.isEmpty { gpuShares[alloc.node, at: k] = nil }
+            gpuShares[node, at: k]![g] = share.jobs.isEmpty ? nil : share
+            if gpuShares[node, at: k]!.isEmpty { gpuShares[node, at: k] = nil }
         }
-        if let need = spec.nodeResources, !alloc.isEnded, let used = resourcesInUse[alloc.node, at: k] {
+        if let need, !wasEnded, let used = resourcesInUse[node, at: k] {
             let left = used - need
-            resourcesInUse[alloc.node, at: k] = left.isZero ? nil : left
+            resourcesInUse[node, at: k] = left.isZero ? nil : left
         }
         recount(
-            alloc.node, at: k, node: nodes[alloc.node, at: k], holders: gpuHolders[alloc.node, at: k],
-            delta: spec.gpuShareMilli == nil ? (-freed, spec.tier) : nil)
+            node, at: k, node: nodes[node, at: k], holders: gpuHolders[node, at: k],
+            delta: shareMilli == nil ? (-freed, tier) : nil)
         var last = false
         jobs.update(id) { job in
             job.allocations[i].endedAt = endedAt
@@ -1321,7 +1331,7 @@ extension State {
                     job.allocations[k].stopRequested = true
                 }
                 let what = reason ?? (exitCode.map { "exit code \($0)" } ?? "killed")
-                job.reason = "\(what) on \(alloc.node)"
+                job.reason = "\(what) on \(node)"
             }
             last = job.allocations.allSatisfy(\.isEnded)
         }

@@ -50,8 +50,10 @@ public struct UsageMeter: Codable, Equatable, Sendable {
     public private(set) var records: [UsageRecord] = []
     /// How many records have each id digest (`digest`), to find a repeated id without a
     /// scan: a digest seen is confirmed against the records. Derived from them, so not
-    /// encoded.
-    private var ids: [UInt64: Int32] = [:]
+    /// encoded; built by the first `record` (nil until then: the control plane adds its
+    /// own records with `add(new:)`, which need no check, and keeping the index for
+    /// them cost a hash and a probe of a large table per allocation).
+    private var ids: [UInt64: Int32]?
     /// Records forgotten with their jobs (`retire`): how many, and their GPU time.
     public private(set) var retiredRecords = 0
     public private(set) var retiredGPUMilliseconds: Int64 = 0
@@ -63,7 +65,6 @@ public struct UsageMeter: Codable, Equatable, Sendable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         records = try c.decode([UsageRecord].self, forKey: .records)
-        for r in records { ids[Self.digest(r.id), default: 0] += 1 }
         retiredRecords = try c.decodeIfPresent(Int.self, forKey: .retiredRecords) ?? 0
         retiredGPUMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .retiredGPUMilliseconds) ?? 0
     }
@@ -85,13 +86,13 @@ public struct UsageMeter: Codable, Equatable, Sendable {
     /// and GPU time. In place: kept records move forward, the forgotten are dropped.
     public mutating func retire(jobs: Set<JobID>, endedBefore: Timestamp) {
         var kept = 0
-        var forgotten: [UInt64] = []
+        var forgotten = 0
         var gpuMilliseconds: Int64 = 0
         records.withUnsafeMutableBufferPointer { book in
             for i in book.indices {
                 if book[i].endedAt < endedBefore, jobs.contains(book[i].job) {
                     gpuMilliseconds += book[i].gpuMilliseconds
-                    forgotten.append(Self.digest(book[i].id))
+                    forgotten += 1
                 } else {
                     // Swapped in the buffer: moved, not copied.
                     if kept != i { book.swapAt(kept, i) }
@@ -100,11 +101,9 @@ public struct UsageMeter: Codable, Equatable, Sendable {
             }
         }
         records.removeLast(records.count - kept)
-        retiredRecords += forgotten.count
+        retiredRecords += forgotten
         retiredGPUMilliseconds += gpuMilliseconds
-        for d in forgotten {
-            if let n = ids[d], n > 1 { ids[d] = n - 1 } else { ids[d] = nil }
-        }
+        if ids != nil { ids = Self.index(records) }
     }
 
     public enum Outcome: Equatable, Sendable {
@@ -115,9 +114,9 @@ public struct UsageMeter: Codable, Equatable, Sendable {
 
     /// Same id and same content is a no-op; same id with different content is refused.
     public func check(_ record: UsageRecord) throws(StratusError) -> Outcome {
-        guard ids[Self.digest(record.id)] != nil,
-            let existing = records.first(where: { $0.id == record.id })
-        else { return .recorded }
+        // Without the index (no `record` yet), a scan.
+        if let ids, ids[Self.digest(record.id)] == nil { return .recorded }
+        guard let existing = records.first(where: { $0.id == record.id }) else { return .recorded }
         guard existing == record else {
             throw StratusError(.idempotencyMismatch, "usage record '\(record.id)' already exists with different content")
         }
@@ -125,22 +124,29 @@ public struct UsageMeter: Codable, Equatable, Sendable {
     }
 
     public mutating func record(_ record: UsageRecord) throws(StratusError) -> Outcome {
+        if ids == nil { ids = Self.index(records) }
         let outcome = try check(record)
         if outcome == .recorded {
             records.append(record)
-            ids[Self.digest(record.id), default: 0] += 1
+            ids![Self.digest(record.id), default: 0] += 1
         }
         return outcome
     }
 
+    /// How many of `records` have each id digest.
+    private static func index(_ records: [UsageRecord]) -> [UInt64: Int32] {
+        var ids: [UInt64: Int32] = [:]
+        ids.reserveCapacity(records.count)
+        for r in records { ids[digest(r.id), default: 0] += 1 }
+        return ids
+    }
+
     /// Adds a record whose id the caller knows is new (the control plane's records are, by
-    /// construction), without `check`'s lookup. A repeated id here is a caller's bug,
-    /// caught in debug builds.
+    /// construction), without `check`'s lookup. A repeated id here is a caller's bug
+    /// (the simulator's invariant checks look for one).
     public mutating func add(new record: UsageRecord) {
-        let d = Self.digest(record.id)
-        assert(ids[d] == nil || !records.contains { $0.id == record.id }, "usage record \(record.id) added twice")
         records.append(record)
-        ids[d, default: 0] += 1
+        if ids != nil { ids![Self.digest(record.id), default: 0] += 1 }
     }
 
     public static func == (lhs: UsageMeter, rhs: UsageMeter) -> Bool {

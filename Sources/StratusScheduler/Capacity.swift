@@ -43,16 +43,21 @@ struct ChunkedArray<Element: Sendable & Equatable>: Sendable, Equatable {
 }
 
 /// A sorted set of keys kept in chunks of at most `SortedKeys.chunkLimit`: an insert or
-/// a removal shifts, and a copy that changes it copies, one chunk, not the whole list.
+/// a removal shifts, and a copy that changes it copies, one small chunk, not the whole
+/// list. Each chunk's last key is also kept in one flat list, so finding a key's chunk
+/// reads that list only (not one chunk's buffer per step of the search).
 struct SortedKeys: Sequence, Sendable, Equatable {
-    static let chunkLimit = 512
+    static let chunkLimit = 128
     /// Non-empty chunks, each sorted, each chunk's keys below the next one's.
     private var chunks: [[UInt64]] = []
+    /// The last (largest) key of each chunk.
+    private var lasts: [UInt64] = []
 
     init(_ sorted: [UInt64]) {
         chunks = stride(from: 0, to: sorted.count, by: Self.chunkLimit / 2).map {
             Array(sorted[$0..<Swift.min($0 + Self.chunkLimit / 2, sorted.count)])
         }
+        lasts = chunks.map { $0[$0.count - 1] }
     }
 
     var isEmpty: Bool { chunks.isEmpty }
@@ -62,10 +67,10 @@ struct SortedKeys: Sequence, Sendable, Equatable {
     /// last chunk for a key above them all).
     private func chunk(for key: UInt64) -> Int {
         var lo = 0
-        var hi = chunks.count - 1
+        var hi = lasts.count - 1
         while lo < hi {
             let mid = (lo + hi) / 2
-            if chunks[mid][chunks[mid].count - 1] < key { lo = mid + 1 } else { hi = mid }
+            if lasts[mid] < key { lo = mid + 1 } else { hi = mid }
         }
         return lo
     }
@@ -83,17 +88,21 @@ struct SortedKeys: Sequence, Sendable, Equatable {
     mutating func insert(_ key: UInt64) {
         guard !chunks.isEmpty else {
             chunks = [[key]]
+            lasts = [key]
             return
         }
         let c = chunk(for: key)
         let at = Self.position(key, in: chunks[c])
         if at < chunks[c].count, chunks[c][at] == key { return }
         chunks[c].insert(key, at: at)
+        if key > lasts[c] { lasts[c] = key }
         if chunks[c].count > Self.chunkLimit {
             let half = chunks[c].count / 2
             let upper = Array(chunks[c][half...])
             chunks[c].removeSubrange(half...)
             chunks.insert(upper, at: c + 1)
+            lasts.insert(upper[upper.count - 1], at: c + 1)
+            lasts[c] = chunks[c][half - 1]
         }
     }
 
@@ -104,8 +113,10 @@ struct SortedKeys: Sequence, Sendable, Equatable {
         guard at < chunks[c].count, chunks[c][at] == key else { return }
         if chunks[c].count == 1 {
             chunks.remove(at: c)
+            lasts.remove(at: c)
         } else {
             chunks[c].remove(at: at)
+            if at == chunks[c].count { lasts[c] = chunks[c][at - 1] }
         }
     }
 

@@ -586,34 +586,68 @@ public struct Simulation {
         if let i = starts.index(forKey: runs.job) {
             let isInference = kinds[runs.job] == .inference
             var busy = 0
-            for a in runs.nodes {
-                // The run's start, forgotten (in place: the list is not copied).
-                guard let k = starts.values[i].firstIndex(where: { $0.node == a.node && $0.attempt == runs.attempt })
-                else { continue }
-                let started = starts.values[i].remove(at: k).at
-                let gpus = a.gpus
-                if let g = a.first, runs.share != nil {
-                    // A shared GPU is allocated while any of its sharers runs.
-                    let slot = "\(a.node)#\(g)"
-                    sharers[slot, default: 0] -= 1
-                    if sharers[slot] == 0 {
-                        sharers[slot] = nil
-                        busy += 1
+            // A gang's runs end in the order they started: each is looked for from just
+            // after the previous one, and the ended ones are dropped in one pass at the end
+            // (removing each where it was would shift the rest of the list every time).
+            var ended: [Int] = []
+            ended.reserveCapacity(runs.nodes.count)
+            var next = 0
+            // (A job holds one allocation per node in a run: a node's start matches once.)
+            // In its own scope: the list read must be let go before it is changed below.
+            do {
+                let list = starts.values[i]
+                for a in runs.nodes {
+                    var found: Int?
+                    for step in 0..<list.count {
+                        let k = (next + step) % list.count
+                        if list[k].node == a.node, list[k].attempt == runs.attempt {
+                            found = k
+                            break
+                        }
                     }
-                } else {
-                    busy += gpus
-                }
-                if isInference { stats.inferenceRunning -= gpus }
-                ran.allocations += 1
-                ran.gpuMilliseconds += UsageRecord.gpuMilliseconds(
-                    gpus: gpus, share: runs.share, milliseconds: started.milliseconds(until: now))
-                if config.chaos {
-                    endedRuns.append((runs.job, runs.attempt, a.node))
-                    if endedRuns.count > 64 { endedRuns.removeFirst() }
+                    guard let k = found else { continue }
+                    next = k + 1
+                    ended.append(k)
+                    let started = list[k].at
+                    let gpus = a.gpus
+                    if let g = a.first, runs.share != nil {
+                        // A shared GPU is allocated while any of its sharers runs.
+                        let slot = "\(a.node)#\(g)"
+                        sharers[slot, default: 0] -= 1
+                        if sharers[slot] == 0 {
+                            sharers[slot] = nil
+                            busy += 1
+                        }
+                    } else {
+                        busy += gpus
+                    }
+                    if isInference { stats.inferenceRunning -= gpus }
+                    ran.allocations += 1
+                    ran.gpuMilliseconds += UsageRecord.gpuMilliseconds(
+                        gpus: gpus, share: runs.share, milliseconds: started.milliseconds(until: now))
+                    if config.chaos {
+                        endedRuns.append((runs.job, runs.attempt, a.node))
+                        if endedRuns.count > 64 { endedRuns.removeFirst() }
+                    }
                 }
             }
             if busy != 0 { stats.busy[runs.tier, default: 0] -= busy }
-            if starts.values[i].isEmpty { starts.remove(at: i) }
+            if ended.count == starts.values[i].count {
+                starts.remove(at: i)
+            } else if !ended.isEmpty {
+                ended.sort()
+                var kept = 0
+                var e = 0
+                for k in starts.values[i].indices {
+                    if e < ended.count, ended[e] == k {
+                        e += 1
+                        continue
+                    }
+                    starts.values[i].swapAt(kept, k)
+                    kept += 1
+                }
+                starts.values[i].removeLast(starts.values[i].count - kept)
+            }
         }
         if settles { settle(runs.job) }
     }
