@@ -14,8 +14,9 @@ public struct RunningTable: Sendable {
     var slotOf: [JobID: Int] = [:]
     /// Each slot's allocations by node index (nodes the index does not know are left out).
     var placedOn: [[(node: Int, gpus: [Int])]] = []
-    /// Slots of spot work with an allocation on each node.
-    var onNode: [Int: [Int]] = [:]
+    /// Slots of spot work with an allocation on each node, by node index (a flat list:
+    /// found by position, not by hashing; grown as nodes are named).
+    var onNode: [[Int]] = []
     /// Spot jobs on whole GPUs not being stopped, by the model of their first node, most
     /// recently started first (ties: the larger ID).
     var spotByRecency: [String: [Int]] = [:]
@@ -111,9 +112,8 @@ public struct RunningTable: Sendable {
         if r.tier == .spot {
             for a in on {
                 // One lookup of the node's list, changed in place.
-                guard let x = onNode.index(forKey: a.node) else { continue }
-                onNode.values[x].removeAll { $0 == j }
-                if onNode.values[x].isEmpty { onNode.remove(at: x) }
+                guard a.node < onNode.count, let x = onNode[a.node].firstIndex(of: j) else { continue }
+                onNode[a.node].remove(at: x)
             }
         }
     }
@@ -151,11 +151,8 @@ public struct RunningTable: Sendable {
         // Only spot work can be preempted: other work is not listed by node.
         if r.tier == .spot {
             for a in on {
-                if let x = onNode.index(forKey: a.node) {
-                    onNode.values[x].append(j)
-                } else {
-                    onNode[a.node] = [j]
-                }
+                if a.node >= onNode.count { onNode += Array(repeating: [], count: a.node + 1 - onNode.count) }
+                onNode[a.node].append(j)
             }
         }
     }
@@ -270,8 +267,7 @@ public struct RunningTable: Sendable {
         placedOn[j] = after
         if old.tier == .spot {
             for a in gone {
-                onNode[a.node]?.removeAll { $0 == j }
-                if onNode[a.node]?.isEmpty == true { onNode[a.node] = nil }
+                if a.node < onNode.count { onNode[a.node].removeAll { $0 == j } }
             }
         }
         return true
@@ -283,7 +279,7 @@ public struct RunningTable: Sendable {
     /// stopped. Worked out when a preemption looks at the node (rare), not kept for every
     /// node as work starts and ends.
     public func preemptible(on i: Int) -> [(jobs: [Int], gpus: [Int])] {
-        let listed = onNode[i] ?? []
+        let listed = i < onNode.count ? onNode[i] : []
         let here = listed.count < 2 ? listed : listed.sorted { slots[$0]!.id < slots[$1]!.id }
         var entries: [(jobs: [Int], gpus: [Int])] = []
         var shared: [Int: [Int]] = [:]
@@ -336,7 +332,8 @@ public struct RunningTable: Sendable {
             problems.append("running GPUs per org differ")
         }
         if outside != other.outside || sold != other.sold { problems.append("GPUs outside blocks or sold differ") }
-        let nodesWith = Set(onNode.keys).union(other.onNode.keys)
+        let nodesWith = Set(onNode.indices.filter { !onNode[$0].isEmpty }).union(
+            other.onNode.indices.filter { !other.onNode[$0].isEmpty })
         for i in nodesWith.sorted() {
             let a = preemptible(on: i).map { e in "\(e.jobs.map { self[$0].id })\(e.gpus)" }
             let b = other.preemptible(on: i).map { e in "\(e.jobs.map { other[$0].id })\(e.gpus)" }
