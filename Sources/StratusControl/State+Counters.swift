@@ -14,14 +14,30 @@ extension KeyedDecodingContainer {
 /// state's value: encoded as nothing, always equal. `valid` is false after decoding;
 /// `apply` rebuilds them first.
 public struct FleetCounters: Codable, Equatable, Sendable {
+    /// What one node adds to the totals: the places of its site, spot SKU and GPU model
+    /// in the totals' lists (-1: none), and its parts. Plain numbers, so that a node's
+    /// share is read, compared and written without retaining a string, and a total is
+    /// found by its place, not by hashing its key (this runs for every allocation's
+    /// start and end).
     struct NodeShare: Equatable, Sendable {
-        var site: SiteID?
+        var site: Int32 = -1
+        var sku: Int32 = -1
+        var model: Int32 = -1
         var watts: Int64 = 0
-        var sku: SKU?
         var gpus = 0
         var committed = 0
         var internalUsed = 0
+    }
+    /// A node's share with the keys it is counted under (what `State.share(of:)` works
+    /// out), before its keys are given places.
+    struct KeyedShare: Equatable, Sendable {
+        var site: SiteID?
+        var sku: SKU?
         var model = ""
+        var watts: Int64 = 0
+        var gpus = 0
+        var committed = 0
+        var internalUsed = 0
     }
     var valid = false
     /// The scheduler's indexes of racks, sites and blocks, and each node's (in `nodeOrder`).
@@ -46,9 +62,24 @@ public struct FleetCounters: Codable, Equatable, Sendable {
     var bidders = Set<JobID>()
     /// Positions (in `nodeOrder`) of nodes with GPUs shared on fractions.
     var sharedNodes = Set<Int>()
-    var wattsBySite: [SiteID: Int64] = [:]
-    var supply: [SKU: SpotMarket.Supply] = [:]
-    var internalUsed: [String: Int] = [:]
+    /// The totals, by place: watts per site, spot supply per SKU, internal use per model,
+    /// each key's place found through its dictionary (only when a share's keys change).
+    private(set) var sites: [SiteID] = []
+    private var sitePlaces: [SiteID: Int32] = [:]
+    private var siteWatts: [Int64] = []
+    private(set) var skus: [SKU] = []
+    private var skuPlaces: [SKU: Int32] = [:]
+    private var skuSupply: [SpotMarket.Supply] = []
+    private(set) var models: [String] = []
+    private var modelPlaces: [String: Int32] = [:]
+    private var modelInternal: [Int] = []
+
+    /// Power drawn per site (sites that never drew any may be missing, or zero).
+    var wattsBySite: [SiteID: Int64] { Dictionary(uniqueKeysWithValues: zip(sites, siteWatts)) }
+    /// GPUs in service and spoken for per spot SKU.
+    var supply: [SKU: SpotMarket.Supply] { Dictionary(uniqueKeysWithValues: zip(skus, skuSupply)) }
+    /// Internal-tier GPUs in use per model.
+    var internalUsed: [String: Int] { Dictionary(uniqueKeysWithValues: zip(models, modelInternal)) }
 
     public init() {}
 
@@ -61,55 +92,104 @@ public struct FleetCounters: Codable, Equatable, Sendable {
 
     public static func == (a: FleetCounters, b: FleetCounters) -> Bool { true }
 
-    mutating func remove(_ s: NodeShare) {
-        if let site = s.site, s.watts != 0 { wattsBySite[site, default: 0] -= s.watts }
-        if let sku = s.sku {
-            supply[sku, default: .init(gpus: 0, committed: 0)].gpus -= s.gpus
-            supply[sku]!.committed -= s.committed
+    /// `s` with its keys' places (given a place the first time each is seen).
+    mutating func placed(_ s: KeyedShare) -> NodeShare {
+        var out = NodeShare(watts: s.watts, gpus: s.gpus, committed: s.committed, internalUsed: s.internalUsed)
+        if let site = s.site {
+            if let at = sitePlaces[site] {
+                out.site = at
+            } else {
+                out.site = Int32(sites.count)
+                sitePlaces[site] = out.site
+                sites.append(site)
+                siteWatts.append(0)
+            }
         }
-        if s.internalUsed != 0 { internalUsed[s.model, default: 0] -= s.internalUsed }
+        if let sku = s.sku {
+            if let at = skuPlaces[sku] {
+                out.sku = at
+            } else {
+                out.sku = Int32(skus.count)
+                skuPlaces[sku] = out.sku
+                skus.append(sku)
+                skuSupply.append(.init(gpus: 0, committed: 0))
+            }
+        }
+        if let at = modelPlaces[s.model] {
+            out.model = at
+        } else {
+            out.model = Int32(models.count)
+            modelPlaces[s.model] = out.model
+            models.append(s.model)
+            modelInternal.append(0)
+        }
+        return out
     }
 
-    /// `old` becomes `new`: for the same node (same site, SKU and model) each total is
-    /// looked up once, and only when its part changed.
+    /// `s` with the places its keys have now (nil when one has none yet): for checks.
+    func existingPlaces(_ s: KeyedShare) -> NodeShare? {
+        var out = NodeShare(watts: s.watts, gpus: s.gpus, committed: s.committed, internalUsed: s.internalUsed)
+        if let site = s.site {
+            guard let at = sitePlaces[site] else { return nil }
+            out.site = at
+        }
+        if let sku = s.sku {
+            guard let at = skuPlaces[sku] else { return nil }
+            out.sku = at
+        }
+        guard let model = modelPlaces[s.model] else { return nil }
+        out.model = model
+        return out
+    }
+
+    mutating func remove(_ s: NodeShare) {
+        if s.site >= 0 { siteWatts[Int(s.site)] -= s.watts }
+        if s.sku >= 0 {
+            skuSupply[Int(s.sku)].gpus -= s.gpus
+            skuSupply[Int(s.sku)].committed -= s.committed
+        }
+        if s.model >= 0 { modelInternal[Int(s.model)] -= s.internalUsed }
+    }
+
+    /// `old` becomes `new`: for the same node (same site, SKU and model) only the parts
+    /// that changed are counted again.
     mutating func replace(_ old: NodeShare, with new: NodeShare) {
         guard old.site == new.site, old.sku == new.sku, old.model == new.model else {
             remove(old)
             add(new)
             return
         }
-        if let site = new.site, new.watts != old.watts { wattsBySite[site, default: 0] += new.watts - old.watts }
-        if let sku = new.sku, new.gpus != old.gpus || new.committed != old.committed {
-            func adjust(_ total: inout SpotMarket.Supply) {
-                total.gpus += new.gpus - old.gpus
-                total.committed += new.committed - old.committed
-            }
-            adjust(&supply[sku, default: .init(gpus: 0, committed: 0)])
+        if new.site >= 0, new.watts != old.watts { siteWatts[Int(new.site)] += new.watts - old.watts }
+        if new.sku >= 0, new.gpus != old.gpus || new.committed != old.committed {
+            skuSupply[Int(new.sku)].gpus += new.gpus - old.gpus
+            skuSupply[Int(new.sku)].committed += new.committed - old.committed
         }
-        if new.internalUsed != old.internalUsed { internalUsed[new.model, default: 0] += new.internalUsed - old.internalUsed }
+        if new.model >= 0, new.internalUsed != old.internalUsed {
+            modelInternal[Int(new.model)] += new.internalUsed - old.internalUsed
+        }
     }
 
     mutating func add(_ s: NodeShare) {
-        if let site = s.site, s.watts != 0 { wattsBySite[site, default: 0] += s.watts }
-        if let sku = s.sku {
-            supply[sku, default: .init(gpus: 0, committed: 0)].gpus += s.gpus
-            supply[sku]!.committed += s.committed
+        if s.site >= 0 { siteWatts[Int(s.site)] += s.watts }
+        if s.sku >= 0 {
+            skuSupply[Int(s.sku)].gpus += s.gpus
+            skuSupply[Int(s.sku)].committed += s.committed
         }
-        if s.internalUsed != 0 { internalUsed[s.model, default: 0] += s.internalUsed }
+        if s.model >= 0 { modelInternal[Int(s.model)] += s.internalUsed }
     }
 }
 
 extension State {
     /// What node `id` adds to the counters now.
-    func share(of id: NodeID) -> FleetCounters.NodeShare {
+    func share(of id: NodeID) -> FleetCounters.KeyedShare {
         guard let node = nodes[id] else { return .init() }
         return share(of: node, site: site(of: node), holders: gpuHolders[id], shares: gpuShares[id])
     }
 
     /// What `node` (in `site`, with GPU table `holders` and shared GPUs `shares`) adds to
     /// the counters.
-    func share(of node: Node, site: Site?, holders: [JobID?]?, shares: [Int: GPUShare]?) -> FleetCounters.NodeShare {
-        var s = FleetCounters.NodeShare(model: node.gpuModel)
+    func share(of node: Node, site: Site?, holders: [JobID?]?, shares: [Int: GPUShare]?) -> FleetCounters.KeyedShare {
+        var s = FleetCounters.KeyedShare(model: node.gpuModel)
         s.site = site?.id
         var held = shares?.count ?? 0
         for case .some in holders ?? [] { held += 1 }
@@ -175,16 +255,19 @@ extension State {
             if let site = counters.siteAt[k], held > 0 {
                 new.watts = Self.wallWatts(model: node.gpuModel, gpus: held, pueMilli: site.pueMilli)
             }
-            if new.sku != nil, delta.tier != .spot {
+            if new.sku >= 0, delta.tier != .spot {
                 new.committed += delta.gpus
                 if delta.tier == .internal { new.internalUsed += delta.gpus }
             }
-            assert(new == share(of: node, site: counters.siteAt[k], holders: holders, shares: shares), "recount delta")
+            assert(
+                new == counters.existingPlaces(share(of: node, site: counters.siteAt[k], holders: holders, shares: shares)),
+                "recount delta")
         } else if let node {
             // No closure here: one that reads `self` makes the optimizer copy the whole state.
             var site: Site?
             if let k { site = counters.siteAt[k] } else { site = self.site(of: node) }
-            new = share(of: node, site: site, holders: holders, shares: shares)
+            let keyed = share(of: node, site: site, holders: holders, shares: shares)
+            new = counters.placed(keyed)
         }
         if let k {
             let old = counters.shares[k]
@@ -231,7 +314,7 @@ extension State {
         }
         var c = FleetCounters()
         for id in nodeOrder {
-            let s = share(of: id)
+            let s = c.placed(share(of: id))
             c.add(s)
             c.shares.append(s)
         }
