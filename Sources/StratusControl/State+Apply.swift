@@ -1298,6 +1298,7 @@ extension State {
                 var region: String?
                 if let k { region = counters.siteAt[k]?.region.rawValue } else { region = self.region(ofNode: node) }
                 billing.count(usageEvent(record, region: region), now: at, into: &tally)
+                // (Checked here too: the allocation is not copied out for no SLA.)
                 if !slas.isEmpty { checkSLAs(job, job.allocations[i], record, at: at) }
             }
         }

@@ -64,22 +64,36 @@ public struct FleetCounters: Codable, Equatable, Sendable {
     var sharedNodes = Set<Int>()
     /// The totals, by place: watts per site, spot supply per SKU, internal use per model,
     /// each key's place found through its dictionary (only when a share's keys change).
-    private(set) var sites: [SiteID] = []
-    private var sitePlaces: [SiteID: Int32] = [:]
+    private var sites = Places<SiteID>()
     private var siteWatts: [Int64] = []
-    private(set) var skus: [SKU] = []
-    private var skuPlaces: [SKU: Int32] = [:]
+    private var skus = Places<SKU>()
     private var skuSupply: [SpotMarket.Supply] = []
-    private(set) var models: [String] = []
-    private var modelPlaces: [String: Int32] = [:]
+    private var models = Places<String>()
     private var modelInternal: [Int] = []
 
+    /// Keys numbered in the order they are first seen.
+    struct Places<Key: Hashable & Sendable>: Sendable {
+        private(set) var keys: [Key] = []
+        private var places: [Key: Int32] = [:]
+
+        /// The key's place, and whether it was just given one.
+        mutating func place(_ key: Key) -> (at: Int32, isNew: Bool) {
+            if let at = places[key] { return (at, false) }
+            let at = Int32(keys.count)
+            places[key] = at
+            keys.append(key)
+            return (at, true)
+        }
+
+        func existing(_ key: Key) -> Int32? { places[key] }
+    }
+
     /// Power drawn per site (sites that never drew any may be missing, or zero).
-    var wattsBySite: [SiteID: Int64] { Dictionary(uniqueKeysWithValues: zip(sites, siteWatts)) }
+    var wattsBySite: [SiteID: Int64] { Dictionary(uniqueKeysWithValues: zip(sites.keys, siteWatts)) }
     /// GPUs in service and spoken for per spot SKU.
-    var supply: [SKU: SpotMarket.Supply] { Dictionary(uniqueKeysWithValues: zip(skus, skuSupply)) }
+    var supply: [SKU: SpotMarket.Supply] { Dictionary(uniqueKeysWithValues: zip(skus.keys, skuSupply)) }
     /// Internal-tier GPUs in use per model.
-    var internalUsed: [String: Int] { Dictionary(uniqueKeysWithValues: zip(models, modelInternal)) }
+    var internalUsed: [String: Int] { Dictionary(uniqueKeysWithValues: zip(models.keys, modelInternal)) }
 
     public init() {}
 
@@ -96,33 +110,18 @@ public struct FleetCounters: Codable, Equatable, Sendable {
     mutating func placed(_ s: KeyedShare) -> NodeShare {
         var out = NodeShare(watts: s.watts, gpus: s.gpus, committed: s.committed, internalUsed: s.internalUsed)
         if let site = s.site {
-            if let at = sitePlaces[site] {
-                out.site = at
-            } else {
-                out.site = Int32(sites.count)
-                sitePlaces[site] = out.site
-                sites.append(site)
-                siteWatts.append(0)
-            }
+            let p = sites.place(site)
+            if p.isNew { siteWatts.append(0) }
+            out.site = p.at
         }
         if let sku = s.sku {
-            if let at = skuPlaces[sku] {
-                out.sku = at
-            } else {
-                out.sku = Int32(skus.count)
-                skuPlaces[sku] = out.sku
-                skus.append(sku)
-                skuSupply.append(.init(gpus: 0, committed: 0))
-            }
+            let p = skus.place(sku)
+            if p.isNew { skuSupply.append(.init(gpus: 0, committed: 0)) }
+            out.sku = p.at
         }
-        if let at = modelPlaces[s.model] {
-            out.model = at
-        } else {
-            out.model = Int32(models.count)
-            modelPlaces[s.model] = out.model
-            models.append(s.model)
-            modelInternal.append(0)
-        }
+        let p = models.place(s.model)
+        if p.isNew { modelInternal.append(0) }
+        out.model = p.at
         return out
     }
 
@@ -130,14 +129,14 @@ public struct FleetCounters: Codable, Equatable, Sendable {
     func existingPlaces(_ s: KeyedShare) -> NodeShare? {
         var out = NodeShare(watts: s.watts, gpus: s.gpus, committed: s.committed, internalUsed: s.internalUsed)
         if let site = s.site {
-            guard let at = sitePlaces[site] else { return nil }
+            guard let at = sites.existing(site) else { return nil }
             out.site = at
         }
         if let sku = s.sku {
-            guard let at = skuPlaces[sku] else { return nil }
+            guard let at = skus.existing(sku) else { return nil }
             out.sku = at
         }
-        guard let model = modelPlaces[s.model] else { return nil }
+        guard let model = models.existing(s.model) else { return nil }
         out.model = model
         return out
     }
